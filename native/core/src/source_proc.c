@@ -1,0 +1,382 @@
+/*
+ * source_proc.c - a live process, as ksmd sees it: the ranges KSM would
+ * scan (VmFlags "mg", or every compatible private range), the pages present
+ * there as anonymous memory (/proc/PID/pagemap), read in batches with
+ * process_vm_readv (never written).  Ranges are read again at every pass;
+ * an exited process (or a recycled pid) makes the source gone.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "procmaps.h"
+#include "sources.h"
+
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAP (1ull << 62)
+#define PM_FILE (1ull << 61)
+#define PM_PFN_MASK ((1ull << 55) - 1)
+#define KPF_THP 22
+
+struct proc_impl {
+  pid_t pid;
+  unsigned long long start_time; /* tells a recycled pid apart */
+  int pagemap_fd;
+  int kpageflags_fd;             /* -1 unless THP_ZERO_APART and root */
+  bool use_mem_file;             /* process_vm_readv unavailable */
+  int mem_fd;
+  uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) */
+  uint64_t ram_bytes;            /* QEMU -m, 0 if not QEMU */
+  /* pagemap entries of the last presence() window, reused by thp() */
+  uint64_t pm_addr;
+  size_t pm_n;
+  uint64_t pm[SP_BATCH_PAGES];
+};
+
+/* Reads a whole /proc file (they report size 0). */
+static int read_proc_file(const char *path, char **out, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  if (!buf) {
+    close(fd);
+    return -ENOMEM;
+  }
+  for (;;) {
+    if (n == cap) {
+      char *nb = realloc(buf, cap * 2 + 1);
+      if (!nb) {
+        free(buf);
+        close(fd);
+        return -ENOMEM;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t got = read(fd, buf + n, cap - n);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      int err = -errno;
+      free(buf);
+      close(fd);
+      return err;
+    }
+    if (!got) break;
+    n += (size_t)got;
+  }
+  close(fd);
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+/* Field 22 of /proc/PID/stat; the comm field may hold spaces and ')'. */
+static int read_start_time(pid_t pid, unsigned long long *out) {
+  char path[64], *text;
+  size_t len;
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int err = read_proc_file(path, &text, &len);
+  if (err) return err == -ENOENT ? -ESRCH : err;
+  char *p = strrchr(text, ')');
+  int field = 2;
+  err = -EINVAL;
+  while (p && *p) {
+    if (*p == ' ' && ++field == 22) {
+      *out = strtoull(p + 1, NULL, 10);
+      err = 0;
+      break;
+    }
+    p++;
+  }
+  free(text);
+  return err;
+}
+
+/* The PFN of the shared zero page, from a page of our own that maps it. */
+static uint64_t find_zero_pfn(void) {
+  uint64_t pfn = 0;
+  volatile char *p = mmap(NULL, SP_PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return 0;
+  (void)p[0]; /* a read fault maps the zero page */
+  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    uint64_t entry;
+    if (pread(fd, &entry, sizeof entry, (off_t)((uintptr_t)p / SP_PAGE_SIZE * 8)) == 8 &&
+        (entry & PM_PRESENT))
+      pfn = entry & PM_PFN_MASK;
+    close(fd);
+  }
+  munmap((void *)p, SP_PAGE_SIZE);
+  return pfn;
+}
+
+/* Would KSM scan this VMA (vma_ksm_compatible() plus the source's mode)? */
+static bool scannable(const struct sp_vma *v, uint32_t flags) {
+  if (v->special || v->end <= v->start) return false;
+  if (v->vmflags & (VMF_SH | VMF_PF | VMF_IO | VMF_DE | VMF_HT | VMF_MM))
+    return false;
+  if (v->perms[3] != 'p') return false;
+  if (flags & SP_PROC_ALL_ANON) return true;
+  return (v->vmflags & VMF_MG) != 0;
+}
+
+static int proc_ranges(struct sp_source *src, struct sp_range_spec **out,
+                       size_t *n) {
+  struct proc_impl *p = src->impl;
+  unsigned long long start_time;
+  *out = NULL;
+  *n = 0;
+  int err = read_start_time(p->pid, &start_time);
+  if (err) return err;
+  if (start_time != p->start_time) return -ESRCH; /* the pid was reused */
+
+  char path[64], *text;
+  size_t len;
+  snprintf(path, sizeof path, "/proc/%d/smaps", (int)p->pid);
+  err = read_proc_file(path, &text, &len);
+  if (err) return err == -ENOENT ? -ESRCH : err;
+  struct sp_vma *vmas;
+  size_t nv;
+  err = sp_smaps_parse(text, len, &vmas, &nv);
+  free(text);
+  if (err == -EINVAL && !len) err = 0; /* a zombie has no mappings */
+  if (err) return err;
+
+  struct sp_range_spec *specs = calloc(nv ? nv : 1, sizeof *specs);
+  if (!specs) {
+    free(vmas);
+    return -ENOMEM;
+  }
+  /* Guest RAM: the mergeable range as large as QEMU's -m (or the largest
+   * one at least that large: some builds pad the RAM block). */
+  long guest = -1;
+  if (p->ram_bytes) {
+    for (size_t i = 0; i < nv; i++) {
+      if (!scannable(&vmas[i], 0)) continue;
+      uint64_t size = vmas[i].end - vmas[i].start;
+      if (size == p->ram_bytes) {
+        guest = (long)i;
+        break;
+      }
+      if (size > p->ram_bytes && (guest < 0 || size > vmas[guest].end - vmas[guest].start))
+        guest = (long)i;
+    }
+  }
+  size_t count = 0;
+  for (size_t i = 0; i < nv; i++) {
+    bool is_guest = (long)i == guest;
+    if ((src->flags & SP_PROC_GUEST_RAM_ONLY) && !is_guest) continue;
+    if (!scannable(&vmas[i], src->flags)) continue;
+    specs[count++] = (struct sp_range_spec){
+        .start = vmas[i].start,
+        .npages = (vmas[i].end - vmas[i].start) / SP_PAGE_SIZE,
+        .flags = is_guest ? RANGE_F_GUEST_RAM : 0};
+  }
+  free(vmas);
+  if ((src->flags & SP_PROC_GUEST_RAM_ONLY) && guest < 0) {
+    free(specs);
+    return -ENOENT;
+  }
+  *out = specs;
+  *n = count;
+  return 0;
+}
+
+static int proc_presence(struct sp_source *src, uint64_t addr, size_t npages,
+                         uint8_t *flags) {
+  struct proc_impl *p = src->impl;
+  size_t bytes = npages * sizeof(uint64_t);
+  ssize_t got = pread(p->pagemap_fd, p->pm, bytes, (off_t)(addr / SP_PAGE_SIZE * 8));
+  if (got < 0) return errno == ESRCH ? -ESRCH : -errno;
+  size_t have = (size_t)got / sizeof(uint64_t);
+  p->pm_addr = addr;
+  p->pm_n = have;
+  for (size_t i = 0; i < npages; i++) {
+    uint64_t e = i < have ? p->pm[i] : 0;
+    uint64_t pfn = e & PM_PFN_MASK;
+    /* Present, anonymous (not page cache or shared memory), and not the
+     * zero page a read fault maps: what folio_walk hands to ksmd. */
+    bool present = (e & PM_PRESENT) && !(e & PM_FILE) &&
+                   !(p->zero_pfn && pfn == p->zero_pfn);
+    flags[i] = present ? PAGE_PRESENT : 0;
+  }
+  return 0;
+}
+
+static int proc_thp(struct sp_source *src, const struct sp_range *range,
+                    uint64_t first, size_t npages, const uint8_t *want,
+                    uint8_t *thp) {
+  struct proc_impl *p = src->impl;
+  uint64_t addr = range->start + first * SP_PAGE_SIZE;
+  if (p->kpageflags_fd < 0 || addr != p->pm_addr || npages > p->pm_n) return -ENODATA;
+  memset(thp, 0, npages);
+  size_t i = 0;
+  while (i < npages) {
+    if (!want[i] || !(p->pm[i] & PM_PFN_MASK)) {
+      i++;
+      continue;
+    }
+    /* One read per run of consecutive PFNs (a THP is 512 of them). */
+    uint64_t pfn0 = p->pm[i] & PM_PFN_MASK;
+    size_t j = i + 1;
+    while (j < npages && (p->pm[j] & PM_PFN_MASK) == pfn0 + (j - i)) j++;
+    uint64_t kf[SP_BATCH_PAGES];
+    ssize_t got = pread(p->kpageflags_fd, kf, (j - i) * 8, (off_t)(pfn0 * 8));
+    if (got < 0) return -errno;
+    for (size_t k = i; k < j && (k - i) * 8 < (size_t)got; k++)
+      thp[k] = (uint8_t)((kf[k - i] >> KPF_THP) & 1);
+    i = j;
+  }
+  return 0;
+}
+
+/* Reads single pages through /proc/PID/mem; used to isolate bad pages
+ * after a short vectored read, or when process_vm_readv is unavailable. */
+static int read_one(struct proc_impl *p, uint64_t addr, uint8_t *dst) {
+  if (!p->use_mem_file) {
+    struct iovec local = {dst, SP_PAGE_SIZE}, remote = {(void *)(uintptr_t)addr, SP_PAGE_SIZE};
+    ssize_t got = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
+    if (got == SP_PAGE_SIZE) return 0;
+    return got < 0 ? -errno : -EIO;
+  }
+  ssize_t got = pread(p->mem_fd, dst, SP_PAGE_SIZE, (off_t)addr);
+  if (got == SP_PAGE_SIZE) return 0;
+  return got < 0 ? -errno : -EIO;
+}
+
+static int proc_read(struct sp_source *src, const struct sp_range *range,
+                     uint64_t first, size_t npages, const uint8_t *want,
+                     uint8_t *buf, const void **ptrs) {
+  struct proc_impl *p = src->impl;
+  struct iovec local[SP_BATCH_PAGES], remote[SP_BATCH_PAGES];
+  size_t runs = 0, expect = 0;
+  for (size_t i = 0; i < npages;) {
+    if (!want[i]) {
+      i++;
+      continue;
+    }
+    size_t j = i;
+    while (j < npages && want[j]) j++;
+    local[runs] = (struct iovec){buf + i * SP_PAGE_SIZE, (j - i) * SP_PAGE_SIZE};
+    remote[runs] = (struct iovec){
+        (void *)(uintptr_t)(range->start + (first + i) * SP_PAGE_SIZE),
+        (j - i) * SP_PAGE_SIZE};
+    expect += (j - i) * SP_PAGE_SIZE;
+    runs++;
+    i = j;
+  }
+  if (!runs) return 0;
+  size_t done = 0;
+  if (!p->use_mem_file) {
+    ssize_t got = process_vm_readv(p->pid, local, runs, remote, runs, 0);
+    if (got < 0) {
+      if (errno == ESRCH) return -ESRCH;
+      if (errno == EPERM) return -EPERM;
+      if (errno == ENOSYS) p->use_mem_file = true;
+      got = 0;
+    }
+    done = (size_t)got;
+  }
+  /* Pages fully covered by the vectored read are good; the rest are read
+   * one by one so a single unmapped page does not lose the window. */
+  size_t offset = 0;
+  for (size_t i = 0; i < npages; i++) {
+    if (!want[i]) continue;
+    uint8_t *dst = buf + i * SP_PAGE_SIZE;
+    if (offset + SP_PAGE_SIZE <= done) {
+      ptrs[i] = dst;
+    } else {
+      int err = read_one(p, range->start + (first + i) * SP_PAGE_SIZE, dst);
+      if (err == -ESRCH) return -ESRCH;
+      ptrs[i] = err ? NULL : dst;
+    }
+    offset += SP_PAGE_SIZE;
+  }
+  return 0;
+}
+
+static void proc_destroy(struct sp_source *src) {
+  struct proc_impl *p = src->impl;
+  if (!p) return;
+  if (p->pagemap_fd >= 0) close(p->pagemap_fd);
+  if (p->kpageflags_fd >= 0) close(p->kpageflags_fd);
+  if (p->mem_fd >= 0) close(p->mem_fd);
+  free(p);
+}
+
+static const struct sp_source_ops proc_ops = {.ranges = proc_ranges,
+                                              .presence = proc_presence,
+                                              .read = proc_read,
+                                              .thp = proc_thp,
+                                              .destroy = proc_destroy};
+
+int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
+                   uint32_t *id_out) {
+  const uint32_t known = SP_PROC_ALL_ANON | SP_PROC_GUEST_RAM_ONLY | SP_PROC_THP_ZERO_APART;
+  if (!e || pid <= 0 || (flags & ~known)) return -EINVAL;
+  if (kill(pid, 0) && errno == ESRCH) return -ESRCH;
+
+  struct proc_impl *p = calloc(1, sizeof *p);
+  if (!p) return -ENOMEM;
+  p->pid = pid;
+  p->pagemap_fd = p->kpageflags_fd = p->mem_fd = -1;
+  int err = read_start_time(pid, &p->start_time);
+  char path[64];
+  if (!err) {
+    snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
+    p->pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (p->pagemap_fd < 0) err = errno == ENOENT ? -ESRCH : -errno;
+  }
+  if (!err) {
+    snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+    p->mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (p->mem_fd < 0) err = errno == ENOENT ? -ESRCH : -errno;
+  }
+  char comm[SP_NAME_MAX] = "";
+  if (!err) {
+    char *text;
+    size_t len;
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    if (read_proc_file(path, &text, &len) == 0) {
+      int is_qemu = 0;
+      p->ram_bytes = sp_qemu_ram_bytes(text, len, &is_qemu);
+      if (is_qemu && !p->ram_bytes) p->ram_bytes = 128ull << 20; /* QEMU's default */
+      free(text);
+    }
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    if (read_proc_file(path, &text, &len) == 0) {
+      if (len && text[len - 1] == '\n') text[--len] = '\0';
+      snprintf(comm, sizeof comm, "%s", text);
+      free(text);
+    }
+  }
+  if (err) {
+    proc_destroy(&(struct sp_source){.impl = p});
+    return err;
+  }
+  p->zero_pfn = find_zero_pfn();
+  if (flags & SP_PROC_THP_ZERO_APART)
+    p->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+
+  struct sp_source *src = sp_source_new(SP_SOURCE_PROCESS, name, comm[0] ? comm : "process");
+  if (!src) {
+    proc_destroy(&(struct sp_source){.impl = p});
+    return -ENOMEM;
+  }
+  src->pid = pid;
+  src->flags = flags;
+  src->ops = &proc_ops;
+  src->impl = p;
+  /* Permission to read its memory is checked now, not at the first scan:
+   * process_vm_readv needs the same ptrace access as /proc/PID/mem. */
+  return sp_source_attach(e, src, id_out);
+}

@@ -1,0 +1,288 @@
+/*
+ * stable.c - the stable index: merged pages, with chains and dups.
+ *
+ * Mirrors the kernel's stable tree (mm/ksm.c, 6.12): a content is found by
+ * hash, confirmed by a full compare.  Up to max_page_sharing mappings share
+ * one merged page (a regular node).  When a content has more, it becomes a
+ * chain whose dups are the merged pages of that content, each capped at
+ * max_page_sharing; stable_node_chains and stable_node_dups count them as
+ * the kernel does.  A merged page whose last mapping goes away is freed at
+ * once (the kernel notices its stale node lazily; the counters of a settled
+ * system are the same), and a chain left with one dup collapses back into a
+ * regular node, as stable_node_dup() does.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "hash.h"
+
+static uint32_t node_low(void *ctx, uint32_t id) {
+  return (uint32_t)((struct sp_engine *)ctx)->stable.nodes[id].hash;
+}
+
+int sp_stable_init(struct sp_engine *e) {
+  memset(&e->stable, 0, sizeof e->stable);
+  e->stable.free_head = SP_NIL;
+  sp_index_init(&e->stable.index, node_low, e);
+  return 0;
+}
+
+void sp_stable_free(struct sp_engine *e) {
+  sp_index_free(&e->stable.index);
+  free(e->stable.nodes);
+  memset(&e->stable, 0, sizeof e->stable);
+  e->stable.free_head = SP_NIL;
+}
+
+static uint32_t node_alloc(struct sp_engine *e, uint8_t kind, uint64_t hash) {
+  struct sp_stable *st = &e->stable;
+  uint32_t id = st->free_head;
+  if (id != SP_NIL) {
+    st->free_head = st->nodes[id].next;
+  } else {
+    if (st->nused == st->cap) {
+      size_t ncap = st->cap ? st->cap * 2 : 256;
+      struct sp_snode *n = realloc(st->nodes, ncap * sizeof *n);
+      if (!n) return SP_NIL;
+      st->nodes = n;
+      st->cap = ncap;
+    }
+    id = (uint32_t)st->nused++;
+  }
+  st->nodes[id] = (struct sp_snode){.hash = hash,
+                                    .members = SP_NIL,
+                                    .link = SP_NIL,
+                                    .next = SP_NIL,
+                                    .cache = SP_NIL,
+                                    .kind = kind};
+  return id;
+}
+
+static void node_free(struct sp_engine *e, uint32_t id) {
+  struct sp_snode *n = &e->stable.nodes[id];
+  if (n->cache != SP_NIL) sp_ccache_drop(&e->cache, n->cache);
+  n->kind = SN_FREE;
+  n->next = e->stable.free_head;
+  e->stable.free_head = id;
+}
+
+static inline struct sp_snode *N(struct sp_engine *e, uint32_t id) {
+  return &e->stable.nodes[id];
+}
+
+uint32_t sp_stable_content_of(const struct sp_engine *e, uint32_t node) {
+  const struct sp_snode *n = &e->stable.nodes[node];
+  return n->kind == SN_DUP ? n->link : node;
+}
+
+/* Tries each member of a merged page until one still holds the content
+ * (members are live memory: one may have been written since it merged). */
+static const void *member_contents(struct sp_engine *e, uint32_t node,
+                                   uint64_t hash) {
+  for (uint32_t m = N(e, node)->members; m != SP_NIL;
+       m = sp_rec_get(e, m)->next) {
+    const void *p = sp_read_ref(e, m, e->page_buf2);
+    if (p && sp_hash_page(p) == hash) return p;
+  }
+  return NULL;
+}
+
+const void *sp_stable_contents(struct sp_engine *e, uint32_t content) {
+  struct sp_snode *c = N(e, content);
+  if (c->cache != SP_NIL) return sp_ccache_get(&e->cache, c->cache);
+  const void *p = NULL;
+  if (c->kind == SN_CHAIN) {
+    for (uint32_t d = c->link; d != SP_NIL && !p; d = N(e, d)->next)
+      p = member_contents(e, d, c->hash);
+  } else {
+    p = member_contents(e, content, c->hash);
+  }
+  if (p) {
+    uint32_t entry = sp_ccache_put(e, content, p);
+    if (entry != SP_NIL) N(e, content)->cache = entry;
+  }
+  return p;
+}
+
+uint32_t sp_stable_find(struct sp_engine *e, const void *page, uint64_t hash) {
+  struct sp_index_probe probe;
+  sp_index_probe_init(&e->stable.index, hash, &probe);
+  for (;;) {
+    uint32_t id =
+        sp_index_probe_next(&e->stable.index, &probe, &e->page_compares);
+    if (id == SP_NIL) return SP_NIL;
+    if (N(e, id)->hash != hash) continue;
+    const void *contents = sp_stable_contents(e, id);
+    if (contents && sp_pages_equal(e, page, contents)) return id;
+  }
+}
+
+/* __is_page_sharing_candidate(): has a mapping and room for offset more. */
+static inline bool candidate(const struct sp_engine *e, const struct sp_snode *n,
+                             uint32_t offset) {
+  return n->count && n->count + offset < e->settings.max_page_sharing;
+}
+
+/* Replaces a chain that is down to one dup by that dup, as a regular node. */
+static void collapse(struct sp_engine *e, uint32_t chain, uint32_t dup) {
+  struct sp_snode *c = N(e, chain), *d = N(e, dup);
+  d->kind = SN_REGULAR;
+  d->link = d->next = SP_NIL;
+  d->cache = c->cache;
+  if (d->cache != SP_NIL) sp_ccache_rebind(&e->cache, d->cache, dup);
+  c->cache = SP_NIL;
+  sp_index_remove(&e->stable.index, (uint32_t)c->hash, chain);
+  /* Cannot fail: a slot was just freed. */
+  sp_index_insert(&e->stable.index, d->hash, dup);
+  node_free(e, chain);
+  e->stable_node_chains--;
+  e->stable_node_dups--;
+}
+
+uint32_t sp_stable_pick(struct sp_engine *e, uint32_t content) {
+  struct sp_snode *c = N(e, content);
+  if (c->kind == SN_REGULAR) return candidate(e, c, 0) ? content : SP_NIL;
+
+  /* stable_node_dup(): the first dup that can take another mapping, or,
+   * once per pass (the kernel: every stable_node_chains_prune_millisecs),
+   * the fullest one that can. */
+  bool prune = c->prune_seq != (uint32_t)e->seqnr;
+  if (prune) c->prune_seq = (uint32_t)e->seqnr;
+  uint32_t found = SP_NIL, prev_of_found = SP_NIL, prev = SP_NIL;
+  for (uint32_t d = c->link; d != SP_NIL; prev = d, d = N(e, d)->next) {
+    struct sp_snode *dn = N(e, d);
+    if (found == SP_NIL ||
+        (candidate(e, dn, 0) &&
+         (!candidate(e, N(e, found), 0) || dn->count > N(e, found)->count))) {
+      found = d;
+      prev_of_found = prev;
+      if (!prune && candidate(e, dn, 0)) break;
+    }
+  }
+  if (found == SP_NIL) return SP_NIL;
+  /* A dup that can take one more merge after this one moves to the head so
+   * the next search finds it first. */
+  if (prev_of_found != SP_NIL && candidate(e, N(e, found), 1)) {
+    N(e, prev_of_found)->next = N(e, found)->next;
+    N(e, found)->next = c->link;
+    c->link = found;
+  }
+  return candidate(e, N(e, found), 0) ? found : SP_NIL;
+}
+
+uint32_t sp_stable_insert(struct sp_engine *e, const void *page,
+                          uint64_t hash, uint32_t content) {
+  if (content == SP_NIL) content = sp_stable_find(e, page, hash);
+  if (content == SP_NIL) {
+    uint32_t id = node_alloc(e, SN_REGULAR, hash);
+    if (id == SP_NIL) return SP_NIL;
+    if (sp_index_insert(&e->stable.index, hash, id)) {
+      node_free(e, id);
+      return SP_NIL;
+    }
+    uint32_t entry = sp_ccache_put(e, id, page);
+    N(e, id)->cache = entry;
+    return id;
+  }
+
+  /* The content is there but full: add a dup, turning a regular node into
+   * a chain first (alloc_stable_node_chain() + stable_node_chain_add_dup()). */
+  if (N(e, content)->kind == SN_REGULAR) {
+    uint32_t chain = node_alloc(e, SN_CHAIN, hash);
+    if (chain == SP_NIL) return SP_NIL;
+    struct sp_snode *c = N(e, chain), *old = N(e, content);
+    c->cache = old->cache;
+    if (c->cache != SP_NIL) sp_ccache_rebind(&e->cache, c->cache, chain);
+    c->prune_seq = (uint32_t)e->seqnr;
+    old->cache = SP_NIL;
+    old->kind = SN_DUP;
+    old->link = chain;
+    old->next = SP_NIL;
+    c->link = content;
+    sp_index_remove(&e->stable.index, (uint32_t)hash, content);
+    sp_index_insert(&e->stable.index, hash, chain);
+    e->stable_node_chains++;
+    e->stable_node_dups++;
+    content = chain;
+  }
+  uint32_t dup = node_alloc(e, SN_DUP, hash);
+  if (dup == SP_NIL) return SP_NIL;
+  N(e, dup)->link = content;
+  N(e, dup)->next = N(e, content)->link;
+  N(e, content)->link = dup;
+  e->stable_node_dups++;
+  return dup;
+}
+
+void sp_stable_append(struct sp_engine *e, uint32_t node, uint32_t ref) {
+  struct sp_snode *n = N(e, node);
+  struct sp_rec *rec = sp_rec_get(e, ref);
+  struct sp_source *src = sp_rec_source(e, ref);
+  /* stable_tree_append(): the first mapping of a merged page counts as
+   * shared, every other one as sharing. */
+  if (n->count) e->pages_sharing++;
+  else e->pages_shared++;
+  n->count++;
+  rec->node = node;
+  rec->next = n->members;
+  n->members = ref;
+  sp_rec_set_state(rec, REC_STABLE);
+  src->merging_pages++;
+}
+
+void sp_stable_remove(struct sp_engine *e, uint32_t ref) {
+  struct sp_rec *rec = sp_rec_get(e, ref);
+  uint32_t node = rec->node;
+  struct sp_snode *n = N(e, node);
+  struct sp_source *src = sp_rec_source(e, ref);
+
+  /* Unlink from the member list (singly linked: at most max_page_sharing
+   * long, unlike a content's total mappings). */
+  uint32_t *link = &n->members;
+  while (*link != ref) link = &sp_rec_get(e, *link)->next;
+  *link = rec->next;
+  rec->next = SP_NIL;
+  rec->node = SP_NIL;
+  sp_rec_set_state(rec, REC_VOLATILE);
+  src->merging_pages--;
+
+  bool was_full = !candidate(e, n, 0) && n->count;
+  n->count--;
+  if (n->count) e->pages_sharing--;
+  else e->pages_shared--;
+  if (was_full && candidate(e, n, 0)) e->room_opened_seq = e->seqnr + 1;
+  if (n->count) return;
+
+  /* The merged page lost its last mapping: the kernel frees it. */
+  if (n->kind == SN_REGULAR) {
+    sp_index_remove(&e->stable.index, (uint32_t)n->hash, node);
+    node_free(e, node);
+    return;
+  }
+  uint32_t chain = n->link;
+  struct sp_snode *c = N(e, chain);
+  uint32_t *dl = &c->link;
+  while (*dl != node) dl = &N(e, *dl)->next;
+  *dl = n->next;
+  node_free(e, node);
+  e->stable_node_dups--;
+  c = N(e, chain);
+  if (c->link == SP_NIL) {
+    sp_index_remove(&e->stable.index, (uint32_t)c->hash, chain);
+    node_free(e, chain);
+    e->stable_node_chains--;
+  } else if (N(e, c->link)->next == SP_NIL) {
+    collapse(e, chain, c->link);
+  }
+}
+
+void sp_stable_clear(struct sp_engine *e) {
+  struct sp_stable *st = &e->stable;
+  for (size_t i = 0; i < st->nused; i++)
+    if (st->nodes[i].kind != SN_FREE && st->nodes[i].cache != SP_NIL)
+      sp_ccache_drop(&e->cache, st->nodes[i].cache);
+  sp_stable_free(e);
+  sp_stable_init(e);
+}

@@ -1,0 +1,23 @@
+/* unstable.h - the unstable index (private). */
+#ifndef SP_UNSTABLE_H
+#define SP_UNSTABLE_H
+
+#include "engine.h"
+
+void sp_unstable_init(struct sp_engine *e);
+/* Empties the index at the start of a full pass.  Records keep their
+ * REC_UNSTABLE state (and count in pages_unshared) until they are visited
+ * again, exactly as the kernel's lazily reset tree. */
+int sp_unstable_new_pass(struct sp_engine *e);
+/* Takes a record out of the unstable state (visit, merge, or page gone). */
+void sp_unstable_remove(struct sp_engine *e, uint32_t ref);
+/* unstable_tree_search_insert(): the indexed record whose page equals
+ * `page`, or, when there is none, inserts ref and returns SP_NIL.
+ * *partner_page receives the contents of the returned record's page. */
+uint32_t sp_unstable_search_insert(struct sp_engine *e, uint32_t ref,
+                                   const void *page, uint64_t hash,
+                                   const void **partner_page);
+/* True when ref sits in this pass's index (not a leftover). */
+bool sp_unstable_current(const struct sp_engine *e, const struct sp_rec *rec);
+
+#endif

@@ -1,0 +1,90 @@
+/* check.c - the test harness and shared helpers. */
+#include "check.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static jmp_buf test_env;
+static int in_test;
+static int passed, failed;
+
+void sp_check_fail(const char *file, int line, const char *expr) {
+  fprintf(stderr, "  %s:%d: check failed: %s\n", file, line, expr);
+  if (in_test) longjmp(test_env, 1);
+  abort();
+}
+
+void sp_check_fail_eq(const char *file, int line, const char *a, const char *b,
+                      long long va, long long vb) {
+  fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", file, line, a, b, va, vb);
+  if (in_test) longjmp(test_env, 1);
+  abort();
+}
+
+void sp_check_run(const char *name, void (*fn)(void)) {
+  in_test = 1;
+  if (setjmp(test_env) == 0) {
+    fn();
+    printf("ok %s\n", name);
+    passed++;
+  } else {
+    printf("FAIL %s\n", name);
+    failed++;
+  }
+  in_test = 0;
+  fflush(stdout);
+}
+
+int sp_check_done(void) {
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
+
+void *sp_test_pages(size_t npages) {
+  void *p = mmap(NULL, npages * SP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    perror("mmap");
+    abort();
+  }
+  return p;
+}
+
+void sp_test_free_pages(void *p, size_t npages) { munmap(p, npages * SP_PAGE_SIZE); }
+
+void sp_test_fill(void *page, uint64_t seed) {
+  uint64_t *w = page;
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+  for (size_t i = 0; i < SP_PAGE_SIZE / 8; i++) {
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    w[i] = x * 0x2545f4914f6cdd1dull;
+  }
+}
+
+sp_engine *sp_test_engine(int use_zero_pages, uint32_t max_page_sharing,
+                          int smart_scan, int lookahead) {
+  sp_settings s;
+  sp_settings_default(&s);
+  s.use_zero_pages = use_zero_pages;
+  s.max_page_sharing = max_page_sharing;
+  s.smart_scan = smart_scan;
+  s.lookahead = lookahead;
+  sp_engine *e;
+  if (sp_engine_create(&s, &e)) abort();
+  return e;
+}
+
+void sp_test_passes(sp_engine *e, int n) {
+  for (int i = 0; i < n; i++) CHECK_OK(sp_engine_pass(e));
+}
+
+sp_counters sp_test_counters(const sp_engine *e) {
+  sp_counters c;
+  sp_engine_counters(e, &c);
+  return c;
+}

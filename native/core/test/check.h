@@ -1,0 +1,50 @@
+/* check.h - a small test harness for the C core: checks that print both
+ * values, continue with the next test on failure, and count results. */
+#ifndef SP_CHECK_H
+#define SP_CHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "samepage.h"
+
+void sp_check_fail(const char *file, int line, const char *expr);
+void sp_check_fail_eq(const char *file, int line, const char *a, const char *b,
+                      long long va, long long vb);
+
+#define CHECK(c)                                                    \
+  do {                                                              \
+    if (!(c)) sp_check_fail(__FILE__, __LINE__, #c);                \
+  } while (0)
+#define CHECK_EQ(a, b)                                              \
+  do {                                                              \
+    long long va_ = (long long)(a), vb_ = (long long)(b);           \
+    if (va_ != vb_) sp_check_fail_eq(__FILE__, __LINE__, #a, #b, va_, vb_); \
+  } while (0)
+/* A call returning a negative errno must succeed. */
+#define CHECK_OK(call)                                              \
+  do {                                                              \
+    long long r_ = (long long)(call);                               \
+    if (r_ < 0) sp_check_fail_eq(__FILE__, __LINE__, #call, "0", r_, 0); \
+  } while (0)
+
+/* Runs one test function; a failed check ends that test only. */
+void sp_check_run(const char *name, void (*fn)(void));
+/* Prints "N passed, N failed" and returns the exit status. */
+int sp_check_done(void);
+
+/* ---- helpers shared by tests and the benchmark ---- */
+
+/* Page-aligned anonymous memory (MAP_PRIVATE|MAP_ANONYMOUS), zeroed. */
+void *sp_test_pages(size_t npages);
+void sp_test_free_pages(void *p, size_t npages);
+/* Fills a page with pseudo-random bytes from a 64-bit seed. */
+void sp_test_fill(void *page, uint64_t seed);
+/* An engine with default settings changed by the arguments. */
+sp_engine *sp_test_engine(int use_zero_pages, uint32_t max_page_sharing,
+                          int smart_scan, int lookahead);
+/* Runs n full passes. */
+void sp_test_passes(sp_engine *e, int n);
+sp_counters sp_test_counters(const sp_engine *e);
+
+#endif

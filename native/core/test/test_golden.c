@@ -1,0 +1,244 @@
+/* test_golden.c - hand-checked cases of the KSM rules (mm/ksm.c 6.12). */
+#include <errno.h>
+#include <string.h>
+
+#include "check.h"
+
+/* Two identical pages: merged on the second pass (a new page needs one
+ * visit to record its checksum).  general_profit = 4096 - 2 * 64. */
+static void two_identical_pages(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  unsigned char *mem = sp_test_pages(2);
+  sp_test_fill(mem, 7);
+  memcpy(mem + SP_PAGE_SIZE, mem, SP_PAGE_SIZE);
+  CHECK_OK(sp_add_memory(e, "two", mem, 2 * SP_PAGE_SIZE, NULL));
+
+  CHECK_EQ(sp_engine_pass(e), 2);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 0);
+  CHECK_EQ(c.pages_volatile, 2);
+  CHECK_EQ(c.rmap_items, 2);
+  CHECK_EQ(c.full_scans, 1);
+
+  sp_test_passes(e, 1);
+  c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 1);
+  CHECK_EQ(c.pages_unshared, 0);
+  CHECK_EQ(c.pages_volatile, 0);
+  CHECK_EQ(c.general_profit, 3968);
+  CHECK_EQ(c.full_scans, 2);
+  CHECK_EQ(c.pages_scanned, 4);
+
+  sp_source_info info;
+  CHECK_OK(sp_source_get(e, 0, &info));
+  CHECK_EQ(info.merging_pages, 2);
+  CHECK_EQ(info.rmap_items, 2);
+  CHECK_EQ(info.profit, 2 * 4096 - 2 * 64);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 2);
+}
+
+/* 300 copies, max_page_sharing 256: a chain with two merged pages of 256
+ * and 44 mappings. */
+static void chain_of_two_dups(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  unsigned char *mem = sp_test_pages(300);
+  for (int i = 0; i < 300; i++) sp_test_fill(mem + i * SP_PAGE_SIZE, 42);
+  CHECK_OK(sp_add_memory(e, "many", mem, 300 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 2);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 2);
+  CHECK_EQ(c.pages_sharing, 298);
+  CHECK_EQ(c.stable_node_chains, 1);
+  CHECK_EQ(c.stable_node_dups, 2);
+  /* Steady: more passes change nothing. */
+  sp_test_passes(e, 3);
+  sp_counters d = sp_test_counters(e);
+  CHECK_EQ(d.pages_shared, 2);
+  CHECK_EQ(d.pages_sharing, 298);
+  CHECK_EQ(d.stable_node_chains, 1);
+  CHECK_EQ(d.stable_node_dups, 2);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 300);
+}
+
+/* 257 copies: the 257th finds every merged page full and no twin in the
+ * unstable index, so it stays unshared (it cannot start a dup alone). */
+static void one_over_the_limit(void) {
+  sp_engine *e = sp_test_engine(0, 256, 0, 1);
+  unsigned char *mem = sp_test_pages(257);
+  for (int i = 0; i < 257; i++) sp_test_fill(mem + i * SP_PAGE_SIZE, 3);
+  CHECK_OK(sp_add_memory(e, "257", mem, 257 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 4);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 255);
+  CHECK_EQ(c.pages_unshared, 1);
+  CHECK_EQ(c.stable_node_chains, 0);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 257);
+}
+
+/* A page that changes between every two passes never merges. */
+static void changing_page_never_merges(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  unsigned char *mem = sp_test_pages(3);
+  sp_test_fill(mem, 1);
+  memcpy(mem + SP_PAGE_SIZE, mem, SP_PAGE_SIZE);
+  CHECK_OK(sp_add_memory(e, "churn", mem, 3 * SP_PAGE_SIZE, NULL));
+  for (int pass = 0; pass < 12; pass++) {
+    /* The third page alternates between the others' content and noise. */
+    if (pass % 2) memcpy(mem + 2 * SP_PAGE_SIZE, mem, SP_PAGE_SIZE);
+    else sp_test_fill(mem + 2 * SP_PAGE_SIZE, 1000 + (uint64_t)pass);
+    CHECK_OK(sp_engine_pass(e));
+  }
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 1); /* only the two stable pages */
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 3);
+}
+
+/* A merged page that is written leaves its merged page on its next visit
+ * (copy-on-write), and the merged page goes when its last mapping does. */
+static void written_page_leaves_group(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  unsigned char *mem = sp_test_pages(3);
+  for (int i = 0; i < 3; i++) sp_test_fill(mem + i * SP_PAGE_SIZE, 5);
+  CHECK_OK(sp_add_memory(e, "cow", mem, 3 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 2);
+  CHECK_EQ(sp_test_counters(e).pages_sharing, 2);
+  mem[2 * SP_PAGE_SIZE + 100] ^= 0xff;
+  sp_test_passes(e, 1);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 1);
+  CHECK_EQ(c.pages_volatile, 1);
+  mem[SP_PAGE_SIZE + 7] ^= 0x1;
+  sp_test_passes(e, 1);
+  c = sp_test_counters(e);
+  /* The first page still maps the merged page alone: one shared page. */
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 0);
+  mem[7] ^= 0x1;
+  sp_test_passes(e, 1);
+  c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 0);
+  CHECK_EQ(c.pages_sharing, 0);
+  CHECK_EQ(c.merged_contents, 0);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 3);
+}
+
+/* Zero pages: merged like any content with use_zero_pages=0, into the
+ * zero page with use_zero_pages=1 (ksm_zero_pages; the rmap_items go on
+ * the pass after). */
+static void zero_pages(void) {
+  unsigned char *mem = sp_test_pages(12);
+  sp_test_fill(mem + 10 * SP_PAGE_SIZE, 9);
+  sp_test_fill(mem + 11 * SP_PAGE_SIZE, 10);
+
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  CHECK_OK(sp_add_memory(e, "z", mem, 12 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 2);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 9);
+  CHECK_EQ(c.ksm_zero_pages, 0);
+  CHECK_EQ(c.pages_unshared, 2);
+  sp_engine_destroy(e);
+
+  e = sp_test_engine(1, 256, 1, 1);
+  CHECK_OK(sp_add_memory(e, "z", mem, 12 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 2);
+  c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 0);
+  CHECK_EQ(c.pages_sharing, 0);
+  CHECK_EQ(c.ksm_zero_pages, 10);
+  CHECK_EQ(c.rmap_items, 12);
+  CHECK_EQ(c.general_profit, 10 * 4096 - 12 * 64);
+  sp_test_passes(e, 1);
+  c = sp_test_counters(e);
+  CHECK_EQ(c.ksm_zero_pages, 10);
+  CHECK_EQ(c.rmap_items, 2);
+  CHECK_EQ(c.general_profit, 10 * 4096 - 2 * 64);
+  sp_source_info info;
+  CHECK_OK(sp_source_get(e, 0, &info));
+  CHECK_EQ(info.zero_pages, 10);
+  /* Writing a zero-merged page makes it a new page again. */
+  mem[3 * SP_PAGE_SIZE] = 1;
+  sp_test_passes(e, 1);
+  c = sp_test_counters(e);
+  CHECK_EQ(c.ksm_zero_pages, 9);
+  CHECK_EQ(c.rmap_items, 3);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 12);
+}
+
+/* max_page_sharing changes only while nothing is merged, as in sysfs. */
+static void max_page_sharing_busy(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  unsigned char *mem = sp_test_pages(2);
+  sp_test_fill(mem, 11);
+  memcpy(mem + SP_PAGE_SIZE, mem, SP_PAGE_SIZE);
+  CHECK_OK(sp_add_memory(e, "busy", mem, 2 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 2);
+  sp_settings s;
+  sp_engine_settings(e, &s);
+  s.max_page_sharing = 2;
+  CHECK_EQ(sp_engine_configure(e, &s), -EBUSY);
+  sp_engine_unmerge_all(e);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 0);
+  CHECK_EQ(c.full_scans, 0);
+  CHECK_EQ(c.rmap_items, 0);
+  CHECK_OK(sp_engine_configure(e, &s));
+  s.max_page_sharing = 1;
+  CHECK_EQ(sp_engine_configure(e, &s), -EINVAL);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 2);
+}
+
+/* ksmd's batches: pages_to_scan pages per step, a step ends at the end of
+ * a pass, and smart-scan skips are not charged. */
+static void steps_like_ksmd(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  unsigned char *mem = sp_test_pages(250);
+  for (int i = 0; i < 250; i++) sp_test_fill(mem + i * SP_PAGE_SIZE, (uint64_t)i + 100);
+  CHECK_OK(sp_add_memory(e, "steps", mem, 250 * SP_PAGE_SIZE, NULL));
+  CHECK_EQ(sp_engine_step(e, 100), 100);
+  CHECK_EQ(sp_engine_step(e, 100), 100);
+  CHECK_EQ(sp_engine_step(e, 100), 50); /* the pass ends */
+  CHECK_EQ(sp_test_counters(e).full_scans, 1);
+  /* Unique pages get skipped after their third visit: passes become
+   * cheaper, and skipped pages are counted. */
+  sp_test_passes(e, 10);
+  sp_counters c = sp_test_counters(e);
+  CHECK(c.pages_skipped > 0);
+  CHECK_EQ(c.pages_scanned + c.pages_skipped, 250 * 11);
+  CHECK_EQ(sp_engine_step(e, 0) <= 100, 1);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 250);
+}
+
+static void no_source_no_scan(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  CHECK_EQ(sp_engine_pass(e), -ENODATA);
+  CHECK_EQ(sp_remove_source(e, 5), -ENOENT);
+  CHECK_EQ(sp_add_memory(e, "bad", NULL, 4096, NULL), -EINVAL);
+  sp_engine_destroy(e);
+}
+
+int main(void) {
+  sp_check_run("two identical pages", two_identical_pages);
+  sp_check_run("300 copies make a chain of two dups", chain_of_two_dups);
+  sp_check_run("257 copies leave one unshared", one_over_the_limit);
+  sp_check_run("a changing page never merges", changing_page_never_merges);
+  sp_check_run("a written page leaves its group", written_page_leaves_group);
+  sp_check_run("zero pages with use_zero_pages 0 and 1", zero_pages);
+  sp_check_run("max_page_sharing is busy while merged", max_page_sharing_busy);
+  sp_check_run("steps like ksmd", steps_like_ksmd);
+  sp_check_run("errors without sources", no_source_no_scan);
+  return sp_check_done();
+}

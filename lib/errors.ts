@@ -105,10 +105,11 @@ export class UnsupportedFeatureError extends SamepageError {
   constructor(opts: { feature: string; since: string; kernel?: string; requires?: string } & ErrorDetails) {
     const kernel = opts.kernel ?? kernelRelease();
     const tooOld = !kernelAtLeast(kernel, opts.since);
-    const needs = opts.requires === undefined ? '' : ` built with ${opts.requires}`;
     const message = tooOld
-      ? `${opts.feature} is not supported by kernel ${kernel}: it needs Linux ${opts.since} or later${needs}; upgrade the kernel or do without it`
-      : `${opts.feature} is missing on kernel ${kernel} although Linux ${opts.since} added it: this kernel was built without it${needs}; use a kernel that has it`;
+      ? `${opts.feature} is not supported by kernel ${kernel}: it needs Linux ${opts.since} or later${opts.requires === undefined ? '' : ` with ${opts.requires}`}; upgrade the kernel or do without it`
+      : opts.requires === undefined
+        ? `${opts.feature} is missing on kernel ${kernel} although Linux ${opts.since} added it: this kernel was built without it; use a kernel that has it`
+        : `${opts.feature} is missing on kernel ${kernel}: it needs ${opts.requires}, which this kernel was built without; use a kernel built with ${opts.requires}`;
     super('UNSUPPORTED_FEATURE', message, opts);
     this.feature = opts.feature;
     this.since = opts.since;

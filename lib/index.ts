@@ -1,0 +1,56 @@
+// The public API of the samepage library.
+export * from './errors.js';
+export { kernelAtLeast, kernelRelease, parseKernelVersion } from './kernel.js';
+export {
+  COUNTER_NAMES,
+  COUNTER_SPECS,
+  SETTING_NAMES,
+  SETTING_SPECS,
+  formatSetting,
+  parseSettingInput,
+} from './ksm-files.js';
+export {
+  DEFAULT_KSM_ROOT,
+  readKsm,
+  readKsmCounters,
+  readKsmSettings,
+  restoreSettings,
+  setKsm,
+  snapshotSettings,
+} from './sysfs.js';
+export type {
+  AdvisorMode,
+  CounterName,
+  KsmCounters,
+  KsmOptions,
+  KsmSettings,
+  KsmSnapshot,
+  KsmState,
+  SettingName,
+  SettingValue,
+} from './sysfs.js';
+export {
+  USER_HZ,
+  findKsmd,
+  listPids,
+  readCmdline,
+  readComm,
+  readExe,
+  readKsmMergingPages,
+  readKsmStat,
+  readMaps,
+  readMeminfo,
+  readOpenFiles,
+  readProcStat,
+  readSmaps,
+  readSmapsRollup,
+  readStatus,
+  readVmstat,
+} from './procfs.js';
+export type { IdSet, KsmStat, Mapping, OpenFile, ProcStat, ProcStatus, SmapsEntry, Vmstat } from './procfs.js';
+export { parseKsmStat, parseMaps, parseSmaps } from './proc-parse.js';
+export { findGuestRam } from './guest-ram.js';
+export type { GuestRam } from './guest-ram.js';
+export { findVm, listVms } from './vms.js';
+export type { NameSource, Vm, VmDisk, VmOptions } from './vms.js';
+export { parseQemuArgs, parseQemuSize, splitOptionValue } from './qemu-cmdline.js';

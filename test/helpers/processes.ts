@@ -2,6 +2,7 @@
 // and a node process running as the unprivileged user nobody.
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +20,8 @@ let compiled: Promise<string> | undefined;
 export function mergeChildBinary(): Promise<string> {
   compiled ??= (async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'samepage-merge-child-'));
+    // The binary lives as long as this test process; remove it when the process exits.
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const out = path.join(dir, 'merge-child');
     try {
       await run('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, path.join(SOURCE_DIR, 'merge-child.c')]);

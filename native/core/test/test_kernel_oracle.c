@@ -1,0 +1,216 @@
+/* test_kernel_oracle.c - the kernel as oracle.  A child process fills
+ * mergeable memory (THP off) with a known mix; the engine predicts what
+ * KSM will do; then the real ksmd runs to convergence and the child's
+ * ksm_merging_pages, its ksm_zero_pages and the change in the host's
+ * counters must equal the prediction.  Host settings are saved first and
+ * restored after, also on failure (ksm_sysfs.c). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ksm_sysfs.h"
+
+/* The mix, in pages. */
+enum {
+  RUN_BLOCK = 64,   /* a block of distinct pages ... */
+  RUN_REPEATS = 8,  /* ... repeated: runs of shared pages */
+  HOT = 600,        /* one content over max_page_sharing: a chain */
+  AT_LIMIT = 257,   /* one more than a merged page can take */
+  ZEROS = 300,
+  UNIQUE = 500,
+  VOLATILE = 50,    /* rewritten all the time */
+  TOTAL = RUN_BLOCK * RUN_REPEATS + HOT + AT_LIMIT + ZEROS + UNIQUE + VOLATILE
+};
+
+static volatile unsigned char *volatile_pages;
+
+static void *rewrite_forever(void *arg) {
+  (void)arg;
+  for (uint64_t round = 1;; round++) {
+    for (int i = 0; i < VOLATILE; i++)
+      for (int w = 0; w < 8; w++)
+        ((volatile uint64_t *)(volatile_pages + (size_t)i * SP_PAGE_SIZE))[w * 64] = round * 1000003u + (uint64_t)i;
+    usleep(500);
+  }
+  return NULL;
+}
+
+struct child {
+  pid_t pid;
+  int release_fd;
+  uint64_t start; /* the mergeable region in the child */
+};
+
+static struct child spawn_mix(void) {
+  int ready[2], release[2];
+  CHECK_EQ(pipe(ready), 0);
+  CHECK_EQ(pipe(release), 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    close(ready[0]);
+    close(release[1]);
+    /* Exact page counts need small pages (see lab.md on THP). */
+    if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
+    unsigned char *m = sp_test_pages(TOTAL), *p = m;
+    for (int r = 0; r < RUN_REPEATS; r++)
+      for (int i = 0; i < RUN_BLOCK; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 100 + (uint64_t)i);
+    for (int i = 0; i < HOT; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 7);
+    for (int i = 0; i < AT_LIMIT; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 8);
+    for (int i = 0; i < ZEROS; i++, p += SP_PAGE_SIZE) memset(p, 0, SP_PAGE_SIZE), p[1] = 1, p[1] = 0;
+    for (int i = 0; i < UNIQUE; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 1000000 + (uint64_t)i);
+    volatile_pages = p;
+    for (int i = 0; i < VOLATILE; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 2000000 + (uint64_t)i);
+    if (madvise(m, (size_t)TOTAL * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
+    pthread_t t;
+    if (pthread_create(&t, NULL, rewrite_forever, NULL)) _exit(5);
+    uint64_t addr = (uintptr_t)m;
+    if (write(ready[1], &addr, sizeof addr) != sizeof addr) _exit(6);
+    char c;
+    while (read(release[0], &c, 1) > 0) {}
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  uint64_t addr = 0;
+  CHECK_EQ(read(ready[0], &addr, sizeof addr), sizeof addr);
+  close(ready[0]);
+  return (struct child){pid, release[1], addr};
+}
+
+static void end_child(struct child *ch) {
+  if (ch->pid <= 0) return;
+  kill(ch->pid, SIGKILL);
+  waitpid(ch->pid, NULL, 0);
+  close(ch->release_fd);
+  ch->pid = 0;
+}
+
+static struct child current;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void kernel_agrees(int use_zero_pages) {
+  int64_t mps = ksm_read("max_page_sharing"), smart = ksm_read("smart_scan");
+  CHECK(mps >= 2);
+  current = spawn_mix();
+
+  /* 1. The prediction, before KSM runs, with the host's own settings. */
+  sp_engine *e = sp_test_engine(use_zero_pages, (uint32_t)mps, smart > 0, 1);
+  CHECK_OK(sp_add_process(e, "mix", current.pid, 0, NULL));
+  for (int pass = 0; pass < 12; pass++) {
+    CHECK_OK(sp_engine_pass(e));
+    usleep(20000); /* like ksmd's sleep, so volatile pages look volatile */
+  }
+  sp_counters want = sp_test_counters(e);
+  sp_source_info src;
+  CHECK_OK(sp_source_get(e, 0, &src));
+  sp_engine_destroy(e);
+  printf("  predicted: shared %llu sharing %llu zero %llu chains %llu dups %llu merging %llu\n",
+         (unsigned long long)want.pages_shared, (unsigned long long)want.pages_sharing,
+         (unsigned long long)want.ksm_zero_pages, (unsigned long long)want.stable_node_chains,
+         (unsigned long long)want.stable_node_dups, (unsigned long long)src.merging_pages);
+
+  /* 2. The real thing.  run=2 first: it also drops stale stable nodes the
+   * kernel would otherwise prune lazily, which would blur the deltas. */
+  CHECK_OK(ksm_write("run", "2"));
+  int64_t base_shared = ksm_read("pages_shared"), base_sharing = ksm_read("pages_sharing");
+  int64_t base_zero = ksm_read("ksm_zero_pages"), base_chains = ksm_read("stable_node_chains");
+  int64_t base_dups = ksm_read("stable_node_dups");
+  CHECK_OK(ksm_write("use_zero_pages", use_zero_pages ? "1" : "0"));
+  CHECK_OK(ksm_write("pages_to_scan", "5000"));
+  CHECK_OK(ksm_write("sleep_millisecs", "10"));
+  CHECK_OK(ksm_write("run", "1"));
+  int64_t start_scans = ksm_read("full_scans"), last = -1, stable_since = -1;
+  double deadline = now() + 90;
+  while (now() < deadline) {
+    usleep(100000);
+    int64_t scans = ksm_read("full_scans") - start_scans;
+    int64_t merging = proc_read_number(current.pid, "ksm_merging_pages");
+    if (merging != last) {
+      last = merging;
+      stable_since = scans;
+    }
+    /* Settled: at least 8 passes, and nothing changed for the last 5. */
+    if (scans >= 8 && scans - stable_since >= 5) break;
+  }
+  int64_t merging = proc_read_number(current.pid, "ksm_merging_pages");
+  int64_t zero = proc_ksm_stat(current.pid, "ksm_zero_pages");
+  int64_t shared = ksm_read("pages_shared") - base_shared;
+  int64_t sharing = ksm_read("pages_sharing") - base_sharing;
+  int64_t zero_all = ksm_read("ksm_zero_pages") - base_zero;
+  int64_t chains = ksm_read("stable_node_chains") - base_chains;
+  int64_t dups = ksm_read("stable_node_dups") - base_dups;
+  printf("  kernel:    shared %lld sharing %lld zero %lld chains %lld dups %lld merging %lld"
+         " (after %lld full scans)\n",
+         (long long)shared, (long long)sharing, (long long)zero_all, (long long)chains,
+         (long long)dups, (long long)merging, (long long)(ksm_read("full_scans") - start_scans));
+  CHECK_EQ(merging, src.merging_pages);
+  CHECK_EQ(zero, src.zero_pages);
+
+  /* Nothing else merged meanwhile (else the host-wide figures would mix
+   * in other processes' pages): the host-wide changes and the child's own
+   * KSM pages, grouped by physical page, equal the prediction. */
+  int others = ksm_other_merging(current.pid);
+  if (others)
+    fprintf(stderr, "  %d other processes have KSM-merged pages: run this test on a host"
+            " where nothing else uses KSM\n", others);
+  CHECK_EQ(others, 0);
+  struct ksm_view view;
+  CHECK_OK(ksm_view_range(current.pid, current.start, TOTAL, &view));
+  CHECK_EQ(view.ksm_pages, src.merging_pages);
+  CHECK_EQ(view.ksm_pfns, want.pages_shared);
+  CHECK_EQ(view.ksm_pages - view.ksm_pfns, want.pages_sharing);
+  CHECK_EQ(view.contents_split, want.stable_node_chains);
+  CHECK_EQ(view.dups, want.stable_node_dups);
+  CHECK_EQ(shared, want.pages_shared);
+  CHECK_EQ(sharing, want.pages_sharing);
+  CHECK_EQ(zero_all, want.ksm_zero_pages);
+  CHECK_EQ(chains, want.stable_node_chains);
+  CHECK_EQ(dups, want.stable_node_dups);
+  /* And the prediction is the mix's arithmetic. */
+  uint64_t mps_u = (uint64_t)mps;
+  uint64_t hot_dups = (HOT + mps_u - 1) / mps_u;
+  uint64_t zero_dups = use_zero_pages ? 0 : (ZEROS + mps_u - 1) / mps_u;
+  CHECK_EQ(want.pages_shared, RUN_BLOCK + hot_dups + 1 + zero_dups);
+  CHECK_EQ(want.ksm_zero_pages, use_zero_pages ? ZEROS : 0);
+
+  end_child(&current);
+  CHECK_OK(ksm_write("run", "0"));
+}
+
+static void with_zero_pages_off(void) { kernel_agrees(0); }
+static void with_zero_pages_on(void) { kernel_agrees(1); }
+
+int main(void) {
+  if (getuid() != 0 || access("/sys/kernel/mm/ksm/run", W_OK)) {
+    fprintf(stderr, "test_kernel_oracle needs root and a kernel with KSM (/sys/kernel/mm/ksm)\n");
+    return 1;
+  }
+  int err = ksm_save_settings();
+  if (err) {
+    fprintf(stderr, "cannot take %s: %s\n", KSM_LOCK_PATH, strerror(-err));
+    return 1;
+  }
+  sp_check_run("kernel agrees, use_zero_pages=0", with_zero_pages_off);
+  end_child(&current);
+  ksm_restore_settings();
+  ksm_save_settings();
+  sp_check_run("kernel agrees, use_zero_pages=1", with_zero_pages_on);
+  end_child(&current);
+  ksm_restore_settings();
+  return sp_check_done();
+}

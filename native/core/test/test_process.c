@@ -1,0 +1,180 @@
+/* test_process.c - live processes as sources: a child with a known
+ * layout, a child that exits mid-scan, a caller without permission, and
+ * QEMU's guest RAM. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+struct child {
+  pid_t pid;
+  int release_fd; /* closing it lets the child exit */
+};
+
+/* Mergeable: 40 x A, 20 x B, 10 zero pages, 30 unique.
+ * Not mergeable (no MADV_MERGEABLE): 50 x C. */
+static struct child spawn_layout(void) {
+  int ready[2], release[2];
+  CHECK_EQ(pipe(ready), 0);
+  CHECK_EQ(pipe(release), 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    close(ready[0]);
+    close(release[1]);
+    unsigned char *m = sp_test_pages(100), *other = sp_test_pages(50);
+    for (int i = 0; i < 100; i++) {
+      unsigned char *p = m + (size_t)i * SP_PAGE_SIZE;
+      if (i < 40) sp_test_fill(p, 11);
+      else if (i < 60) sp_test_fill(p, 12);
+      else if (i < 70) memset(p, 0, SP_PAGE_SIZE), p[0] = 1, p[0] = 0; /* present */
+      else sp_test_fill(p, 5000 + (uint64_t)i);
+    }
+    for (int i = 0; i < 50; i++) sp_test_fill(other + (size_t)i * SP_PAGE_SIZE, 13);
+    if (madvise(m, 100 * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(3);
+    char c = 'R';
+    if (write(ready[1], &c, 1) != 1) _exit(4);
+    while (read(release[0], &c, 1) > 0) {}
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  char c;
+  CHECK_EQ(read(ready[0], &c, 1), 1);
+  close(ready[0]);
+  return (struct child){pid, release[1]};
+}
+
+static void end_child(struct child *ch) {
+  close(ch->release_fd);
+  waitpid(ch->pid, NULL, 0);
+}
+
+static void known_layout(void) {
+  struct child ch = spawn_layout();
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  uint32_t id;
+  CHECK_OK(sp_add_process(e, NULL, ch.pid, 0, &id));
+  sp_source_info info;
+  CHECK_OK(sp_source_get(e, 0, &info));
+  CHECK_EQ(info.pid, ch.pid);
+  CHECK_EQ(info.kind, SP_SOURCE_PROCESS);
+  CHECK_EQ(info.pages, 100);
+  sp_test_passes(e, 3);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 3);
+  CHECK_EQ(c.pages_sharing, 39 + 19 + 9);
+  CHECK_OK(sp_source_get(e, 0, &info));
+  CHECK_EQ(info.present_pages, 100);
+  CHECK_EQ(info.merging_pages, 70);
+  CHECK_EQ(info.rmap_items, 100);
+  CHECK_EQ(c.bytes_read >= 300 * SP_PAGE_SIZE, 1);
+
+  /* Every private anonymous range: the 50 copies of C join in. */
+  sp_engine *all = sp_test_engine(0, 256, 1, 1);
+  CHECK_OK(sp_add_process(all, NULL, ch.pid, SP_PROC_ALL_ANON, NULL));
+  sp_test_passes(all, 3);
+  sp_counters d = sp_test_counters(all);
+  CHECK(d.pages_sharing >= c.pages_sharing + 49);
+  sp_engine_destroy(all);
+  sp_engine_destroy(e);
+  end_child(&ch);
+}
+
+static void exits_mid_scan(void) {
+  struct child ch = spawn_layout();
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  CHECK_OK(sp_add_process(e, NULL, ch.pid, 0, NULL));
+  sp_test_passes(e, 2);
+  CHECK_EQ(sp_test_counters(e).pages_sharing, 67);
+  CHECK_OK(sp_engine_step(e, 10));
+  kill(ch.pid, SIGKILL);
+  waitpid(ch.pid, NULL, 0);
+  close(ch.release_fd);
+  /* The rest of the pass and the next: the pages go, nothing crashes. */
+  CHECK_OK(sp_engine_pass(e));
+  CHECK_OK(sp_engine_pass(e));
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 0);
+  CHECK_EQ(c.pages_sharing, 0);
+  CHECK_EQ(c.rmap_items, 0);
+  CHECK_EQ(c.pages_lost, 100);
+  sp_source_info info;
+  CHECK_OK(sp_source_get(e, 0, &info));
+  CHECK_EQ(info.error, -ESRCH);
+  CHECK_EQ(info.merging_pages, 0);
+  sp_engine_destroy(e);
+}
+
+static void missing_and_forbidden(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  CHECK_EQ(sp_add_process(e, NULL, 0x3ffffff0, 0, NULL), -ESRCH);
+  CHECK_EQ(sp_add_process(e, NULL, -1, 0, NULL), -EINVAL);
+  CHECK_EQ(sp_add_process(e, NULL, getpid(), 1u << 30, NULL), -EINVAL);
+  sp_engine_destroy(e);
+  if (getuid() != 0) return; /* the forbidden case needs root to drop */
+  /* A process running as nobody may not read root's memory. */
+  pid_t target = getpid();
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    if (setgid(65534) || setuid(65534)) _exit(10);
+    sp_engine *ne = sp_test_engine(0, 256, 1, 1);
+    int err = sp_add_process(ne, NULL, target, 0, NULL);
+    _exit(err == -EACCES || err == -EPERM ? 0 : 20);
+  }
+  int status;
+  CHECK_EQ(waitpid(pid, &status, 0), pid);
+  CHECK(WIFEXITED(status));
+  CHECK_EQ(WEXITSTATUS(status), 0);
+}
+
+/* A paused QEMU (-S needs no guest kernel) is recognised: its guest RAM
+ * range is the -m size. */
+static void qemu_guest_ram(void) {
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    execlp("qemu-system-x86_64", "qemu-system-x86_64", "-accel", "tcg", "-m", "64", "-S",
+           "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none", (char *)NULL);
+    _exit(127);
+  }
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  int err = -ESRCH;
+  /* QEMU maps its RAM while starting up. */
+  for (int tries = 0; tries < 100 && err; tries++) {
+    usleep(100000);
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      fprintf(stderr, "  qemu-system-x86_64 did not start (exit %d): install it with scripts/qemu/setup.sh\n",
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+      CHECK(0);
+    }
+    err = sp_add_process(e, "qemu", pid, SP_PROC_GUEST_RAM_ONLY, NULL);
+  }
+  CHECK_OK(err);
+  sp_source_info info;
+  CHECK_OK(sp_source_get(e, 0, &info));
+  CHECK_EQ(info.guest_ram_bytes, 64 << 20);
+  CHECK_EQ(info.ranges, 1);
+  CHECK_EQ(info.pages, (64 << 20) / SP_PAGE_SIZE);
+  CHECK_OK(sp_engine_pass(e));
+  sp_engine_destroy(e);
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+}
+
+int main(void) {
+  sp_check_run("a child with a known layout", known_layout);
+  sp_check_run("a child that exits mid-scan", exits_mid_scan);
+  sp_check_run("missing pid, bad flags, no permission", missing_and_forbidden);
+  sp_check_run("QEMU guest RAM", qemu_guest_ram);
+  return sp_check_done();
+}

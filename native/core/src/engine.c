@@ -85,7 +85,11 @@ void sp_engine_destroy(sp_engine *e) {
   if (!e) return;
   for (size_t i = 0; i < e->nsources; i++) {
     struct sp_source *src = e->sources[i];
-    for (size_t r = 0; r < src->nranges; r++) free(e->ranges[src->ranges[r]].chunks);
+    for (size_t r = 0; r < src->nranges; r++) {
+      struct sp_range *range = &e->ranges[src->ranges[r]];
+      for (size_t d = 0; d < range->ndir; d++) free(range->dir[d]);
+      free(range->dir);
+    }
     free(src->ranges);
     if (src->ops->destroy) src->ops->destroy(src);
     free(src);
@@ -130,15 +134,8 @@ int sp_engine_configure(sp_engine *e, const sp_settings *s) {
 void sp_engine_unmerge_all(sp_engine *e) {
   for (size_t i = 0; i < e->nsources; i++) {
     struct sp_source *src = e->sources[i];
-    for (size_t r = 0; r < src->nranges; r++) {
-      struct sp_range *range = &e->ranges[src->ranges[r]];
-      for (uint64_t p = 0; p < range->npages; p += SP_CHUNK_PAGES) {
-        for (uint64_t q = p; q < p + SP_CHUNK_PAGES && q < range->npages; q++) {
-          uint32_t ref = sp_rmap_lookup(e, src->ranges[r], q);
-          if (ref != SP_NIL) sp_rmap_forget(e, ref);
-        }
-      }
-    }
+    for (size_t r = 0; r < src->nranges; r++)
+      sp_range_forget_span(e, src->ranges[r], 0, e->ranges[src->ranges[r]].npages, false);
   }
   sp_stable_clear(e);
   sp_index_reset(&e->unstable, 0);

@@ -64,9 +64,15 @@ struct sp_range {
   uint64_t start;       /* address of the first page */
   uint64_t npages;
   uint64_t file_offset; /* dumps: where the first page is in the file */
-  uint32_t *chunks;     /* ceil(npages/64) chunk ids, SP_NIL when absent */
+  /* Chunk ids by chunk index, in blocks of SP_DIR_CHUNKS allocated on
+   * first use, so a sparse range of terabytes (a reserved heap, ASan's
+   * shadow) costs nothing where it has no pages. */
+  uint32_t **dir;
+  size_t ndir;
   bool in_use;
 };
+#define SP_DIR_SHIFT 12
+#define SP_DIR_CHUNKS (1u << SP_DIR_SHIFT) /* 4096 chunks = 1 GiB of pages */
 
 /* ---- sources ---------------------------------------------------------- */
 
@@ -99,6 +105,10 @@ struct sp_source_ops {
    * of a transparent huge page.  NULL op or error: unknown. */
   int (*thp)(struct sp_source *src, const struct sp_range *range,
              uint64_t first, size_t npages, const uint8_t *want, uint8_t *thp);
+  /* The address of the first page at or after addr (below end) that
+   * presence() would report present, or end.  NULL op or error: unknown. */
+  int (*next_present)(struct sp_source *src, uint64_t addr, uint64_t end,
+                      uint64_t *next);
   void (*destroy)(struct sp_source *src);
 };
 
@@ -257,6 +267,10 @@ void sp_rmap_locate(const struct sp_engine *e, uint32_t ref,
 uint32_t sp_rmap_next_page(const struct sp_engine *e, uint32_t ref);
 /* Takes a record out of every index and accounting (page gone). */
 void sp_rmap_forget(struct sp_engine *e, uint32_t ref);
+/* Forgets the records of pages [from, to) of a range; those that were
+ * rmap items count as lost when `lost`. */
+void sp_range_forget_span(struct sp_engine *e, uint32_t range_id,
+                          uint64_t from, uint64_t to, bool lost);
 /* Notes that a record became REC_NONE; frees empty chunks. */
 void sp_rmap_released(struct sp_engine *e, uint32_t ref);
 /* Range table management. */

@@ -18,6 +18,27 @@
 static inline size_t chunk_count(uint64_t npages) {
   return (size_t)((npages + SP_CHUNK_PAGES - 1) >> SP_CHUNK_SHIFT);
 }
+static inline size_t dir_count(uint64_t npages) {
+  return (chunk_count(npages) + SP_DIR_CHUNKS - 1) >> SP_DIR_SHIFT;
+}
+
+static inline uint32_t chunk_id(const struct sp_range *r, size_t ci) {
+  const uint32_t *block = r->dir[ci >> SP_DIR_SHIFT];
+  return block ? block[ci & (SP_DIR_CHUNKS - 1)] : SP_NIL;
+}
+
+/* Sets a chunk id, allocating its directory block; -ENOMEM. */
+static int set_chunk_id(struct sp_range *r, size_t ci, uint32_t id) {
+  uint32_t **slot = &r->dir[ci >> SP_DIR_SHIFT];
+  if (!*slot) {
+    if (id == SP_NIL) return 0;
+    *slot = malloc(SP_DIR_CHUNKS * sizeof **slot);
+    if (!*slot) return -ENOMEM;
+    memset(*slot, 0xff, SP_DIR_CHUNKS * sizeof **slot);
+  }
+  (*slot)[ci & (SP_DIR_CHUNKS - 1)] = id;
+  return 0;
+}
 
 static int grow(void **arr, size_t *cap, size_t need, size_t elem) {
   if (need <= *cap) return 0;
@@ -68,22 +89,27 @@ uint32_t sp_rmap_lookup(const struct sp_engine *e, uint32_t range_id,
                         uint64_t page) {
   const struct sp_range *r = &e->ranges[range_id];
   if (page >= r->npages) return SP_NIL;
-  uint32_t cid = r->chunks[page >> SP_CHUNK_SHIFT];
+  uint32_t cid = chunk_id(r, (size_t)(page >> SP_CHUNK_SHIFT));
   if (cid == SP_NIL) return SP_NIL;
   return cid << SP_CHUNK_SHIFT | (uint32_t)(page & (SP_CHUNK_PAGES - 1));
 }
 
 uint32_t sp_rmap_get_or_create(struct sp_engine *e, uint32_t range_id,
                                uint64_t page) {
-  struct sp_range *r = &e->ranges[range_id];
   size_t ci = (size_t)(page >> SP_CHUNK_SHIFT);
-  if (r->chunks[ci] == SP_NIL) {
-    uint32_t cid = chunk_alloc(e, range_id, (uint32_t)(ci << SP_CHUNK_SHIFT));
+  uint32_t cid = chunk_id(&e->ranges[range_id], ci);
+  if (cid == SP_NIL) {
+    /* Chunk refs keep the page index in 32 bits: ranges over 16 TiB are
+     * tracked in their first 16 TiB only. */
+    if (ci > UINT32_MAX >> SP_CHUNK_SHIFT) return SP_NIL;
+    cid = chunk_alloc(e, range_id, (uint32_t)(ci << SP_CHUNK_SHIFT));
     if (cid == SP_NIL) return SP_NIL;
-    e->ranges[range_id].chunks[ci] = cid;
+    if (set_chunk_id(&e->ranges[range_id], ci, cid)) {
+      chunk_free(e, cid);
+      return SP_NIL;
+    }
   }
-  return r->chunks[ci] << SP_CHUNK_SHIFT |
-         (uint32_t)(page & (SP_CHUNK_PAGES - 1));
+  return cid << SP_CHUNK_SHIFT | (uint32_t)(page & (SP_CHUNK_PAGES - 1));
 }
 
 void sp_rmap_locate(const struct sp_engine *e, uint32_t ref,
@@ -104,8 +130,7 @@ void sp_rmap_released(struct sp_engine *e, uint32_t ref) {
   uint32_t cid = ref >> SP_CHUNK_SHIFT;
   struct sp_chunk *c = e->chunks[cid];
   if (--c->live) return;
-  struct sp_range *r = &e->ranges[c->range];
-  r->chunks[c->first >> SP_CHUNK_SHIFT] = SP_NIL;
+  set_chunk_id(&e->ranges[c->range], c->first >> SP_CHUNK_SHIFT, SP_NIL);
   chunk_free(e, cid);
 }
 
@@ -152,66 +177,74 @@ int sp_range_create(struct sp_engine *e, uint32_t source_slot,
     id = (uint32_t)e->nranges++;
   }
   struct sp_range *r = &e->ranges[id];
-  size_t n = chunk_count(spec->npages);
-  uint32_t *chunks = malloc((n ? n : 1) * sizeof *chunks);
-  if (!chunks) return -ENOMEM;
-  memset(chunks, 0xff, (n ? n : 1) * sizeof *chunks);
+  size_t nd = dir_count(spec->npages);
+  uint32_t **dir = calloc(nd ? nd : 1, sizeof *dir);
+  if (!dir) return -ENOMEM;
   *r = (struct sp_range){.source = source_slot,
                          .flags = spec->flags,
                          .start = spec->start,
                          .npages = spec->npages,
                          .file_offset = spec->file_offset,
-                         .chunks = chunks,
+                         .dir = dir,
+                         .ndir = nd,
                          .in_use = true};
   *id_out = id;
   return 0;
 }
 
-/* Forgets the records of pages [from, npages) of a range. */
-static void forget_tail(struct sp_engine *e, uint32_t range_id,
-                        uint64_t from) {
+void sp_range_forget_span(struct sp_engine *e, uint32_t range_id,
+                          uint64_t from, uint64_t to, bool lost) {
   struct sp_range *r = &e->ranges[range_id];
-  for (size_t ci = (size_t)(from >> SP_CHUNK_SHIFT); ci < chunk_count(r->npages);
-       ci++) {
-    uint32_t cid = r->chunks[ci];
-    if (cid == SP_NIL) continue;
+  if (to > r->npages) to = r->npages;
+  if (from >= to) return;
+  size_t ci = (size_t)(from >> SP_CHUNK_SHIFT), last = (size_t)((to - 1) >> SP_CHUNK_SHIFT);
+  while (ci <= last) {
+    if (!r->dir[ci >> SP_DIR_SHIFT]) { /* a whole empty block */
+      ci = ((ci >> SP_DIR_SHIFT) + 1) << SP_DIR_SHIFT;
+      continue;
+    }
+    uint32_t cid = chunk_id(r, ci);
     uint64_t base = (uint64_t)ci << SP_CHUNK_SHIFT;
-    for (uint32_t s = 0; s < SP_CHUNK_PAGES; s++) {
-      if (base + s < from) continue;
-      /* The chunk may be freed by the last forget. */
-      if (r->chunks[ci] == SP_NIL) break;
+    for (uint32_t s = 0; cid != SP_NIL && s < SP_CHUNK_PAGES; s++) {
+      if (base + s < from || base + s >= to) continue;
       uint32_t ref = cid << SP_CHUNK_SHIFT | s;
       struct sp_rec *rec = sp_rec_get(e, ref);
       if (sp_rec_state(rec) == REC_NONE) continue;
-      if (rec->state & REC_F_ITEM) {
+      if (lost && (rec->state & REC_F_ITEM)) {
         e->pages_lost++;
         e->sources[r->source]->pages_lost++;
       }
       sp_rmap_forget(e, ref);
+      cid = chunk_id(r, ci); /* the last forget may free the chunk */
     }
+    ci++;
   }
 }
 
 int sp_range_resize(struct sp_engine *e, uint32_t range_id, uint64_t npages) {
   struct sp_range *r = &e->ranges[range_id];
-  if (npages < r->npages) forget_tail(e, range_id, npages);
-  size_t oldn = chunk_count(r->npages), n = chunk_count(npages);
-  if (n != oldn) {
-    uint32_t *chunks = realloc(r->chunks, (n ? n : 1) * sizeof *chunks);
-    if (!chunks) return -ENOMEM;
-    if (n > oldn) memset(chunks + oldn, 0xff, (n - oldn) * sizeof *chunks);
-    r = &e->ranges[range_id];
-    r->chunks = chunks;
+  if (npages < r->npages) sp_range_forget_span(e, range_id, npages, r->npages, true);
+  size_t oldn = r->ndir, n = dir_count(npages);
+  if (n > oldn) {
+    uint32_t **dir = realloc(r->dir, n * sizeof *dir);
+    if (!dir) return -ENOMEM;
+    memset(dir + oldn, 0, (n - oldn) * sizeof *dir);
+    r->dir = dir;
+  } else {
+    for (size_t i = n; i < oldn; i++) free(r->dir[i]);
   }
+  r->ndir = n;
   r->npages = npages;
   return 0;
 }
 
 void sp_range_destroy(struct sp_engine *e, uint32_t range_id) {
-  forget_tail(e, range_id, 0);
+  sp_range_forget_span(e, range_id, 0, e->ranges[range_id].npages, true);
   struct sp_range *r = &e->ranges[range_id];
-  free(r->chunks);
-  r->chunks = NULL;
+  for (size_t i = 0; i < r->ndir; i++) free(r->dir[i]);
+  free(r->dir);
+  r->dir = NULL;
+  r->ndir = 0;
   r->in_use = false;
 }
 
@@ -219,8 +252,12 @@ size_t sp_rmap_bytes(const struct sp_engine *e) {
   size_t bytes = 0;
   for (size_t i = 0; i < e->nchunks; i++)
     if (e->chunks[i]) bytes += sizeof(struct sp_chunk);
-  for (size_t i = 0; i < e->nranges; i++)
-    if (e->ranges[i].in_use)
-      bytes += chunk_count(e->ranges[i].npages) * sizeof(uint32_t);
+  for (size_t i = 0; i < e->nranges; i++) {
+    const struct sp_range *r = &e->ranges[i];
+    if (!r->in_use) continue;
+    bytes += r->ndir * sizeof *r->dir;
+    for (size_t d = 0; d < r->ndir; d++)
+      if (r->dir[d]) bytes += SP_DIR_CHUNKS * sizeof(uint32_t);
+  }
   return bytes;
 }

@@ -12,12 +12,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "procmaps.h"
 #include "sources.h"
+
+/* PAGEMAP_SCAN (6.7+), declared here because Debian 12's headers predate
+ * it; the ABI is fixed. */
+struct sp_page_region {
+  uint64_t start, end, categories;
+};
+struct sp_pm_scan_arg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define SP_PAGEMAP_SCAN _IOWR('f', 16, struct sp_pm_scan_arg)
+#define SP_PAGE_IS_FILE (1 << 2)
+#define SP_PAGE_IS_PRESENT (1 << 3)
+#define SP_PAGE_IS_PFNZERO (1 << 5)
 
 #define PM_PRESENT (1ull << 63)
 #define PM_SWAP (1ull << 62)
@@ -31,6 +46,7 @@ struct proc_impl {
   int pagemap_fd;
   int kpageflags_fd;             /* -1 unless THP_ZERO_APART and root */
   bool use_mem_file;             /* process_vm_readv unavailable */
+  bool no_pagemap_scan;          /* the kernel lacks PAGEMAP_SCAN */
   int mem_fd;
   uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) */
   uint64_t ram_bytes;            /* QEMU -m, 0 if not QEMU */
@@ -239,6 +255,31 @@ static int proc_thp(struct sp_source *src, const struct sp_range *range,
   return 0;
 }
 
+static int proc_next_present(struct sp_source *src, uint64_t addr, uint64_t end,
+                             uint64_t *next) {
+  struct proc_impl *p = src->impl;
+  if (p->no_pagemap_scan) return -EOPNOTSUPP;
+  struct sp_page_region region;
+  /* Present, not page cache, not the zero page: one page is enough. */
+  struct sp_pm_scan_arg arg = {.size = sizeof arg,
+                               .start = addr,
+                               .end = end,
+                               .vec = (uintptr_t)&region,
+                               .vec_len = 1,
+                               .max_pages = 1,
+                               .category_inverted = SP_PAGE_IS_FILE | SP_PAGE_IS_PFNZERO,
+                               .category_mask = SP_PAGE_IS_PRESENT | SP_PAGE_IS_FILE |
+                                                SP_PAGE_IS_PFNZERO,
+                               .return_mask = SP_PAGE_IS_PRESENT};
+  long got = ioctl(p->pagemap_fd, SP_PAGEMAP_SCAN, &arg);
+  if (got < 0) {
+    if (errno == ENOTTY || errno == EINVAL) p->no_pagemap_scan = true;
+    return -errno;
+  }
+  *next = got > 0 ? region.start : arg.walk_end;
+  return 0;
+}
+
 /* Reads single pages through /proc/PID/mem; used to isolate bad pages
  * after a short vectored read, or when process_vm_readv is unavailable. */
 static int read_one(struct proc_impl *p, uint64_t addr, uint8_t *dst) {
@@ -317,6 +358,7 @@ static const struct sp_source_ops proc_ops = {.ranges = proc_ranges,
                                               .presence = proc_presence,
                                               .read = proc_read,
                                               .thp = proc_thp,
+                                              .next_present = proc_next_present,
                                               .destroy = proc_destroy};
 
 int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,

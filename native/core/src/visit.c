@@ -87,9 +87,9 @@ static enum peek peek_partner(struct sp_engine *e, uint32_t partner,
   if (partner == SP_NIL) return PEEK_MISS;
   struct sp_rec *p = sp_rec_get(e, partner);
   unsigned state = sp_rec_state(p);
-  e->page_compares++;
   if (state == REC_STABLE) {
     uint32_t c = sp_stable_content_of(e, p->node);
+    e->page_compares++;
     if (e->stable.nodes[c].hash != hash) return PEEK_MISS;
     const void *contents = sp_stable_contents(e, c);
     if (!contents || !sp_pages_equal(e, page, contents)) return PEEK_MISS;
@@ -97,7 +97,7 @@ static enum peek peek_partner(struct sp_engine *e, uint32_t partner,
     return PEEK_STABLE;
   }
   if (state == REC_UNSTABLE && sp_unstable_current(e, p) &&
-      p->csum == (uint32_t)hash) {
+      (e->page_compares++, p->csum == (uint32_t)hash)) {
     const void *contents = sp_read_ref(e, partner, e->page_buf);
     if (contents && sp_pages_equal(e, page, contents)) return PEEK_UNSTABLE;
   }
@@ -278,6 +278,21 @@ int64_t sp_scan_window(struct sp_engine *e, struct sp_source *src,
   if (src->ops->presence) {
     int err = src->ops->presence(src, range->start + first * SP_PAGE_SIZE, n, flags);
     if (err) return err;
+    /* Nothing here: jump to the next present page in one go (sparse
+     * ranges can span terabytes). */
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++) any = flags[i] & PAGE_PRESENT;
+    uint64_t next;
+    if (!any && src->ops->next_present &&
+        src->ops->next_present(src, range->start + first * SP_PAGE_SIZE,
+                               range->start + range->npages * SP_PAGE_SIZE, &next) == 0) {
+      uint64_t next_page = (next - range->start) / SP_PAGE_SIZE;
+      if (next_page > first + n) {
+        sp_range_forget_span(e, range_id, first, next_page, true);
+        e->cur.page = next_page;
+        return 0;
+      }
+    }
   } else {
     memset(flags, PAGE_PRESENT, n);
   }

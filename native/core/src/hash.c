@@ -16,6 +16,7 @@
 #include "hash.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -47,6 +48,8 @@ static void init_keys(void) {
   for (size_t i = 0; i < LANES; i++) scramble_keys[i] = splitmix64(&state);
 }
 
+static void pick_accumulate(void);
+
 static inline uint64_t load64(const unsigned char *p) {
   uint64_t v;
   memcpy(&v, p, sizeof v); /* compiles to one unaligned load */
@@ -58,13 +61,17 @@ static inline uint64_t mul128_fold(uint64_t a, uint64_t b) {
   return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-/* The hot loop.  Written lane-wise so GCC and Clang vectorise it; the
- * target_clones attribute adds an AVX2 version picked at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang_analyzer__) && \
-    !defined(SP_NO_TARGET_CLONES)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void accumulate(uint64_t acc[LANES], const unsigned char *page) {
+static void scramble(uint64_t acc[LANES]) {
+  for (size_t l = 0; l < LANES; l++) {
+    uint64_t a = acc[l];
+    a ^= a >> 47;
+    a ^= scramble_keys[l];
+    acc[l] = a * 0x9e3779b1ull;
+  }
+}
+
+/* The reference loop: any machine, same result as the vector ones. */
+static void accumulate_scalar(uint64_t acc[LANES], const unsigned char *page) {
   for (size_t block = 0; block < BLOCKS; block++) {
     const unsigned char *b = page + block * STRIPES_PER_BLOCK * STRIPE_BYTES;
     for (size_t s = 0; s < STRIPES_PER_BLOCK; s++) {
@@ -76,18 +83,67 @@ static void accumulate(uint64_t acc[LANES], const unsigned char *page) {
         acc[l] += (keyed & 0xffffffffull) * (keyed >> 32);
       }
     }
-    /* Keep the lanes from drifting toward multiplicative bias. */
-    for (size_t l = 0; l < LANES; l++) {
-      uint64_t a = acc[l];
-      a ^= a >> 47;
-      a ^= scramble_keys[l];
-      acc[l] = a * 0x9e3779b1ull;
-    }
+    scramble(acc);
   }
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* AVX2: two registers of four lanes; _mm256_mul_epu32 is the 32x32->64
+ * multiply of each lane's low halves, the shuffle swaps neighbour lanes. */
+__attribute__((target("avx2"))) static void accumulate_avx2(uint64_t acc[LANES],
+                                                             const unsigned char *page) {
+  __m256i a0 = _mm256_loadu_si256((const __m256i *)acc);
+  __m256i a1 = _mm256_loadu_si256((const __m256i *)(acc + 4));
+  for (size_t block = 0; block < BLOCKS; block++) {
+    const unsigned char *b = page + block * STRIPES_PER_BLOCK * STRIPE_BYTES;
+    for (size_t s = 0; s < STRIPES_PER_BLOCK; s++) {
+      const unsigned char *stripe = b + s * STRIPE_BYTES;
+      __m256i d0 = _mm256_loadu_si256((const __m256i *)stripe);
+      __m256i d1 = _mm256_loadu_si256((const __m256i *)(stripe + 32));
+      __m256i k0 = _mm256_xor_si256(d0, _mm256_loadu_si256((const __m256i *)(keys + s)));
+      __m256i k1 = _mm256_xor_si256(d1, _mm256_loadu_si256((const __m256i *)(keys + s + 4)));
+      __m256i p0 = _mm256_mul_epu32(k0, _mm256_srli_epi64(k0, 32));
+      __m256i p1 = _mm256_mul_epu32(k1, _mm256_srli_epi64(k1, 32));
+      a0 = _mm256_add_epi64(a0, _mm256_add_epi64(p0, _mm256_shuffle_epi32(d0, 0x4e)));
+      a1 = _mm256_add_epi64(a1, _mm256_add_epi64(p1, _mm256_shuffle_epi32(d1, 0x4e)));
+    }
+    _mm256_storeu_si256((__m256i *)acc, a0);
+    _mm256_storeu_si256((__m256i *)(acc + 4), a1);
+    scramble(acc);
+    a0 = _mm256_loadu_si256((const __m256i *)acc);
+    a1 = _mm256_loadu_si256((const __m256i *)(acc + 4));
+  }
+}
+
+/* SSE2 is in every x86-64: four registers of two lanes. */
+static void accumulate_sse2(uint64_t acc[LANES], const unsigned char *page) {
+  __m128i a[4];
+  for (int r = 0; r < 4; r++) a[r] = _mm_loadu_si128((const __m128i *)(acc + 2 * r));
+  for (size_t block = 0; block < BLOCKS; block++) {
+    const unsigned char *b = page + block * STRIPES_PER_BLOCK * STRIPE_BYTES;
+    for (size_t s = 0; s < STRIPES_PER_BLOCK; s++) {
+      const unsigned char *stripe = b + s * STRIPE_BYTES;
+      for (int r = 0; r < 4; r++) {
+        __m128i d = _mm_loadu_si128((const __m128i *)(stripe + 16 * r));
+        __m128i k = _mm_xor_si128(d, _mm_loadu_si128((const __m128i *)(keys + s + 2 * r)));
+        __m128i p = _mm_mul_epu32(k, _mm_srli_epi64(k, 32));
+        a[r] = _mm_add_epi64(a[r], _mm_add_epi64(p, _mm_shuffle_epi32(d, 0x4e)));
+      }
+    }
+    for (int r = 0; r < 4; r++) _mm_storeu_si128((__m128i *)(acc + 2 * r), a[r]);
+    scramble(acc);
+    for (int r = 0; r < 4; r++) a[r] = _mm_loadu_si128((const __m128i *)(acc + 2 * r));
+  }
+}
+#endif
+
+typedef void (*accumulate_fn)(uint64_t acc[LANES], const unsigned char *page);
+static accumulate_fn accumulate = accumulate_scalar;
+
 uint64_t sp_hash_page(const void *page) {
-  pthread_once(&keys_once, init_keys);
+  pthread_once(&keys_once, pick_accumulate);
   uint64_t acc[LANES] = {
       0x243f6a8885a308d3ull, 0x13198a2e03707344ull, 0xa4093822299f31d0ull,
       0x082efa98ec4e6c89ull, 0x452821e638d01377ull, 0xbe5466cf34e90c6cull,
@@ -105,6 +161,28 @@ uint64_t sp_hash_page(const void *page) {
 static void init_zero_hash(void) {
   static const unsigned char zeros[4096];
   zero_hash = sp_hash_page(zeros);
+}
+
+static void pick_accumulate(void) {
+  init_keys();
+#if defined(__x86_64__)
+  accumulate = __builtin_cpu_supports("avx2") ? accumulate_avx2 : accumulate_sse2;
+  if (getenv("SAMEPAGE_HASH_SCALAR")) accumulate = accumulate_scalar;
+#endif
+}
+
+/* For tests: the three implementations must agree. */
+uint64_t sp_hash_page_with(const void *page, int impl) {
+  pthread_once(&keys_once, pick_accumulate);
+  accumulate_fn saved = accumulate;
+#if defined(__x86_64__)
+  accumulate = impl == 2 ? accumulate_avx2 : impl == 1 ? accumulate_sse2 : accumulate_scalar;
+#else
+  accumulate = accumulate_scalar;
+#endif
+  uint64_t h = sp_hash_page(page);
+  accumulate = saved;
+  return h;
 }
 
 uint64_t sp_hash_zero_page(void) {

@@ -8,6 +8,10 @@
  * the whole value orders the indexes; neither ever decides equality. */
 uint64_t sp_hash_page(const void *page);
 
+/* The same with a given implementation (0 scalar, 1 SSE2, 2 AVX2): tests
+ * check they agree.  Not thread-safe. */
+uint64_t sp_hash_page_with(const void *page, int impl);
+
 /* Hash of the all-zero page, computed once. */
 uint64_t sp_hash_zero_page(void);
 

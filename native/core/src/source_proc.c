@@ -299,7 +299,7 @@ static int proc_read(struct sp_source *src, const struct sp_range *range,
                      uint8_t *buf, const void **ptrs) {
   struct proc_impl *p = src->impl;
   struct iovec local[SP_BATCH_PAGES], remote[SP_BATCH_PAGES];
-  size_t runs = 0, expect = 0;
+  size_t runs = 0;
   for (size_t i = 0; i < npages;) {
     if (!want[i]) {
       i++;
@@ -311,7 +311,6 @@ static int proc_read(struct sp_source *src, const struct sp_range *range,
     remote[runs] = (struct iovec){
         (void *)(uintptr_t)(range->start + (first + i) * SP_PAGE_SIZE),
         (j - i) * SP_PAGE_SIZE};
-    expect += (j - i) * SP_PAGE_SIZE;
     runs++;
     i = j;
   }

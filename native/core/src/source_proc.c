@@ -1,9 +1,14 @@
 /*
  * source_proc.c - a live process, as ksmd sees it: the ranges KSM would
  * scan (VmFlags "mg", or every compatible private range), the pages present
- * there as anonymous memory (/proc/PID/pagemap), read in batches with
- * process_vm_readv (never written).  Ranges are read again at every pass;
- * an exited process (or a recycled pid) makes the source gone.
+ * there as anonymous memory (/proc/PID/pagemap), read in runs through
+ * /proc/PID/mem (never written).  Ranges are read again at every pass; an
+ * exited process (or a recycled pid) makes the source gone.
+ *
+ * Not process_vm_readv(): it pins the pages it reads, and pinning a KSM
+ * page unshares it (gup_must_unshare()), so reading a VM that way would
+ * undo the merging we measure.  /proc/PID/mem takes plain references.
+ * test_kernel_oracle checks that a scan leaves the merged pages merged.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,7 +19,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "procmaps.h"
@@ -45,7 +49,6 @@ struct proc_impl {
   unsigned long long start_time; /* tells a recycled pid apart */
   int pagemap_fd;
   int kpageflags_fd;             /* -1 unless THP_ZERO_APART and root */
-  bool use_mem_file;             /* process_vm_readv unavailable */
   bool no_pagemap_scan;          /* the kernel lacks PAGEMAP_SCAN */
   int mem_fd;
   uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) */
@@ -280,26 +283,24 @@ static int proc_next_present(struct sp_source *src, uint64_t addr, uint64_t end,
   return 0;
 }
 
-/* Reads single pages through /proc/PID/mem; used to isolate bad pages
- * after a short vectored read, or when process_vm_readv is unavailable. */
-static int read_one(struct proc_impl *p, uint64_t addr, uint8_t *dst) {
-  if (!p->use_mem_file) {
-    struct iovec local = {dst, SP_PAGE_SIZE}, remote = {(void *)(uintptr_t)addr, SP_PAGE_SIZE};
-    ssize_t got = process_vm_readv(p->pid, &local, 1, &remote, 1, 0);
-    if (got == SP_PAGE_SIZE) return 0;
-    return got < 0 ? -errno : -EIO;
+/* Whole pages read from addr; ESRCH once the process is gone.  The
+ * kernel stops at the first page it cannot read. */
+static ssize_t read_mem(struct proc_impl *p, uint64_t addr, uint8_t *dst, size_t bytes) {
+  size_t done = 0;
+  while (done < bytes) {
+    ssize_t got = pread(p->mem_fd, dst + done, bytes - done, (off_t)(addr + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return done ? (ssize_t)done : -errno;
+    if (got == 0) break;
+    done += (size_t)got;
   }
-  ssize_t got = pread(p->mem_fd, dst, SP_PAGE_SIZE, (off_t)addr);
-  if (got == SP_PAGE_SIZE) return 0;
-  return got < 0 ? -errno : -EIO;
+  return (ssize_t)done;
 }
 
 static int proc_read(struct sp_source *src, const struct sp_range *range,
                      uint64_t first, size_t npages, const uint8_t *want,
                      uint8_t *buf, const void **ptrs) {
   struct proc_impl *p = src->impl;
-  struct iovec local[SP_BATCH_PAGES], remote[SP_BATCH_PAGES];
-  size_t runs = 0;
   for (size_t i = 0; i < npages;) {
     if (!want[i]) {
       i++;
@@ -307,39 +308,23 @@ static int proc_read(struct sp_source *src, const struct sp_range *range,
     }
     size_t j = i;
     while (j < npages && want[j]) j++;
-    local[runs] = (struct iovec){buf + i * SP_PAGE_SIZE, (j - i) * SP_PAGE_SIZE};
-    remote[runs] = (struct iovec){
-        (void *)(uintptr_t)(range->start + (first + i) * SP_PAGE_SIZE),
-        (j - i) * SP_PAGE_SIZE};
-    runs++;
+    /* One read per run of wanted pages; after a failure, page by page, so
+     * one unmapped page does not lose the run. */
+    uint64_t addr = range->start + (first + i) * SP_PAGE_SIZE;
+    ssize_t got = read_mem(p, addr, buf + i * SP_PAGE_SIZE, (j - i) * SP_PAGE_SIZE);
+    if (got == -ESRCH) return -ESRCH;
+    size_t whole = got > 0 ? (size_t)got / SP_PAGE_SIZE : 0;
+    for (size_t k = i; k < j; k++) {
+      uint8_t *dst = buf + k * SP_PAGE_SIZE;
+      if (k - i < whole) {
+        ptrs[k] = dst;
+        continue;
+      }
+      ssize_t one = read_mem(p, range->start + (first + k) * SP_PAGE_SIZE, dst, SP_PAGE_SIZE);
+      if (one == -ESRCH) return -ESRCH;
+      ptrs[k] = one == SP_PAGE_SIZE ? dst : NULL;
+    }
     i = j;
-  }
-  if (!runs) return 0;
-  size_t done = 0;
-  if (!p->use_mem_file) {
-    ssize_t got = process_vm_readv(p->pid, local, runs, remote, runs, 0);
-    if (got < 0) {
-      if (errno == ESRCH) return -ESRCH;
-      if (errno == EPERM) return -EPERM;
-      if (errno == ENOSYS) p->use_mem_file = true;
-      got = 0;
-    }
-    done = (size_t)got;
-  }
-  /* Pages fully covered by the vectored read are good; the rest are read
-   * one by one so a single unmapped page does not lose the window. */
-  size_t offset = 0;
-  for (size_t i = 0; i < npages; i++) {
-    if (!want[i]) continue;
-    uint8_t *dst = buf + i * SP_PAGE_SIZE;
-    if (offset + SP_PAGE_SIZE <= done) {
-      ptrs[i] = dst;
-    } else {
-      int err = read_one(p, range->start + (first + i) * SP_PAGE_SIZE, dst);
-      if (err == -ESRCH) return -ESRCH;
-      ptrs[i] = err ? NULL : dst;
-    }
-    offset += SP_PAGE_SIZE;
   }
   return 0;
 }
@@ -418,6 +403,6 @@ int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
   src->ops = &proc_ops;
   src->impl = p;
   /* Permission to read its memory is checked now, not at the first scan:
-   * process_vm_readv needs the same ptrace access as /proc/PID/mem. */
+   * opening /proc/PID/mem above needed ptrace access. */
   return sp_source_attach(e, src, id_out);
 }

@@ -92,6 +92,9 @@ void ksm_restore_settings(void) {
       snprintf(bracket, sizeof bracket, "%.*s", (int)(close_b - open_b - 1), open_b + 1);
       value = bracket;
     }
+    /* A test that ran KSM leaves no merged pages behind: when KSM was off,
+     * unmerge (run=2) before switching it off again. */
+    if (!strcmp(writable[i], "run") && !strcmp(value, "0")) ksm_write("run", "2");
     int err = ksm_write(writable[i], value);
     if (err == -EBUSY) {
       /* max_page_sharing/merge_across_nodes need no merged pages: unmerge
@@ -133,7 +136,6 @@ int ksm_save_settings(void) {
 }
 
 #include <dirent.h>
-#include <sys/uio.h>
 
 #include "samepage.h"
 
@@ -160,11 +162,13 @@ int ksm_view_range(int pid, uint64_t start, uint64_t npages, struct ksm_view *ou
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/pagemap", pid);
   int pm = open(path, O_RDONLY), kf = open("/proc/kpageflags", O_RDONLY);
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  int mem = open(path, O_RDONLY);
   uint64_t *entries = calloc(npages, sizeof *entries);
   struct pfn_entry *pfns = calloc(npages, sizeof *pfns);
   unsigned char page[SP_PAGE_SIZE];
   int err = 0;
-  if (pm < 0 || kf < 0 || !entries || !pfns) {
+  if (pm < 0 || kf < 0 || mem < 0 || !entries || !pfns) {
     err = -EACCES;
     goto out;
   }
@@ -178,8 +182,9 @@ int ksm_view_range(int pid, uint64_t start, uint64_t npages, struct ksm_view *ou
     uint64_t pfn = entries[i] & PM_PFN, flags = 0;
     if (pread(kf, &flags, 8, (off_t)(pfn * 8)) != 8) continue;
     if (!((flags >> KPF_KSM) & 1)) continue;
-    struct iovec local = {page, SP_PAGE_SIZE}, remote = {(void *)(uintptr_t)(start + i * SP_PAGE_SIZE), SP_PAGE_SIZE};
-    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != SP_PAGE_SIZE) continue;
+    /* /proc/PID/mem, not process_vm_readv: the latter pins pages, and
+     * pinning a KSM page for reading unshares it (gup_must_unshare()). */
+    if (pread(mem, page, SP_PAGE_SIZE, (off_t)(start + i * SP_PAGE_SIZE)) != SP_PAGE_SIZE) continue;
     out->ksm_pages++;
     pfns[n++] = (struct pfn_entry){pfn, sp_page_hash(page), 1};
   }
@@ -206,6 +211,7 @@ int ksm_view_range(int pid, uint64_t start, uint64_t npages, struct ksm_view *ou
 out:
   if (pm >= 0) close(pm);
   if (kf >= 0) close(kf);
+  if (mem >= 0) close(mem);
   free(entries);
   free(pfns);
   return err;

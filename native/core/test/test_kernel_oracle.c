@@ -161,6 +161,7 @@ static void kernel_agrees(int use_zero_pages) {
   CHECK_EQ(merging, src.merging_pages);
   CHECK_EQ(zero, src.zero_pages);
 
+
   /* Nothing else merged meanwhile (else the host-wide figures would mix
    * in other processes' pages): the host-wide changes and the child's own
    * KSM pages, grouped by physical page, equal the prediction. */
@@ -181,6 +182,29 @@ static void kernel_agrees(int use_zero_pages) {
   CHECK_EQ(zero_all, want.ksm_zero_pages);
   CHECK_EQ(chains, want.stable_node_chains);
   CHECK_EQ(dups, want.stable_node_dups);
+
+  /* The library's live view of the child says the same: its KSM pages,
+   * and as the only KSM user, all of pages_sharing as its fair share. */
+  sp_live_process live;
+  CHECK_OK(sp_live_processes(&current.pid, 1, 0, &live));
+  printf("  live: error %d present %llu ksm %llu zero %llu thp %llu saved %.1f\n", live.error, (unsigned long long)live.present_pages, (unsigned long long)live.ksm_pages, (unsigned long long)live.zero_pages, (unsigned long long)live.thp_pages, live.saved_pages);
+  CHECK_EQ(live.error, 0);
+  CHECK_EQ(live.ksm_pages, src.merging_pages);
+  CHECK_EQ((long long)(live.saved_pages + 0.5), want.pages_sharing);
+  /* KSM zero pages are still present, mapped to the zero page. */
+  CHECK_EQ(live.present_pages, (uint64_t)TOTAL);
+  CHECK_EQ(live.zero_pages, src.zero_pages);
+
+  /* Scanning a process must not undo its merging (reading it with
+   * process_vm_readv would: pinning unshares KSM pages). */
+  sp_engine *again = sp_test_engine(use_zero_pages, (uint32_t)mps, smart > 0, 1);
+  CHECK_OK(sp_add_process(again, "mix", current.pid, 0, NULL));
+  sp_test_passes(again, 2);
+  sp_engine_destroy(again);
+  sp_live_process after;
+  CHECK_OK(sp_live_processes(&current.pid, 1, 0, &after));
+  CHECK_EQ(after.ksm_pages, live.ksm_pages);
+
   /* And the prediction is the mix's arithmetic. */
   uint64_t mps_u = (uint64_t)mps;
   uint64_t hot_dups = (HOT + mps_u - 1) / mps_u;

@@ -1,0 +1,219 @@
+// Reads the page-flag hint table a guest kernel with native/kernel patch 0003 (CONFIG_PAGE_HINTS,
+// booted with page_hints=<size>@<gpa>[,<ms>]) keeps in a reserved hole of its RAM, from the host:
+// straight out of the QEMU process through /proc/PID/mem at (host address of guest RAM + gpa).
+// The layout is the kernel's include/uapi/linux/page_hints.h; native/kernel/README.md has it too.
+import { open } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SamepageError, fromSystemError } from './errors.js';
+import type { ErrorCode, ErrorDetails } from './errors.js';
+import { findGuestRam } from './guest-ram.js';
+
+export const HINT_MAGIC = 0x54485053; // "SPHT" as little-endian bytes
+export const HINT_VERSION = 1;
+/** Bytes of the version 1 header; the header's own header_size says where the table starts. */
+export const HINT_HEADER_BYTES = 64;
+
+/** One byte per guest page frame; a page can carry several bits, 0 means no RAM there. */
+export const HintFlag = {
+  free: 0x01,
+  anon: 0x02,
+  pageCache: 0x04,
+  slab: 0x08,
+  kernel: 0x10,
+} as const;
+export type HintKind = keyof typeof HintFlag;
+/** Bits the format reserves: a table that sets them is from a newer, unknown version. */
+export const HINT_RESERVED_BITS = 0xe0;
+
+export interface HintHeader {
+  magic: number;
+  version: number;
+  headerSize: number;
+  /** Like a seqcount: odd while the guest rewrites the table. */
+  seq: number;
+  intervalMs: number;
+  firstPfn: bigint;
+  pageCount: number;
+  /** Guest CLOCK_MONOTONIC nanoseconds at the end of the last rewrite. */
+  updateNs: bigint;
+}
+
+export interface HintTable {
+  header: HintHeader;
+  /** flags[i] is the hint byte of guest page frame firstPfn + i. */
+  flags: Uint8Array;
+  /** How many reads it took to get an untorn copy (1 when the first one was whole). */
+  attempts: number;
+}
+
+export type HintProblem = 'BAD_MAGIC' | 'BAD_VERSION' | 'BAD_HEADER' | 'OUTSIDE_RAM' | 'TORN';
+
+const PROBLEM_CODE: Record<HintProblem, ErrorCode> = {
+  BAD_MAGIC: 'NOT_FOUND',
+  BAD_VERSION: 'UNSUPPORTED_FEATURE',
+  BAD_HEADER: 'INVALID_ARGUMENT',
+  OUTSIDE_RAM: 'INVALID_ARGUMENT',
+  TORN: 'IO',
+};
+
+/** A table that is not there, not understood, or never read whole; `problem` says which. */
+export class HintTableError extends SamepageError {
+  readonly problem: HintProblem;
+
+  constructor(problem: HintProblem, message: string, details: ErrorDetails = {}) {
+    super(PROBLEM_CODE[problem], message, details);
+    this.problem = problem;
+  }
+}
+
+export interface HintLocation {
+  /** Guest-physical address of the hole (the page_hints= address). */
+  gpa: bigint | number;
+  /** The guest's RAM size (QEMU -m) in bytes, to find its RAM exactly; see findGuestRam. */
+  ramBytes?: number;
+  /** The hole's size (the page_hints= size), to check the table fits in it. */
+  holeBytes?: number;
+}
+
+export interface ReadHintOptions {
+  /** Reads to try before giving up on a table the guest keeps rewriting; default 100. */
+  maxAttempts?: number;
+  /** Pause between attempts; default 2 ms. */
+  retryDelayMs?: number;
+}
+
+/**
+ * Parses and checks a header. `where` names the table in error messages (pid and address).
+ */
+export function parseHintHeader(bytes: Uint8Array, where: string): HintHeader {
+  if (bytes.length < HINT_HEADER_BYTES) {
+    throw new HintTableError('BAD_HEADER', `hint table header at ${where} is ${bytes.length} bytes, expected ${HINT_HEADER_BYTES}`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const header: HintHeader = {
+    magic: view.getUint32(0, true),
+    version: view.getUint16(4, true),
+    headerSize: view.getUint16(6, true),
+    seq: view.getUint32(8, true),
+    intervalMs: view.getUint32(12, true),
+    firstPfn: view.getBigUint64(16, true),
+    pageCount: Number(view.getBigUint64(24, true)),
+    updateNs: view.getBigUint64(32, true),
+  };
+  if (header.magic !== HINT_MAGIC) {
+    throw new HintTableError(
+      'BAD_MAGIC',
+      `no hint table at ${where}: magic is 0x${hex(header.magic)}, expected 0x${hex(HINT_MAGIC)} ("SPHT"); check the page_hints= address and that the guest kernel has CONFIG_PAGE_HINTS`,
+    );
+  }
+  if (header.version !== HINT_VERSION) {
+    throw new HintTableError(
+      'BAD_VERSION',
+      `hint table at ${where} has version ${header.version}; this reader understands version ${HINT_VERSION}: update samepage`,
+    );
+  }
+  if (header.headerSize < HINT_HEADER_BYTES || !Number.isSafeInteger(header.pageCount) || header.pageCount <= 0) {
+    throw new HintTableError(
+      'BAD_HEADER',
+      `hint table at ${where} has a bad header (header_size ${header.headerSize}, page_count ${header.pageCount}): the hole holds something else, or the guest overwrote it`,
+    );
+  }
+  return header;
+}
+
+/**
+ * Reads the hint table of the guest in QEMU process `pid`, retrying while the guest is rewriting it
+ * (odd sequence number, or a different one after the table was read). Needs root or ptrace access.
+ */
+export async function readHintTable(pid: number, loc: HintLocation, options: ReadHintOptions = {}): Promise<HintTable> {
+  const gpa = BigInt(loc.gpa);
+  const maxAttempts = options.maxAttempts ?? 100;
+  const retryDelayMs = options.retryDelayMs ?? 2;
+  const ram = await findGuestRam(pid, loc.ramBytes);
+  const where = `guest-physical 0x${gpa.toString(16)} of QEMU process ${pid}`;
+  const ramEnd = BigInt(ram.bytes);
+  if (gpa < 0n || gpa + BigInt(HINT_HEADER_BYTES) > ramEnd) {
+    throw new HintTableError(
+      'OUTSIDE_RAM',
+      `hint hole at ${where} is outside the guest's ${ram.bytes} bytes of RAM: use the address given to page_hints= (below the RAM size)`,
+      { pid },
+    );
+  }
+
+  const path = `/proc/${pid}/mem`;
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw fromSystemError(err, { op: 'open', path, pid });
+  }
+  try {
+    const base = ram.start + gpa;
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const header = parseHintHeader(await readAt(fh, base, HINT_HEADER_BYTES, path, pid), where);
+      const tableEnd = gpa + BigInt(header.headerSize) + BigInt(header.pageCount);
+      if (tableEnd > ramEnd) {
+        throw new HintTableError(
+          'OUTSIDE_RAM',
+          `hint table at ${where} claims ${header.pageCount} pages, which runs past the guest's ${ram.bytes} bytes of RAM: the hole holds something else`,
+          { pid },
+        );
+      }
+      if (loc.holeBytes !== undefined && tableEnd - gpa > BigInt(loc.holeBytes)) {
+        throw new HintTableError(
+          'BAD_HEADER',
+          `hint table at ${where} needs ${tableEnd - gpa} bytes but the hole is ${loc.holeBytes}: check the page_hints= size`,
+          { pid },
+        );
+      }
+      if (header.seq % 2 === 0) {
+        const flags = await readAt(fh, base + BigInt(header.headerSize), header.pageCount, path, pid);
+        const after = new DataView((await readAt(fh, base + 8n, 4, path, pid)).buffer).getUint32(0, true);
+        if (after === header.seq) return { header, flags, attempts: attempt };
+      }
+      await sleep(retryDelayMs);
+    }
+    throw new HintTableError(
+      'TORN',
+      `hint table at ${where} was being rewritten on each of ${maxAttempts} reads: is the guest's rewrite interval shorter than a read? try again or raise maxAttempts`,
+      { pid },
+    );
+  } finally {
+    await fh.close();
+  }
+}
+
+/** How many page frames carry each hint bit, and how many have no bit (no RAM). */
+export function countHints(flags: Uint8Array): Record<HintKind | 'none', number> {
+  const counts: Record<HintKind | 'none', number> = { free: 0, anon: 0, pageCache: 0, slab: 0, kernel: 0, none: 0 };
+  const kinds = Object.entries(HintFlag) as [HintKind, number][];
+  for (const byte of flags) {
+    if (byte === 0) counts.none++;
+    for (const [kind, bit] of kinds) if (byte & bit) counts[kind]++;
+  }
+  return counts;
+}
+
+async function readAt(fh: FileHandle, position: bigint, length: number, path: string, pid: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(length);
+  let done = 0;
+  try {
+    while (done < length) {
+      // Host user-space addresses are below 2^47, so a double holds them exactly.
+      const { bytesRead } = await fh.read(buf, done, length - done, Number(position) + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+  } catch (err) {
+    throw fromSystemError(err, { op: 'read', path, pid });
+  }
+  if (done !== length) {
+    throw new SamepageError('IO', `cannot read ${length} bytes at 0x${position.toString(16)} of ${path}: got ${done}`, { path, pid });
+  }
+  return buf;
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(8, '0');
+}

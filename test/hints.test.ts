@@ -1,0 +1,163 @@
+// The host-side check of the page-flag hint table (native/kernel patch 0003): boots the patched guest
+// kernel built by scripts/kernel/test-kernel.sh under QEMU TCG with page_hints=, lets its test
+// program (scripts/kernel/guest/sp_guest.c, sp_mode=hints) fill memory with known kinds of pages and
+// print their page frame numbers, then reads the table out of QEMU's guest RAM with lib/hints.ts and
+// checks it against what the guest said. Needs root (/proc/PID/mem of QEMU).
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { HINT_RESERVED_BITS, HintFlag, HintTableError, countHints, parseHintHeader, readHintTable } from '../lib/hints.js';
+import { findGuestRam } from '../lib/guest-ram.js';
+
+const artifacts = process.env.SAMEPAGE_KERNEL_ARTIFACTS ?? join(process.env.SAMEPAGE_KERNEL_CACHE ?? '/var/cache/samepage-kernel', 'artifacts');
+const bzImage = join(artifacts, 'bzImage');
+const initramfs = join(artifacts, 'initramfs.cpio.gz');
+const haveKernel = existsSync(bzImage) && existsSync(initramfs);
+
+const PAGE = 4096;
+const RAM_BYTES = 512 * 1024 * 1024;
+const HOLE_GPA = 64 * 1024 * 1024; // clear of the kernel image (16 MiB) and the initramfs (top of RAM)
+const HOLE_BYTES = 256 * 1024; // 64 B header + one byte for each of the 131072 page frames
+const INTERVAL_MS = 100;
+
+interface GuestReport {
+  anon: number[];
+  cache: number[];
+  memtotalKb: number;
+  memfreeKb: number;
+  slabKb: number;
+}
+
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const q of running) q.kill('SIGKILL');
+});
+
+/** Boots the hints guest and resolves once it printed READY; the caller stops it. */
+async function bootHintsGuest(t: ExecutionContext): Promise<{ pid: number; report: GuestReport }> {
+  const append = `console=ttyS0 panic=-1 quiet brd.rd_nr=1 brd.rd_size=16384 sp_mode=hints page_hints=${HOLE_BYTES}@${HOLE_GPA},${INTERVAL_MS}`;
+  const qemu = spawn(
+    'qemu-system-x86_64',
+    ['-accel', 'tcg', '-m', String(RAM_BYTES >> 20), '-smp', '1', '-nodefaults', '-vga', 'none', '-display', 'none',
+      '-no-reboot', '-kernel', bzImage, '-initrd', initramfs, '-append', append, '-serial', 'stdio', '-monitor', 'none'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  running.add(qemu);
+  t.teardown(() => {
+    qemu.kill('SIGKILL');
+    running.delete(qemu);
+  });
+  let serial = '';
+  let stderr = '';
+  qemu.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`hints guest not READY after 180 s; serial tail:\n${serial.slice(-2000)}`)), 180_000);
+    qemu.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`QEMU exited (${String(code)}) before READY: ${stderr.trim()}\nserial tail:\n${serial.slice(-2000)}`));
+    });
+    qemu.stdout?.on('data', (d: Buffer) => {
+      serial += d.toString();
+      const ready = /^SP HINTS READY ([^\r\n]*)\r?\n/m.exec(serial); // a whole line
+      if (ready === null || qemu.pid === undefined) return;
+      clearTimeout(timer);
+      const kv = Object.fromEntries((ready[1] ?? '').trim().split(/\s+/).map((p) => p.split('=') as [string, string]));
+      resolve({
+        pid: qemu.pid,
+        report: {
+          anon: pfns(serial, 'anon'),
+          cache: pfns(serial, 'cache'),
+          memtotalKb: Number(kv.memtotal_kb),
+          memfreeKb: Number(kv.memfree_kb),
+          slabKb: Number(kv.slab_kb),
+        },
+      });
+    });
+  });
+}
+
+function pfns(serial: string, kind: string): number[] {
+  const m = new RegExp(`^SP HINTS PFNS ${kind} (\\d+) ([0-9a-f,]+)\\r?$`, 'm').exec(serial);
+  if (m === null) throw new Error(`the guest printed no ${kind} page frame numbers`);
+  const list = (m[2] ?? '').split(',').map((h) => parseInt(h, 16));
+  if (list.length !== Number(m[1])) throw new Error(`the guest printed ${list.length} ${kind} PFNs, announced ${m[1]}`);
+  return list;
+}
+
+if (!haveKernel) {
+  test.skip(`hint table in a patched guest (no ${bzImage} / ${initramfs}: run npm run test:kernel, which builds them and runs this test)`, () => {});
+} else {
+  test('hint table read from QEMU guest RAM is filled and matches the guest', async (t) => {
+    const { pid, report } = await bootHintsGuest(t);
+    const loc = { gpa: HOLE_GPA, ramBytes: RAM_BYTES, holeBytes: HOLE_BYTES };
+    const table = await readHintTable(pid, loc);
+    const { header, flags } = table;
+
+    // Header: the guest's own page frame count (QEMU keeps the top 128 KiB of -m for firmware).
+    t.is(header.intervalMs, INTERVAL_MS);
+    t.is(header.firstPfn, 0n);
+    t.true(header.pageCount <= RAM_BYTES / PAGE && header.pageCount > RAM_BYTES / PAGE - 1024, `page_count ${header.pageCount}`);
+    t.is(header.seq % 2, 0);
+    t.is(flags.length, header.pageCount);
+    t.is(flags.filter((b) => (b & HINT_RESERVED_BITS) !== 0).length, 0, 'no reserved bits set');
+
+    // Pages the guest holds, by kind, carry that kind's bit.
+    const missing = (list: number[], bit: number): number => list.filter((pfn) => ((flags[pfn] ?? 0) & bit) === 0).length;
+    t.is(missing(report.anon, HintFlag.anon), 0, `${report.anon.length} anonymous pages of the guest program flagged anon`);
+    t.is(missing(report.cache, HintFlag.pageCache), 0, `${report.cache.length} mapped /dev/ram0 pages flagged page cache`);
+    // The hole itself is reserved memory.
+    const hole = flags.subarray(HOLE_GPA / PAGE, (HOLE_GPA + HOLE_BYTES) / PAGE);
+    t.is(hole.filter((b) => b !== HintFlag.kernel).length, 0, 'hole pages flagged kernel/reserved');
+
+    // Totals agree with the guest kernel's /proc/meminfo, read around the same rewrite.
+    const counts = countHints(flags);
+    const totalKb = report.memtotalKb;
+    t.true(Math.abs(counts.free * 4 - report.memfreeKb) < totalKb * 0.02, `free ${counts.free * 4} kB vs MemFree ${report.memfreeKb} kB`);
+    t.true(Math.abs(counts.slab * 4 - report.slabKb) < Math.max(512, report.slabKb * 0.25), `slab ${counts.slab * 4} kB vs Slab ${report.slabKb} kB`);
+    t.true(counts.anon >= report.anon.length && counts.pageCache >= report.cache.length);
+    t.log(`counts ${JSON.stringify(counts)}; MemFree ${report.memfreeKb} kB, Slab ${report.slabKb} kB`);
+
+    // The guest keeps rewriting it: the sequence number moves on, always even when read whole.
+    await sleep(5 * INTERVAL_MS);
+    let attempts = 0;
+    let last = header.seq;
+    for (let i = 0; i < 20; i++) {
+      const again = await readHintTable(pid, loc);
+      attempts += again.attempts;
+      t.is(again.header.seq % 2, 0);
+      t.true(again.header.seq >= last);
+      last = again.header.seq;
+    }
+    t.true(last > header.seq, `seq ${header.seq} -> ${last}`);
+    t.log(`20 reads took ${attempts} attempts (retries after torn reads: ${attempts - 20})`);
+  });
+
+  test('hint reader errors name the problem on a real guest', async (t) => {
+    const { pid } = await bootHintsGuest(t);
+    const badMagic = await t.throwsAsync(readHintTable(pid, { gpa: HOLE_GPA + PAGE, ramBytes: RAM_BYTES }), { instanceOf: HintTableError });
+    t.is(badMagic?.problem, 'BAD_MAGIC');
+    t.regex(badMagic?.message ?? '', /page_hints= address/);
+
+    const outside = await t.throwsAsync(readHintTable(pid, { gpa: RAM_BYTES + PAGE, ramBytes: RAM_BYTES }), { instanceOf: HintTableError });
+    t.is(outside?.problem, 'OUTSIDE_RAM');
+
+    const small = await t.throwsAsync(readHintTable(pid, { gpa: HOLE_GPA, ramBytes: RAM_BYTES, holeBytes: PAGE }), { instanceOf: HintTableError });
+    t.is(small?.problem, 'BAD_HEADER');
+
+    // A real header with a version this reader does not know.
+    const ram = await findGuestRam(pid, RAM_BYTES);
+    const fh = await open(`/proc/${pid}/mem`, 'r');
+    const raw = new Uint8Array(64);
+    await fh.read(raw, 0, 64, Number(ram.start) + HOLE_GPA);
+    await fh.close();
+    t.is(parseHintHeader(raw, 'test').version, 1);
+    raw[4] = 2;
+    const version = t.throws(() => parseHintHeader(raw, 'test'), { instanceOf: HintTableError });
+    t.is(version?.problem, 'BAD_VERSION');
+  });
+}

@@ -25,6 +25,12 @@ export const HintFlag = {
 export type HintKind = keyof typeof HintFlag;
 /** Bits the format reserves: a table that sets them is from a newer, unknown version. */
 export const HINT_RESERVED_BITS = 0xe0;
+/**
+ * Guest-physical addresses up to here map linearly onto QEMU's RAM block for any guest size: QEMU
+ * puts the PCI hole at 2 GiB (q35) or 3 GiB (i440fx) once RAM is big enough, and RAM above it at
+ * 4 GiB. A hole must lie below the split for host address = RAM start + gpa to hold.
+ */
+export const HINT_LINEAR_GPA_LIMIT = 2 ** 31;
 
 export interface HintHeader {
   magic: number;
@@ -132,11 +138,12 @@ export async function readHintTable(pid: number, loc: HintLocation, options: Rea
   const retryDelayMs = options.retryDelayMs ?? 2;
   const ram = await findGuestRam(pid, loc.ramBytes);
   const where = `guest-physical 0x${gpa.toString(16)} of QEMU process ${pid}`;
-  const ramEnd = BigInt(ram.bytes);
+  // Below the PCI hole split only, unless the whole guest RAM is below 2 GiB anyway.
+  const ramEnd = BigInt(ram.bytes > HINT_LINEAR_GPA_LIMIT ? HINT_LINEAR_GPA_LIMIT : ram.bytes);
   if (gpa < 0n || gpa + BigInt(HINT_HEADER_BYTES) > ramEnd) {
     throw new HintTableError(
       'OUTSIDE_RAM',
-      `hint hole at ${where} is outside the guest's ${ram.bytes} bytes of RAM: use the address given to page_hints= (below the RAM size)`,
+      `hint hole at ${where} is outside the guest's ${ram.bytes} bytes of RAM (or above the 2 GiB split of a bigger guest): use the address given to page_hints=, below min(RAM size, 2 GiB)`,
       { pid },
     );
   }
@@ -193,6 +200,41 @@ export function countHints(flags: Uint8Array): Record<HintKind | 'none', number>
     for (const [kind, bit] of kinds) if (byte & bit) counts[kind]++;
   }
   return counts;
+}
+
+/** A run of consecutive guest page frames: first frame and count. */
+export type PfnRun = readonly [pfn: number, count: number];
+
+export interface HintScanPlan {
+  /** Frames the guest reports as page cache: scan them first, they are the most often shared. */
+  first: PfnRun[];
+  /** The other frames with RAM that are not free, in address order. */
+  then: PfnRun[];
+  /** Frames left out because the guest reports them free: their content means nothing. */
+  skippedFree: number;
+}
+
+/**
+ * The order in which a host engine should visit a guest's pages given its hints: page cache first
+ * (as XLH scanned pages with recent I/O first), then the rest, without free pages. The host address
+ * of frame f is (guest RAM start + f * 4096) for frames below HINT_LINEAR_GPA_LIMIT.
+ */
+export function planScan(table: HintTable): HintScanPlan {
+  const first: [number, number][] = [];
+  const then: [number, number][] = [];
+  let skippedFree = 0;
+  const base = Number(table.header.firstPfn);
+  const push = (runs: [number, number][], pfn: number): void => {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last[0] + last[1] === pfn) last[1]++;
+    else runs.push([pfn, 1]);
+  };
+  table.flags.forEach((byte, i) => {
+    if (byte === 0) return; // no RAM
+    if (byte & HintFlag.free) skippedFree++;
+    else push(byte & HintFlag.pageCache ? first : then, base + i);
+  });
+  return { first, then, skippedFree };
 }
 
 async function readAt(fh: FileHandle, position: bigint, length: number, path: string, pid: number): Promise<Uint8Array> {

@@ -11,7 +11,8 @@ import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HINT_RESERVED_BITS, HintFlag, HintTableError, countHints, parseHintHeader, readHintTable } from '../lib/hints.js';
+import { HINT_RESERVED_BITS, HintFlag, HintTableError, countHints, parseHintHeader, planScan, readHintTable } from '../lib/hints.js';
+import type { PfnRun } from '../lib/hints.js';
 import { findGuestRam } from '../lib/guest-ram.js';
 
 const artifacts = process.env.SAMEPAGE_KERNEL_ARTIFACTS ?? join(process.env.SAMEPAGE_KERNEL_CACHE ?? '/var/cache/samepage-kernel', 'artifacts');
@@ -121,6 +122,16 @@ if (!haveKernel) {
     t.true(Math.abs(counts.slab * 4 - report.slabKb) < Math.max(512, report.slabKb * 0.25), `slab ${counts.slab * 4} kB vs Slab ${report.slabKb} kB`);
     t.true(counts.anon >= report.anon.length && counts.pageCache >= report.cache.length);
     t.log(`counts ${JSON.stringify(counts)}; MemFree ${report.memfreeKb} kB, Slab ${report.slabKb} kB`);
+
+    // A scan plan from it: page cache first, free frames left out, every other RAM frame once.
+    const plan = planScan(table);
+    const frames = (runs: PfnRun[]): Set<number> => new Set(runs.flatMap(([pfn, n]) => Array.from({ length: n }, (_, k) => pfn + k)));
+    const first = frames(plan.first);
+    const then = frames(plan.then);
+    t.is(first.size, counts.pageCache, 'first: exactly the page cache frames');
+    t.is(plan.skippedFree, counts.free);
+    t.is(first.size + then.size + plan.skippedFree + counts.none, header.pageCount, 'every frame in one place');
+    t.true(report.cache.every((pfn) => first.has(pfn)) && report.anon.every((pfn) => then.has(pfn)));
 
     // The guest keeps rewriting it: the sequence number moves on, always even when read whole.
     await sleep(5 * INTERVAL_MS);

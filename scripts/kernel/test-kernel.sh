@@ -205,7 +205,7 @@ log "booting the checks guest (QEMU TCG)"
 # the guest measures its work exactly and does not depend on what else loads this host.
 qemu-system-x86_64 -accel tcg -icount shift=0 -m 512 -smp 1 -nodefaults -vga none -display none -no-reboot \
 	-kernel "$artifacts/bzImage" -initrd "$artifacts/initramfs.cpio.gz" \
-	-append "console=ttyS0 panic=-1 quiet brd.rd_nr=1 brd.rd_size=16384" \
+	-append "console=ttyS0 panic=-1 quiet brd.rd_nr=2 brd.rd_size=16384" \
 	-serial "file:$serial" -monitor none >"$run_dir/qemu-checks.log" 2>&1 &
 qemu_pids+=($!)
 deadline=$(($(date +%s) + 600))

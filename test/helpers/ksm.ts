@@ -1,6 +1,7 @@
 // Test helpers for tests that change the host-wide KSM settings: they always put them back.
 import { readKsm, restoreSettings, setKsm, snapshotSettings } from '../../lib/sysfs.js';
 import type { KsmOptions, KsmSnapshot } from '../../lib/sysfs.js';
+import { lockKsm } from '../../lib/ksm-lock.js';
 
 /**
  * Runs `fn` with the KSM settings saved, and restores them afterwards, also when `fn` throws.
@@ -8,11 +9,18 @@ import type { KsmOptions, KsmSnapshot } from '../../lib/sysfs.js';
  * them merged; the saved run value is written last.
  */
 export async function withSavedKsm<T>(fn: (snapshot: KsmSnapshot) => Promise<T>, opts: KsmOptions = {}): Promise<T> {
-  const snapshot = await snapshotSettings(opts);
+  // Only the real tree is shared with other tests (and the C tests): take the project's lock so
+  // no two of them change KSM at once. A fake tree needs no lock.
+  const release = opts.root === undefined ? await lockKsm() : () => undefined;
   try {
-    return await fn(snapshot);
+    const snapshot = await snapshotSettings(opts);
+    try {
+      return await fn(snapshot);
+    } finally {
+      await unmergeAndRestore(snapshot, opts);
+    }
   } finally {
-    await unmergeAndRestore(snapshot, opts);
+    release();
   }
 }
 

@@ -183,6 +183,9 @@ typedef struct sp_progress {
   uint64_t pages_scanned; /* cumulative, as the counter */
 } sp_progress;
 
+/* Where the scan is: the current pass and how far into it. */
+void sp_engine_progress(const sp_engine *engine, sp_progress *out);
+
 /* Called from the scanning thread about every interval_pages pages. */
 typedef void (*sp_progress_fn)(void *ctx, const sp_progress *progress);
 void sp_engine_set_progress(sp_engine *engine, sp_progress_fn fn, void *ctx,
@@ -198,8 +201,11 @@ int64_t sp_engine_step(sp_engine *engine, uint64_t max_pages);
 int64_t sp_engine_pass(sp_engine *engine);
 
 /* Requests that a running step or pass return -ECANCELED soon.  Safe from
- * any thread; cleared when the next step or pass starts. */
+ * any thread.  The request stays until a step or pass returns -ECANCELED
+ * (made before a scan, it stops the next one at once). */
 void sp_engine_cancel(sp_engine *engine);
+/* Drops a pending cancel request. */
+void sp_engine_clear_cancel(sp_engine *engine);
 
 /* ------------------------------------------------------------------ */
 /* Results                                                              */

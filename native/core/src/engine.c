@@ -290,13 +290,18 @@ static void end_pass(struct sp_engine *e) {
   e->la.valid = false;
 }
 
+void sp_engine_progress(const sp_engine *e, sp_progress *out) {
+  *out = (sp_progress){.pass = e->seqnr,
+                       .pass_pages = e->cur.in_pass ? e->pass_pages : 0,
+                       .pass_total = e->cur.in_pass ? e->pass_total : e->last_pass_total,
+                       .pages_scanned = e->pages_scanned};
+}
+
 static void report_progress(struct sp_engine *e) {
   if (!e->progress_fn || e->pass_pages < e->progress_next) return;
   e->progress_next = e->pass_pages + e->progress_interval;
-  sp_progress p = {.pass = e->seqnr,
-                   .pass_pages = e->pass_pages,
-                   .pass_total = e->pass_total,
-                   .pages_scanned = e->pages_scanned};
+  sp_progress p;
+  sp_engine_progress(e, &p);
   e->progress_fn(e->progress_ctx, &p);
 }
 
@@ -309,15 +314,17 @@ void sp_engine_set_progress(sp_engine *e, sp_progress_fn fn, void *ctx,
 }
 
 void sp_engine_cancel(sp_engine *e) { atomic_store(&e->cancel, true); }
+void sp_engine_clear_cancel(sp_engine *e) { atomic_store(&e->cancel, false); }
 
 static int64_t scan(struct sp_engine *e, uint64_t budget) {
   if (!e->nsources) return -ENODATA;
-  atomic_store(&e->cancel, false);
   e->progress_next = e->pass_pages;
   uint64_t charged = 0;
   if (!e->cur.in_pass) begin_pass(e);
   while (charged < budget) {
-    if (atomic_load_explicit(&e->cancel, memory_order_relaxed)) return -ECANCELED;
+    /* A request is consumed by the scan it stops, so one that arrives
+     * between two passes is not lost. */
+    if (atomic_exchange(&e->cancel, false)) return -ECANCELED;
     if (e->cur.source >= e->nsources) {
       end_pass(e);
       break;

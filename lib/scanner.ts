@@ -1,0 +1,233 @@
+// The engine as a class: sources (buffers, processes, VMs, dump files), scans on the thread pool
+// with progress and AbortSignal cancellation, and results as plain objects.
+import { native } from './binding.js';
+import { InvalidArgumentError } from './errors.js';
+import type { EngineCounters, NativeEngine, NativeGroup, NativeSettings, NativeSourceInfo } from './native.js';
+import { fromNativeError, isCancelled } from './native-errors.js';
+import { findVm } from './vms.js';
+import type { Vm } from './vms.js';
+
+export type ScannerSettings = NativeSettings;
+export type { EngineCounters } from './native.js';
+
+export interface ProcessSourceOptions {
+  name?: string;
+  /** Every private anonymous range, not only those marked mergeable (what PR_SET_MEMORY_MERGE would give). */
+  allAnon?: boolean;
+  /** QEMU: only the guest-RAM range. */
+  guestRamOnly?: boolean;
+  /** Leave out zero-filled THP subpages: the kernel maps them to the zero page outside KSM (needs root). */
+  thpZeroApart?: boolean;
+}
+
+export interface SourceStats {
+  id: number;
+  kind: 'memory' | 'process' | 'dump';
+  name: string;
+  pid?: number;
+  ranges: number;
+  pages: number;
+  presentPages: number;
+  /** The kernel's per-process figures (ksm_stat) for this source. */
+  rmapItems: number;
+  mergingPages: number;
+  zeroPages: number;
+  profitBytes: number;
+  thpZeroPages: number;
+  pagesLost: number;
+  guestRam?: { start: number; bytes: number };
+  error?: Error;
+}
+
+export interface ScanProgress {
+  pass: number;
+  passPages: number;
+  passTotal: number;
+  pagesScanned: number;
+  counters: EngineCounters;
+}
+
+export interface ScanOptions {
+  /** Full passes to run (default 1). */
+  passes?: number;
+  /** Instead of passes: scan this many pages, like one ksmd batch. */
+  pages?: number;
+  /** Pause between passes, like ksmd's sleep (lets volatile pages show as volatile). */
+  intervalMs?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: ScanProgress) => void;
+}
+
+export interface ScanResult {
+  counters: EngineCounters;
+  sources: SourceStats[];
+  /** matrix[i][j]: pages of sources[i] merged with a page of sources[j] (i == j: within i). */
+  matrix: number[][];
+  passes: number;
+}
+
+export interface MergeGroup {
+  hash: string;
+  mappings: number;
+  dupIndex: number;
+  members: { source: number; address: number }[];
+}
+
+function toStats(s: NativeSourceInfo): SourceStats {
+  const out: SourceStats = {
+    id: s.id,
+    kind: s.kind,
+    name: s.name,
+    ranges: s.ranges,
+    pages: s.pages,
+    presentPages: s.present_pages,
+    rmapItems: s.rmap_items,
+    mergingPages: s.merging_pages,
+    zeroPages: s.zero_pages,
+    profitBytes: s.profit,
+    thpZeroPages: s.thp_zero_pages,
+    pagesLost: s.pages_lost,
+  };
+  if (s.kind === 'process') out.pid = s.pid;
+  if (s.guest_ram_bytes) out.guestRam = { start: s.guest_ram_start, bytes: s.guest_ram_bytes };
+  if (s.error) out.error = fromNativeError(s.error, { what: `scan ${s.name}`, pid: s.pid });
+  return out;
+}
+
+/** An Error named AbortError, whatever the signal's reason is (often a DOMException). */
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('the scan was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  return err;
+}
+
+export class Scanner {
+  private engine: NativeEngine | undefined;
+  private readonly pids = new Map<number, number>();
+
+  constructor(settings: ScannerSettings = {}) {
+    const Engine = native().Engine;
+    this.engine = new Engine(settings);
+  }
+
+  private get open(): NativeEngine {
+    if (!this.engine) throw new InvalidArgumentError('the scanner is closed: create a new Scanner');
+    return this.engine;
+  }
+
+  configure(settings: ScannerSettings): void {
+    try {
+      this.open.configure(settings);
+    } catch (err) {
+      throw fromNativeError(err, { what: 'configure the scanner' });
+    }
+  }
+
+  settings(): Required<ScannerSettings> {
+    return this.open.settings();
+  }
+
+  /** Memory of this process, scanned in place: keep it alive as long as the source. */
+  addBuffer(memory: ArrayBuffer | ArrayBufferView, name?: string): number {
+    return this.open.addMemory(name ?? null, memory);
+  }
+
+  addProcess(pid: number, opts: ProcessSourceOptions = {}): number {
+    if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`pid must be a positive integer, got ${String(pid)}`);
+    const f = native().flags;
+    const flags = (opts.allAnon ? f.PROC_ALL_ANON : 0) | (opts.guestRamOnly ? f.PROC_GUEST_RAM_ONLY : 0) | (opts.thpZeroApart ? f.PROC_THP_ZERO_APART : 0);
+    try {
+      const id = this.open.addProcess(opts.name ?? null, pid, flags);
+      this.pids.set(id, pid);
+      return id;
+    } catch (err) {
+      throw fromNativeError(err, { what: `scan process ${pid}`, pid, path: `/proc/${pid}/mem` });
+    }
+  }
+
+  /** A QEMU VM by name, pid or the object listVms() returned. */
+  async addVm(vm: Vm | string | number, opts: Omit<ProcessSourceOptions, 'name'> = {}): Promise<number> {
+    const found = typeof vm === 'object' ? vm : await findVm(vm);
+    return this.addProcess(found.pid, { ...opts, name: found.name });
+  }
+
+  addDump(path: string, opts: { name?: string; raw?: boolean } = {}): number {
+    try {
+      return this.open.addDump(opts.name ?? null, path, opts.raw ? native().flags.DUMP_RAW : 0);
+    } catch (err) {
+      throw fromNativeError(err, { what: `read the memory dump ${path}`, path });
+    }
+  }
+
+  removeSource(id: number): void {
+    try {
+      this.open.removeSource(id);
+      this.pids.delete(id);
+    } catch (err) {
+      throw fromNativeError(err, { what: `remove source ${id}` });
+    }
+  }
+
+  async scan(opts: ScanOptions = {}): Promise<ScanResult> {
+    const engine = this.open;
+    const { signal } = opts;
+    if (signal?.aborted) throw abortError(signal);
+    const onAbort = (): void => engine.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const scanOpts: { passes?: number; pages?: number; intervalMs?: number } = {};
+      if (opts.passes !== undefined) scanOpts.passes = opts.passes;
+      if (opts.pages !== undefined) scanOpts.pages = opts.pages;
+      if (opts.intervalMs !== undefined) scanOpts.intervalMs = opts.intervalMs;
+      const result = await engine.scan(scanOpts, opts.onProgress);
+      return {
+        counters: result.counters,
+        sources: result.sources.map(toStats),
+        matrix: engine.matrix(),
+        passes: result.passes,
+      };
+    } catch (err) {
+      if (isCancelled(err) && signal?.aborted) throw abortError(signal);
+      throw fromNativeError(err, { what: 'scan' });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  counters(): EngineCounters {
+    return this.open.counters();
+  }
+
+  sources(): SourceStats[] {
+    return this.open.sources().map(toStats);
+  }
+
+  groups(): MergeGroup[] {
+    return this.open.groups().map((g: NativeGroup) => ({ ...g }));
+  }
+
+  matrix(): number[][] {
+    return this.open.matrix();
+  }
+
+  /** Like writing 2 to run: forget every merge; the sources stay. */
+  unmergeAll(): void {
+    this.open.unmergeAll();
+  }
+
+  /** Stops a running scan (it rejects with ECANCELED / the abort reason). */
+  cancel(): void {
+    this.engine?.cancel();
+  }
+
+  get busy(): boolean {
+    return this.engine?.busy ?? false;
+  }
+
+  /** Frees the engine, after cancelling and waiting for a running scan. */
+  async close(): Promise<void> {
+    const engine = this.engine;
+    this.engine = undefined;
+    if (engine) await engine.close();
+  }
+}

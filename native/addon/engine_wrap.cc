@@ -1,0 +1,508 @@
+// engine_wrap.cc - see engine_wrap.h.
+#include "engine_wrap.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <string>
+
+#include "convert.h"
+
+namespace samepage {
+
+// The state of one scan() call, kept on the main thread between slices.
+struct ScanJob {
+  Napi::Promise::Deferred deferred;
+  Napi::FunctionReference on_progress;
+  uint64_t passes_left;      // full passes still to run (pass mode)
+  uint64_t pages_left;       // pages still to charge (step mode), else 0
+  bool step_mode;
+  uint32_t interval_ms;
+  double sleep_until_ms = 0; // between passes
+  uint64_t passes_done = 0;
+  int error = 0;
+  bool finished = false;
+};
+
+namespace {
+
+// Node waits for a thread-pool task to finish before it can tear an
+// environment down (a worker's terminate(), process exit), and only runs the
+// cleanup hooks after that.  So a scan is a chain of short tasks (about
+// SLICE_MS each): teardown waits one slice at most, and each slice's
+// completion, on the main thread, decides whether to go on.
+constexpr double SLICE_MS = 50;
+constexpr uint64_t STEP_PAGES = 4096;
+
+double NowMs() {
+  using namespace std::chrono;
+  return duration<double, std::milli>(steady_clock::now().time_since_epoch()).count();
+}
+
+// One slice: inputs are the job's plain fields (copied in), Execute()
+// touches only the engine (owned while busy) and those fields, results are
+// converted on the main thread in OnOK().
+class SliceWorker : public Napi::AsyncWorker {
+ public:
+  SliceWorker(EngineWrap* owner, Napi::Object self, std::shared_ptr<ScanJob> job)
+      : Napi::AsyncWorker(self.Env(), "samepage:scan", self), owner_(owner), job_(std::move(job)) {}
+
+  void Execute() override {
+    sp_engine* e = owner_->engine();
+    ScanJob& j = *job_;
+    double start = NowMs();
+    while (!j.finished && !j.error && NowMs() - start < SLICE_MS) {
+      if (owner_->cancelled()) {
+        j.error = -ECANCELED;
+        break;
+      }
+      if (j.sleep_until_ms > 0) {
+        double left = j.sleep_until_ms - NowMs();
+        if (left > 0 && !owner_->WaitInterval((uint32_t)std::min(left, SLICE_MS) + 1)) {
+          j.error = -ECANCELED;
+          break;
+        }
+        if (NowMs() >= j.sleep_until_ms) j.sleep_until_ms = 0;
+        continue;
+      }
+      uint64_t before = scans(e);
+      uint64_t budget = j.step_mode ? std::min(j.pages_left, STEP_PAGES) : STEP_PAGES;
+      int64_t r = sp_engine_step(e, budget);
+      if (r < 0) {
+        j.error = (int)r;
+        break;
+      }
+      if (j.step_mode) {
+        j.pages_left -= (uint64_t)r;
+        // A step ends at the end of a pass, as ksmd's batch does.
+        if (!j.pages_left || scans(e) != before) j.finished = true;
+      } else if (scans(e) != before) {
+        j.passes_done++;
+        if (--j.passes_left == 0) j.finished = true;
+        else if (j.interval_ms) j.sleep_until_ms = NowMs() + j.interval_ms;
+      }
+    }
+    sp_engine_counters(e, &counters_);
+    sp_engine_progress(e, &progress_);
+    owner_->ExecuteFinished();
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    ScanJob& j = *job_;
+    if (!owner_->CanCallIntoJs(env)) {
+      // The environment is being torn down: stop here; the cleanup hook
+      // frees the engine.
+      owner_->ScanEnded();
+      return;
+    }
+    // Progress after every slice, the last one included, so a progress
+    // bar always reaches its end.
+    if (!j.error && !j.on_progress.IsEmpty()) {
+      try {
+        j.on_progress.Call({ProgressToJs(env, progress_, counters_)});
+      } catch (const Napi::Error& e) {
+        // A throwing progress callback ends the scan with its error.
+        owner_->ScanEnded();
+        j.deferred.Reject(e.Value());
+        return;
+      }
+    }
+    if (j.error || j.finished) {
+      owner_->ScanEnded();
+      Settle(env);
+      return;
+    }
+    owner_->NextSlice(job_);
+  }
+
+  void OnError(const Napi::Error& err) override {
+    owner_->ScanEnded();
+    job_->deferred.Reject(err.Value());
+  }
+
+ private:
+  static uint64_t scans(sp_engine* e) {
+    sp_counters c;
+    sp_engine_counters(e, &c);
+    return c.full_scans;
+  }
+
+  void Settle(Napi::Env env) {
+    ScanJob& j = *job_;
+    if (j.error) {
+      j.deferred.Reject(ErrnoError(env, j.error, "scan").Value());
+      return;
+    }
+    sp_engine* e = owner_->engine();
+    Napi::Object result = Napi::Object::New(env);
+    if (e) {
+      sp_counters c;
+      sp_engine_counters(e, &c);
+      result.Set("counters", CountersToJs(env, c));
+      Napi::Array sources = Napi::Array::New(env);
+      for (size_t i = 0; i < sp_source_count(e); i++) {
+        sp_source_info info;
+        if (sp_source_get(e, i, &info) == 0) sources.Set((uint32_t)i, SourceToJs(env, info));
+      }
+      result.Set("sources", sources);
+    }
+    result.Set("passes", Napi::Number::New(env, (double)j.passes_done));
+    j.deferred.Resolve(result);
+  }
+
+  EngineWrap* owner_;
+  std::shared_ptr<ScanJob> job_;
+  sp_counters counters_{};
+  sp_progress progress_{};
+};
+
+uint64_t OptionalCount(const Napi::Object& opts, const char* key, uint64_t fallback, uint64_t max) {
+  Napi::Value v = opts.Get(key);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw Napi::TypeError::New(opts.Env(), std::string(key) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < 0 || d != std::floor(d) || d > (double)max)
+    throw Napi::RangeError::New(opts.Env(), std::string(key) + " must be an integer from 0 to " +
+                                                std::to_string(max));
+  return (uint64_t)d;
+}
+
+}  // namespace
+
+Napi::Function EngineWrap::Init(Napi::Env env) {
+  return DefineClass(env, "Engine",
+                     {
+                         InstanceMethod("configure", &EngineWrap::Configure),
+                         InstanceMethod("settings", &EngineWrap::Settings),
+                         InstanceMethod("addMemory", &EngineWrap::AddMemory),
+                         InstanceMethod("addProcess", &EngineWrap::AddProcess),
+                         InstanceMethod("addDump", &EngineWrap::AddDump),
+                         InstanceMethod("removeSource", &EngineWrap::RemoveSource),
+                         InstanceMethod("sources", &EngineWrap::Sources),
+                         InstanceMethod("counters", &EngineWrap::Counters),
+                         InstanceMethod("groups", &EngineWrap::Groups),
+                         InstanceMethod("matrix", &EngineWrap::Matrix),
+                         InstanceMethod("unmergeAll", &EngineWrap::UnmergeAll),
+                         InstanceMethod("scan", &EngineWrap::Scan),
+                         InstanceMethod("cancel", &EngineWrap::Cancel),
+                         InstanceMethod("close", &EngineWrap::Close),
+                         InstanceAccessor("busy", &EngineWrap::Busy, nullptr),
+                     });
+}
+
+EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+  Napi::Env env = info.Env();
+  sp_settings s;
+  sp_settings_default(&s);
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "settings must be an object");
+    s = SettingsFromJs(info[0].As<Napi::Object>(), s);
+  }
+  int err = sp_engine_create(&s, &engine_);
+  if (err) ThrowErrno(env, err, "creating the engine");
+  noop_ = Napi::Persistent(Napi::Function::New(env, [](const Napi::CallbackInfo& i) { return i.Env().Undefined(); }));
+  napi_add_env_cleanup_hook(env, &EngineWrap::CleanupHook, this);
+  hook_added_ = true;
+}
+
+EngineWrap::~EngineWrap() {
+  if (hook_added_) napi_remove_env_cleanup_hook(Env(), &EngineWrap::CleanupHook, this);
+  // A pending scan holds a reference to this object, so it cannot be
+  // collected while busy; the cleanup hook handles teardown.
+  if (engine_) sp_engine_destroy(engine_);
+  engine_ = nullptr;
+}
+
+// The environment is going away (process exit or worker thread end): stop
+// a running scan and wait for the thread-pool task before freeing.
+void EngineWrap::CleanupHook(void* arg) {
+  auto* self = static_cast<EngineWrap*>(arg);
+  self->hook_added_ = false;
+  std::unique_lock<std::mutex> lock(self->mu_);
+  self->cancelled_ = true;
+  if (self->engine_) sp_engine_cancel(self->engine_);
+  self->cv_.notify_all();
+  self->cv_.wait(lock, [self] { return !self->executing_; });
+  if (self->engine_) sp_engine_destroy(self->engine_);
+  self->engine_ = nullptr;
+}
+
+void EngineWrap::ExecuteFinished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  executing_ = false;
+  cv_.notify_all();
+}
+
+void EngineWrap::ScanEnded() {
+  busy_ = false;
+  Unref();
+  if (!close_waiters_.empty()) {
+    Destroy();
+    for (auto& d : close_waiters_) d.Resolve(Env().Undefined());
+    close_waiters_.clear();
+  }
+}
+
+bool EngineWrap::WaitInterval(uint32_t ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return cancelled_; });
+  return !cancelled_;
+}
+
+bool EngineWrap::cancelled() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+sp_engine* EngineWrap::Idle(Napi::Env env, const char* what) {
+  if (!engine_) throw Napi::Error::New(env, std::string(what) + ": the engine is closed");
+  if (busy_) {
+    Napi::Error err = Napi::Error::New(
+        env, std::string(what) + ": a scan is in progress (wait for it, or cancel() it)");
+    err.Set("code", Napi::String::New(env, "EBUSY"));
+    throw err;
+  }
+  return engine_;
+}
+
+void EngineWrap::Destroy() {
+  if (engine_) sp_engine_destroy(engine_);
+  engine_ = nullptr;
+  buffers_.clear();
+}
+
+Napi::Value EngineWrap::Configure(const Napi::CallbackInfo& info) {
+  sp_engine* e = Idle(info.Env(), "configure");
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw Napi::TypeError::New(info.Env(), "configure(settings): settings must be an object");
+  sp_settings s;
+  sp_engine_settings(e, &s);
+  s = SettingsFromJs(info[0].As<Napi::Object>(), s);
+  int err = sp_engine_configure(e, &s);
+  if (err) ThrowErrno(info.Env(), err, "configure");
+  return info.Env().Undefined();
+}
+
+Napi::Value EngineWrap::Settings(const Napi::CallbackInfo& info) {
+  sp_settings s;
+  sp_engine_settings(Idle(info.Env(), "settings"), &s);
+  return SettingsToJs(info.Env(), s);
+}
+
+Napi::Value EngineWrap::AddMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "addMemory");
+  std::string name = OptionalString(info[0], "name");
+  Napi::Value mem = info[1];
+  const void* data = nullptr;
+  size_t len = 0;
+  Napi::Value keep;
+  if (mem.IsArrayBuffer()) {
+    Napi::ArrayBuffer ab = mem.As<Napi::ArrayBuffer>();
+    data = ab.Data();
+    len = ab.ByteLength();
+    keep = ab;
+  } else if (mem.IsTypedArray()) {
+    Napi::TypedArray ta = mem.As<Napi::TypedArray>();
+    Napi::ArrayBuffer ab = ta.ArrayBuffer();
+    data = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
+    len = ta.ByteLength();
+    keep = ab;
+  } else {
+    throw Napi::TypeError::New(env, "addMemory(name, memory): memory must be an ArrayBuffer or a typed array");
+  }
+  uint32_t id;
+  int err = sp_add_memory(e, name.empty() ? nullptr : name.c_str(), data, len, &id);
+  if (err) ThrowErrno(env, err, "addMemory");
+  // Scanned in place: the buffer must live as long as the source.
+  buffers_[id] = Napi::Persistent(keep);
+  return Napi::Number::New(env, id);
+}
+
+Napi::Value EngineWrap::AddProcess(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "addProcess");
+  std::string name = OptionalString(info[0], "name");
+  if (!info[1].IsNumber()) throw Napi::TypeError::New(env, "addProcess(name, pid, flags): pid must be a number");
+  double pid = info[1].As<Napi::Number>().DoubleValue();
+  if (pid < 1 || pid > 4194304 || pid != std::floor(pid))
+    throw Napi::RangeError::New(env, "addProcess: pid must be a positive integer, got " + info[1].ToString().Utf8Value());
+  uint32_t flags = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+  uint32_t id;
+  int err = sp_add_process(e, name.empty() ? nullptr : name.c_str(), (pid_t)pid, flags, &id);
+  if (err) ThrowErrno(env, err, "addProcess(" + std::to_string((long)pid) + ")");
+  return Napi::Number::New(env, id);
+}
+
+Napi::Value EngineWrap::AddDump(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "addDump");
+  std::string name = OptionalString(info[0], "name");
+  if (!info[1].IsString()) throw Napi::TypeError::New(env, "addDump(name, path, flags): path must be a string");
+  std::string path = info[1].As<Napi::String>().Utf8Value();
+  uint32_t flags = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
+  uint32_t id;
+  int err = sp_add_dump(e, name.empty() ? nullptr : name.c_str(), path.c_str(), flags, &id);
+  if (err) ThrowErrno(env, err, "addDump(" + path + ")");
+  return Napi::Number::New(env, id);
+}
+
+Napi::Value EngineWrap::RemoveSource(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "removeSource");
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "removeSource(id): id must be a number");
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  int err = sp_remove_source(e, id);
+  if (err) ThrowErrno(env, err, "removeSource(" + std::to_string(id) + ")");
+  buffers_.erase(id);
+  return env.Undefined();
+}
+
+Napi::Value EngineWrap::Sources(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "sources");
+  Napi::Array out = Napi::Array::New(env);
+  for (size_t i = 0; i < sp_source_count(e); i++) {
+    sp_source_info s;
+    if (sp_source_get(e, i, &s) == 0) out.Set((uint32_t)i, SourceToJs(env, s));
+  }
+  return out;
+}
+
+Napi::Value EngineWrap::Counters(const Napi::CallbackInfo& info) {
+  sp_counters c;
+  sp_engine_counters(Idle(info.Env(), "counters"), &c);
+  return CountersToJs(info.Env(), c);
+}
+
+Napi::Value EngineWrap::Groups(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "groups");
+  struct Ctx {
+    Napi::Env env;
+    Napi::Array out;
+    uint32_t n;
+  } ctx{env, Napi::Array::New(env), 0};
+  int err = sp_engine_groups(
+      e,
+      [](void* p, const sp_group* g, const sp_group_member* m, size_t count) -> int {
+        auto* c = static_cast<Ctx*>(p);
+        char hash[17];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)g->hash);
+        Napi::Object o = Napi::Object::New(c->env);
+        o.Set("hash", hash);
+        o.Set("mappings", g->mappings);
+        o.Set("dupIndex", g->dup_index);
+        Napi::Array members = Napi::Array::New(c->env, count);
+        for (size_t i = 0; i < count; i++) {
+          Napi::Object mo = Napi::Object::New(c->env);
+          mo.Set("source", m[i].source);
+          mo.Set("address", (double)m[i].address);
+          members.Set((uint32_t)i, mo);
+        }
+        o.Set("members", members);
+        c->out.Set(c->n++, o);
+        return 0;
+      },
+      &ctx);
+  if (err) ThrowErrno(env, err, "groups");
+  return ctx.out;
+}
+
+Napi::Value EngineWrap::Matrix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "matrix");
+  size_t n = sp_source_count(e);
+  std::vector<uint64_t> m(n * n);
+  int err = sp_engine_sharing_matrix(e, m.data(), n);
+  if (err) ThrowErrno(env, err, "matrix");
+  Napi::Array rows = Napi::Array::New(env, n);
+  for (size_t i = 0; i < n; i++) {
+    Napi::Array row = Napi::Array::New(env, n);
+    for (size_t j = 0; j < n; j++) row.Set((uint32_t)j, (double)m[i * n + j]);
+    rows.Set((uint32_t)i, row);
+  }
+  return rows;
+}
+
+Napi::Value EngineWrap::UnmergeAll(const Napi::CallbackInfo& info) {
+  sp_engine_unmerge_all(Idle(info.Env(), "unmergeAll"));
+  return info.Env().Undefined();
+}
+
+// scan({ passes?, pages?, intervalMs? }, onProgress?)
+Napi::Value EngineWrap::Scan(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Idle(env, "scan");
+  Napi::Object opts = info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
+  auto job = std::make_shared<ScanJob>(ScanJob{Napi::Promise::Deferred::New(env), Napi::FunctionReference(),
+                                               OptionalCount(opts, "passes", 1, 1u << 30),
+                                               OptionalCount(opts, "pages", 0, 1ull << 50), false,
+                                               (uint32_t)OptionalCount(opts, "intervalMs", 0, 86400000)});
+  job->step_mode = job->pages_left > 0;
+  if (!job->step_mode && job->passes_left == 0) job->finished = true;
+  if (info.Length() > 1 && info[1].IsFunction()) job->on_progress = Napi::Persistent(info[1].As<Napi::Function>());
+  Napi::Promise promise = job->deferred.Promise();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = true;
+    cancelled_ = false;
+    sp_engine_clear_cancel(engine_);
+  }
+  Ref();  // alive while the scan runs
+  NextSlice(job);
+  return promise;
+}
+
+void EngineWrap::NextSlice(std::shared_ptr<ScanJob> job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    executing_ = true;
+  }
+  auto* worker = new SliceWorker(this, Value(), std::move(job));
+  worker->Queue();
+}
+
+bool EngineWrap::CanCallIntoJs(Napi::Env env) {
+  // napi_call_function refuses (napi_pending_exception) once the
+  // environment stops running JavaScript, which is how teardown shows.
+  napi_value result;
+  napi_status st = napi_call_function(env, env.Undefined(), noop_.Value(), 0, nullptr, &result);
+  return st == napi_ok;
+}
+
+Napi::Value EngineWrap::Cancel(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (busy_) {
+    cancelled_ = true;
+    if (engine_) sp_engine_cancel(engine_);
+    cv_.notify_all();
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value EngineWrap::Close(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto deferred = Napi::Promise::Deferred::New(env);
+  if (busy_) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+      if (engine_) sp_engine_cancel(engine_);
+      cv_.notify_all();
+    }
+    close_waiters_.push_back(deferred);
+  } else {
+    Destroy();
+    deferred.Resolve(env.Undefined());
+  }
+  return deferred.Promise();
+}
+
+Napi::Value EngineWrap::Busy(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), busy_);
+}
+
+}  // namespace samepage

@@ -44,7 +44,8 @@ async function bootHintsGuest(t: ExecutionContext): Promise<{ pid: number; repor
   const append = `console=ttyS0 panic=-1 quiet brd.rd_nr=1 brd.rd_size=16384 sp_mode=hints page_hints=${HOLE_BYTES}@${HOLE_GPA},${INTERVAL_MS}`;
   const qemu = spawn(
     'qemu-system-x86_64',
-    ['-accel', 'tcg', '-m', String(RAM_BYTES >> 20), '-smp', '1', '-nodefaults', '-vga', 'none', '-display', 'none',
+    // mem-merge=off: this guest's RAM stays out of the host's KSM, which other tests may be measuring.
+    ['-accel', 'tcg', '-machine', 'mem-merge=off', '-m', String(RAM_BYTES >> 20), '-smp', '1', '-nodefaults', '-vga', 'none', '-display', 'none',
       '-no-reboot', '-kernel', bzImage, '-initrd', initramfs, '-append', append, '-serial', 'stdio', '-monitor', 'none'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );

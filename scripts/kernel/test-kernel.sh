@@ -203,7 +203,8 @@ serial=$run_dir/serial-checks.log
 log "booting the checks guest (QEMU TCG)"
 # -icount shift=0: guest time advances 1 ns per executed guest instruction, so ksmd's run time in
 # the guest measures its work exactly and does not depend on what else loads this host.
-qemu-system-x86_64 -accel tcg -icount shift=0 -m 512 -smp 1 -nodefaults -vga none -display none -no-reboot \
+# mem-merge=off keeps the guest's RAM out of the host's KSM (the guest kernel has its own).
+qemu-system-x86_64 -accel tcg -icount shift=0 -machine mem-merge=off -m 512 -smp 1 -nodefaults -vga none -display none -no-reboot \
 	-kernel "$artifacts/bzImage" -initrd "$artifacts/initramfs.cpio.gz" \
 	-append "console=ttyS0 panic=-1 quiet brd.rd_nr=2 brd.rd_size=16384" \
 	-serial "file:$serial" -monitor none >"$run_dir/qemu-checks.log" 2>&1 &

@@ -57,9 +57,10 @@ export { parseQemuArgs, parseQemuSize, splitOptionValue } from './qemu-cmdline.j
 export { native, packageRoot } from './binding.js';
 export type { EngineCounters, NativeBinding } from './native.js';
 export { Scanner } from './scanner.js';
-export type { MergeGroup, ProcessSourceOptions, ScanOptions, ScanProgress, ScanResult, ScannerSettings, SourceStats } from './scanner.js';
+export type { CachePassResult, MergeGroup, ProcessSourceOptions, ScanOptions, ScanProgress, ScanResult, ScannerSettings, SourceStats } from './scanner.js';
 export { allocMergeable, getMemoryMerge, pageHash, setMemoryMerge } from './merging.js';
 export type { MergeableOptions } from './merging.js';
 export { livePages } from './live.js';
 export type { LivePages } from './live.js';
 export { KSM_LOCK_PATH, lockKsm } from './ksm-lock.js';
+export { HintTableError, countHints, planScan, readHintTable } from './hints.js';

@@ -123,7 +123,7 @@ export interface NativeEngine {
     opts: { passes?: number; pages?: number; intervalMs?: number; progressEveryPages?: number },
     onProgress?: (p: NativeProgress) => void,
   ): Promise<NativeScanResult>;
-  cachePass?(paths: string[], act: boolean): Promise<NativeCacheResult>;
+  cachePass(paths: string[], act: boolean): Promise<NativeCacheResult>;
   cancel(): void;
   close(): Promise<void>;
   readonly busy: boolean;

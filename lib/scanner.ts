@@ -66,6 +66,21 @@ export interface ScanResult {
   passes: number;
 }
 
+export interface CachePassResult {
+  files: number;
+  /** Pages of the files in the host page cache. */
+  cachePagesTotal: number;
+  cachePagesChecked: number;
+  /** Cached pages whose content a tracked guest page holds. */
+  cachePagesInGuest: number;
+  cachePagesDropped: number;
+  cacheBytesReclaimed: number;
+  /** Matching pages kept because they are dirty or under writeback. */
+  dirtySkipped: number;
+  /** Files that could not be examined (missing, not a regular file). */
+  errors: number;
+}
+
 export interface MergeGroup {
   hash: string;
   mappings: number;
@@ -191,6 +206,32 @@ export class Scanner {
       throw fromNativeError(err, { what: 'scan' });
     } finally {
       signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Exclusive caching: examines the host page cache of the given files (VM disk images) against
+   * the guest pages this scanner tracks (run it right after a scan), and unless dryRun drops the
+   * cached pages a guest already holds. Dirty pages are never dropped. File contents never change.
+   */
+  async cachePass(paths: string[], opts: { dryRun?: boolean } = {}): Promise<CachePassResult> {
+    try {
+      const r = await this.open.cachePass(paths, !(opts.dryRun ?? false));
+      return {
+        files: r.files,
+        cachePagesTotal: r.cache_pages_total,
+        cachePagesChecked: r.cache_pages_checked,
+        cachePagesInGuest: r.cache_pages_in_guest,
+        cachePagesDropped: r.cache_pages_dropped,
+        cacheBytesReclaimed: r.cache_bytes_reclaimed,
+        dirtySkipped: r.dirty_skipped,
+        errors: r.errors,
+      };
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'ENODATA') {
+        throw new InvalidArgumentError('cachePass: the scanner tracks no guest pages yet: add the VMs and scan at least two passes first');
+      }
+      throw fromNativeError(err, { what: 'exclusive cache pass' });
     }
   }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "convert.h"
 
@@ -158,6 +159,41 @@ class SliceWorker : public Napi::AsyncWorker {
   sp_progress progress_{};
 };
 
+// One exclusive-cache pass over files, with the engine owned meanwhile.
+class CacheWorker : public Napi::AsyncWorker {
+ public:
+  CacheWorker(EngineWrap* owner, Napi::Object self, std::vector<std::string> paths, bool act)
+      : Napi::AsyncWorker(self.Env(), "samepage:cache", self),
+        owner_(owner),
+        deferred_(Napi::Promise::Deferred::New(self.Env())),
+        paths_(std::move(paths)),
+        act_(act) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    std::vector<const char*> ptrs;
+    for (auto& p : paths_) ptrs.push_back(p.c_str());
+    err_ = sp_cache_pass(owner_->engine(), ptrs.data(), ptrs.size(), act_ ? SP_CACHE_ACT : 0, &result_);
+    owner_->ExecuteFinished();
+  }
+  void OnOK() override {
+    owner_->ScanEnded();
+    if (err_) deferred_.Reject(ErrnoError(Env(), err_, "cache pass").Value());
+    else deferred_.Resolve(CacheResultToJs(Env(), result_));
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->ScanEnded();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  EngineWrap* owner_;
+  Napi::Promise::Deferred deferred_;
+  std::vector<std::string> paths_;
+  bool act_;
+  sp_cache_result result_{};
+  int err_ = 0;
+};
+
 uint64_t OptionalCount(const Napi::Object& opts, const char* key, uint64_t fallback, uint64_t max) {
   Napi::Value v = opts.Get(key);
   if (v.IsUndefined()) return fallback;
@@ -186,6 +222,7 @@ Napi::Function EngineWrap::Init(Napi::Env env) {
                          InstanceMethod("matrix", &EngineWrap::Matrix),
                          InstanceMethod("unmergeAll", &EngineWrap::UnmergeAll),
                          InstanceMethod("scan", &EngineWrap::Scan),
+                         InstanceMethod("cachePass", &EngineWrap::CachePass),
                          InstanceMethod("cancel", &EngineWrap::Cancel),
                          InstanceMethod("close", &EngineWrap::Close),
                          InstanceAccessor("busy", &EngineWrap::Busy, nullptr),
@@ -471,6 +508,31 @@ bool EngineWrap::CanCallIntoJs(Napi::Env env) {
   napi_value result;
   napi_status st = napi_call_function(env, env.Undefined(), noop_.Value(), 0, nullptr, &result);
   return st == napi_ok;
+}
+
+// cachePass(paths: string[], act: boolean): Promise<object>
+Napi::Value EngineWrap::CachePass(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Idle(env, "cachePass");
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "cachePass(paths, act): paths must be an array of strings");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  std::vector<std::string> paths;
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    Napi::Value v = arr.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(env, "cachePass: paths[" + std::to_string(i) + "] must be a string");
+    paths.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  bool act = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+  auto* worker = new CacheWorker(this, Value(), std::move(paths), act);
+  Napi::Promise promise = worker->Promise();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = true;
+    executing_ = true;
+  }
+  Ref();
+  worker->Queue();
+  return promise;
 }
 
 Napi::Value EngineWrap::Cancel(const Napi::CallbackInfo& info) {

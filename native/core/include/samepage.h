@@ -163,10 +163,12 @@ size_t sp_source_count(const sp_engine *engine);
 int sp_source_get(const sp_engine *engine, size_t index, sp_source_info *out);
 
 /* Page-flag hints published by a guest (see native/kernel patch 3): one
- * byte per guest page of the source's guest RAM, starting at guest page 0.
- * Pages hinted SP_HINT_FREE are not scanned (as if absent); the scan visits
- * SP_HINT_PAGECACHE pages of a range first.  The engine copies the array.
- * Passing NULL clears the hints. */
+ * byte per guest page.  For a process source they describe its guest-RAM
+ * range in RAM order (page i = byte i of the RAM block); for a dump, guest
+ * pages by guest-physical address; for caller memory, its pages.  Pages
+ * hinted SP_HINT_FREE are not scanned (as if absent); in each hinted range
+ * the SP_HINT_PAGECACHE pages are scanned first, then the others.  The
+ * engine copies the array; NULL clears the hints. */
 #define SP_HINT_FREE 0x01
 #define SP_HINT_PAGECACHE 0x04
 int sp_source_set_hints(sp_engine *engine, uint32_t id, const uint8_t *hints,

@@ -92,6 +92,7 @@ void sp_engine_destroy(sp_engine *e) {
     }
     free(src->ranges);
     if (src->ops->destroy) src->ops->destroy(src);
+    free(src->hints);
     free(src);
   }
   for (size_t i = 0; i < e->nchunks; i++) free(e->chunks[i]);
@@ -184,6 +185,7 @@ int sp_remove_source(sp_engine *e, uint32_t id) {
   struct sp_source *src = e->sources[at];
   forget_source_pages(e, src, false);
   if (src->ops->destroy) src->ops->destroy(src);
+  free(src->hints);
   free(src);
   memmove(&e->sources[at], &e->sources[at + 1],
           (e->nsources - (size_t)at - 1) * sizeof *e->sources);
@@ -251,6 +253,25 @@ static int refresh_ranges(struct sp_engine *e, size_t slot) {
   }
   free(specs);
   return err;
+}
+
+int sp_source_set_hints(sp_engine *e, uint32_t id, const uint8_t *hints,
+                        size_t npages) {
+  long at = find_source(e, id);
+  if (at < 0) return -ENOENT;
+  struct sp_source *src = e->sources[at];
+  uint8_t *copy = NULL;
+  if (hints && npages) {
+    copy = malloc(npages);
+    if (!copy) return -ENOMEM;
+    memcpy(copy, hints, npages);
+  }
+  /* Mid-sweep changes would move pages between sweeps: the cursor finishes
+   * its current range as it is and the new hints apply from the next. */
+  free(src->hints);
+  src->hints = copy;
+  src->nhints = copy ? npages : 0;
+  return 0;
 }
 
 int sp_engine_source_init_ranges(struct sp_engine *e, uint32_t id) {
@@ -346,7 +367,14 @@ static int64_t scan(struct sp_engine *e, uint64_t budget) {
     }
     uint32_t range_id = src->ranges[e->cur.range];
     if (e->cur.page >= e->ranges[range_id].npages) {
-      e->cur.range++;
+      /* Hinted guest RAM is swept twice: page-cache pages first (as XLH
+       * did with I/O hints), then the others. */
+      if (e->cur.sweep == 0 && sp_range_hinted(src, &e->ranges[range_id])) {
+        e->cur.sweep = 1;
+      } else {
+        e->cur.sweep = 0;
+        e->cur.range++;
+      }
       e->cur.page = 0;
       continue;
     }

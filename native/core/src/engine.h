@@ -123,6 +123,8 @@ struct sp_source {
   uint32_t *ranges; /* range ids sorted by address */
   size_t nranges;
   uint64_t guest_ram_start, guest_ram_bytes;
+  uint8_t *hints; /* page-flag hints per guest-RAM page, or NULL */
+  size_t nhints;
   /* ksm_stat figures */
   uint64_t rmap_items, merging_pages, zero_pages;
   /* the engine's own */
@@ -192,6 +194,7 @@ struct sp_cursor {
   size_t range;        /* index into the source's ranges */
   uint64_t page;       /* next page in that range */
   bool source_entered; /* ranges refreshed for this source in this pass */
+  uint8_t sweep;       /* hinted guest RAM: 0 page-cache pages, 1 the rest */
 };
 
 struct sp_engine {
@@ -279,6 +282,17 @@ int sp_range_create(struct sp_engine *e, uint32_t source_slot,
 int sp_range_resize(struct sp_engine *e, uint32_t range_id, uint64_t npages);
 void sp_range_destroy(struct sp_engine *e, uint32_t range_id);
 size_t sp_rmap_bytes(const struct sp_engine *e);
+
+/* Whether page-flag hints describe a range: a process's guest RAM, a
+ * dump (addressed by guest-physical address) or caller memory. */
+static inline bool sp_range_hinted(const struct sp_source *src, const struct sp_range *r) {
+  return src->hints && (src->kind != SP_SOURCE_PROCESS || (r->flags & RANGE_F_GUEST_RAM));
+}
+/* The hint index of page p of a hinted range: guest pages from 0. */
+static inline uint64_t sp_hint_index(const struct sp_source *src, const struct sp_range *r,
+                                     uint64_t p) {
+  return src->kind == SP_SOURCE_DUMP ? r->start / SP_PAGE_SIZE + p : p;
+}
 
 /* Source slot (index into e->sources) owning a ref. */
 static inline struct sp_source *sp_rec_source(const struct sp_engine *e,

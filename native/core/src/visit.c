@@ -297,6 +297,11 @@ int64_t sp_scan_window(struct sp_engine *e, struct sp_source *src,
     memset(flags, PAGE_PRESENT, n);
   }
 
+  /* Guest page-flag hints: pages the guest reports free are not scanned
+   * (as if absent); in the first sweep only page-cache pages are, in the
+   * second only the others. */
+  const uint8_t *hints = sp_range_hinted(src, range) ? src->hints : NULL;
+
   /* Decide what to read: absent pages leave tracking, skipped pages are
    * not read, and the budget counts pages that will really be scanned. */
   uint64_t charged = 0;
@@ -305,6 +310,12 @@ int64_t sp_scan_window(struct sp_engine *e, struct sp_source *src,
     want[i] = 0;
     refs[i] = SP_NIL;
     uint64_t p = first + i;
+    if (hints) {
+      uint64_t hi = sp_hint_index(src, range, p);
+      uint8_t h = hi < src->nhints ? hints[hi] : 0;
+      if ((h & SP_HINT_PAGECACHE) ? e->cur.sweep != 0 : e->cur.sweep != 1) continue;
+      if (h & SP_HINT_FREE) flags[i] &= (uint8_t)~PAGE_PRESENT;
+    }
     if (!(flags[i] & PAGE_PRESENT)) {
       uint32_t ref = sp_rmap_lookup(e, range_id, p);
       if (ref != SP_NIL && sp_rec_state(sp_rec_get(e, ref)) != REC_NONE)

@@ -186,6 +186,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   flags.Set("PROC_ALL_ANON", SP_PROC_ALL_ANON);
   flags.Set("PROC_GUEST_RAM_ONLY", SP_PROC_GUEST_RAM_ONLY);
   flags.Set("PROC_THP_ZERO_APART", SP_PROC_THP_ZERO_APART);
+  flags.Set("PROC_SOFT_DIRTY", SP_PROC_SOFT_DIRTY);
   flags.Set("DUMP_RAW", SP_DUMP_RAW);
   flags.Set("CACHE_ACT", SP_CACHE_ACT);
   exports.Set("flags", flags);

@@ -106,6 +106,7 @@ Napi::Object CountersToJs(Napi::Env env, const sp_counters& c) {
   SET(o, "lookahead_hits", c.lookahead_hits);
   SET(o, "lookahead_misses", c.lookahead_misses);
   SET(o, "pages_lost", c.pages_lost);
+  SET(o, "pages_unread", c.pages_unread);
   SET(o, "tracking_bytes", c.tracking_bytes);
   SET(o, "tracked_pages", c.tracked_pages);
   SET(o, "merged_contents", c.merged_contents);

@@ -120,6 +120,14 @@ typedef enum sp_source_kind {
  * to each page and clashes with other soft-dirty users (CRIU). */
 #define SP_PROC_SOFT_DIRTY (1u << 3)
 
+/* Read again only the pages written since the previous pass (soft-dirty
+ * bits: /proc/PID/clear_refs, bit 55 of pagemap); a rolling eighth of the
+ * merged pages is read anyway each pass, so a write lost in the short race
+ * between reading the bits and clearing them is caught within 8 passes.
+ * Costs the process a minor fault on its next write to each page after a
+ * pass, and clashes with other soft-dirty users (CRIU): opt in. */
+#define SP_PROC_SOFT_DIRTY (1u << 3)
+
 /* sp_add_dump() flags */
 #define SP_DUMP_RAW (1u << 0) /* treat the file as raw memory even if ELF */
 
@@ -235,6 +243,7 @@ typedef struct sp_counters {
   uint64_t lookahead_hits;
   uint64_t lookahead_misses;
   uint64_t pages_lost;
+  uint64_t pages_unread;    /* visits that needed no read (SP_PROC_SOFT_DIRTY) */
   uint64_t tracking_bytes;  /* engine memory for records and indexes */
   uint64_t tracked_pages;   /* pages with a record slot */
   uint64_t merged_contents; /* stable contents (regular nodes and chains) */

@@ -79,6 +79,7 @@ struct sp_range {
 /* What a source reports about each page of a window before it is read. */
 #define PAGE_PRESENT 0x01  /* an anonymous page the kernel would scan */
 #define PAGE_THP 0x02      /* part of a transparent huge page */
+#define PAGE_CLEAN 0x04    /* not written since the source's previous visit */
 
 struct sp_range_spec {
   uint64_t start;
@@ -228,7 +229,7 @@ struct sp_engine {
   uint64_t ksm_zero_pages, rmap_items;
   /* engine counters */
   uint64_t page_compares, full_compares, bytes_read;
-  uint64_t lookahead_hits, lookahead_misses, pages_lost;
+  uint64_t lookahead_hits, lookahead_misses, pages_lost, pages_unread;
   uint64_t pass_pages, pass_total, last_pass_total;
 
   /* scratch */

@@ -34,6 +34,7 @@ void sp_engine_counters(const sp_engine *e, sp_counters *out) {
   out->lookahead_hits = e->lookahead_hits;
   out->lookahead_misses = e->lookahead_misses;
   out->pages_lost = e->pages_lost;
+  out->pages_unread = e->pages_unread;
   uint64_t tracked = 0;
   for (size_t i = 0; i < e->nchunks; i++)
     if (e->chunks[i]) tracked += e->chunks[i]->live;

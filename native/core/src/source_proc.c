@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "procmaps.h"
@@ -38,6 +39,7 @@ struct sp_pm_scan_arg {
 #define SP_PAGE_IS_PRESENT (1 << 3)
 #define SP_PAGE_IS_PFNZERO (1 << 5)
 
+#define PM_SOFT_DIRTY (1ull << 55)
 #define PM_PRESENT (1ull << 63)
 #define PM_SWAP (1ull << 62)
 #define PM_FILE (1ull << 61)
@@ -53,6 +55,14 @@ struct proc_impl {
   int mem_fd;
   uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) */
   uint64_t ram_bytes;            /* QEMU -m, 0 if not QEMU */
+  /* SP_PROC_SOFT_DIRTY: per range, the pages written between the last two
+   * clears (bit set = written), valid once a clear has been done. */
+  bool sd_armed;
+  struct sd_range {
+    uint64_t start, npages;
+    uint64_t *written;
+  } *sd;
+  size_t nsd;
   /* pagemap entries of the last presence() window, reused by thp() */
   uint64_t pm_addr;
   size_t pm_n;
@@ -148,6 +158,90 @@ static bool scannable(const struct sp_vma *v, uint32_t flags) {
   return (v->vmflags & VMF_MG) != 0;
 }
 
+static void sd_free(struct proc_impl *p) {
+  for (size_t i = 0; i < p->nsd; i++) free(p->sd[i].written);
+  free(p->sd);
+  p->sd = NULL;
+  p->nsd = 0;
+}
+
+/* At the start of the source's visit in a pass: which pages were written
+ * since the previous clear (soft-dirty), then clear again.  A write between
+ * reading the bits and the clear is lost; the rolling re-read in visit.c
+ * bounds how long that can last. */
+static void sd_snapshot(struct proc_impl *p, const struct sp_range_spec *specs, size_t n) {
+  sd_free(p);
+  p->sd = calloc(n ? n : 1, sizeof *p->sd);
+  if (!p->sd) return;
+  p->nsd = n;
+  uint64_t *buf = malloc(65536 * sizeof *buf);
+  for (size_t r = 0; r < n && buf; r++) {
+    struct sd_range *sr = &p->sd[r];
+    sr->start = specs[r].start;
+    sr->npages = specs[r].npages;
+    sr->written = calloc((size_t)((sr->npages + 63) / 64) + 1, sizeof *sr->written);
+    if (!sr->written) continue;
+    for (uint64_t done = 0; done < sr->npages;) {
+      size_t want = sr->npages - done > 65536 ? 65536 : (size_t)(sr->npages - done);
+      ssize_t got = pread(p->pagemap_fd, buf, want * 8,
+                          (off_t)((sr->start / SP_PAGE_SIZE + done) * 8));
+      if (got <= 0) break;
+      for (size_t k = 0; k < (size_t)got / 8; k++)
+        if (buf[k] & PM_SOFT_DIRTY) sr->written[(done + k) / 64] |= 1ull << ((done + k) % 64);
+      done += (size_t)got / 8;
+    }
+  }
+  free(buf);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/clear_refs", (int)p->pid);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  bool cleared = fd >= 0 && write(fd, "4", 1) == 1;
+  if (fd >= 0) close(fd);
+  /* Bits read before the first clear say nothing about our last visit. */
+  bool armed = p->sd_armed;
+  p->sd_armed = cleared;
+  if (!armed || !cleared) sd_free(p);
+}
+
+/* Whether this kernel tracks soft-dirty bits (CONFIG_MEM_SOFT_DIRTY): a
+ * forked child clears its own bits, writes a page and reads the bit back,
+ * so the caller's process is not touched. */
+static bool soft_dirty_supported(void) {
+  pid_t pid = fork();
+  if (pid < 0) return false;
+  if (pid == 0) {
+    volatile char *page = mmap(NULL, SP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) _exit(2);
+    page[0] = 1;
+    int fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "4", 1) != 1) _exit(3);
+    close(fd);
+    page[0] = 2;
+    uint64_t entry = 0;
+    fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || pread(fd, &entry, 8, (off_t)((uintptr_t)page / SP_PAGE_SIZE * 8)) != 8) _exit(4);
+    _exit((entry & PM_SOFT_DIRTY) ? 0 : 1);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Whether the page at addr is known unchanged since the previous pass. */
+static bool sd_clean(const struct proc_impl *p, uint64_t addr, uint64_t pm_entry) {
+  if (!p->sd || (pm_entry & PM_SOFT_DIRTY)) return false;
+  for (size_t r = 0; r < p->nsd; r++) {
+    const struct sd_range *sr = &p->sd[r];
+    if (addr < sr->start || addr >= sr->start + sr->npages * SP_PAGE_SIZE) continue;
+    if (!sr->written) return false;
+    uint64_t i = (addr - sr->start) / SP_PAGE_SIZE;
+    return !((sr->written[i / 64] >> (i % 64)) & 1);
+  }
+  return false;
+}
+
 static int proc_ranges(struct sp_source *src, struct sp_range_spec **out,
                        size_t *n) {
   struct proc_impl *p = src->impl;
@@ -205,6 +299,7 @@ static int proc_ranges(struct sp_source *src, struct sp_range_spec **out,
     free(specs);
     return -ENOENT;
   }
+  if (src->flags & SP_PROC_SOFT_DIRTY) sd_snapshot(p, specs, count);
   *out = specs;
   *n = count;
   return 0;
@@ -227,6 +322,7 @@ static int proc_presence(struct sp_source *src, uint64_t addr, size_t npages,
     bool present = (e & PM_PRESENT) && !(e & PM_FILE) &&
                    !(p->zero_pfn && pfn == p->zero_pfn);
     flags[i] = present ? PAGE_PRESENT : 0;
+    if (present && sd_clean(p, addr + i * SP_PAGE_SIZE, e)) flags[i] |= PAGE_CLEAN;
   }
   return 0;
 }
@@ -335,6 +431,7 @@ static void proc_destroy(struct sp_source *src) {
   if (p->pagemap_fd >= 0) close(p->pagemap_fd);
   if (p->kpageflags_fd >= 0) close(p->kpageflags_fd);
   if (p->mem_fd >= 0) close(p->mem_fd);
+  sd_free(p);
   free(p);
 }
 
@@ -347,9 +444,14 @@ static const struct sp_source_ops proc_ops = {.ranges = proc_ranges,
 
 int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
                    uint32_t *id_out) {
-  const uint32_t known = SP_PROC_ALL_ANON | SP_PROC_GUEST_RAM_ONLY | SP_PROC_THP_ZERO_APART;
+  const uint32_t known =
+      SP_PROC_ALL_ANON | SP_PROC_GUEST_RAM_ONLY | SP_PROC_THP_ZERO_APART | SP_PROC_SOFT_DIRTY;
   if (!e || pid <= 0 || (flags & ~known)) return -EINVAL;
   if (kill(pid, 0) && errno == ESRCH) return -ESRCH;
+
+  /* Without CONFIG_MEM_SOFT_DIRTY every bit reads 0: the pages would all
+   * look unchanged.  Refuse rather than scan wrongly. */
+  if ((flags & SP_PROC_SOFT_DIRTY) && !soft_dirty_supported()) return -EOPNOTSUPP;
 
   struct proc_impl *p = calloc(1, sizeof *p);
   if (!p) return -ENOMEM;

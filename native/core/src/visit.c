@@ -171,14 +171,19 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
 /* A page the engine modelled as merged into the zero page, read again: if
  * it still holds zeros nothing changes (the kernel dropped its rmap_item on
  * the first pass after the merge); if it was written, it is a new page. */
+static void zero_unchanged(struct sp_engine *e, struct sp_source *src,
+                           struct sp_rec *rec) {
+  if (rec->state & REC_F_ITEM) {
+    rec->state &= (uint8_t)~REC_F_ITEM;
+    e->rmap_items--;
+    src->rmap_items--;
+  }
+}
+
 static void visit_zero(struct sp_engine *e, struct sp_source *src,
                        struct sp_rec *rec, const void *page, uint64_t hash) {
   if (hash == e->zero_hash && sp_page_is_zero(page)) {
-    if (rec->state & REC_F_ITEM) {
-      rec->state &= (uint8_t)~REC_F_ITEM;
-      e->rmap_items--;
-      src->rmap_items--;
-    }
+    zero_unchanged(e, src, rec);
     return;
   }
   e->ksm_zero_pages--;
@@ -334,8 +339,27 @@ int64_t sp_scan_window(struct sp_engine *e, struct sp_source *src,
     }
     src->present_pages++;
     e->pass_pages++;
+    /* Not written since the previous visit (soft-dirty): a merged page is
+     * still merged, a zero-merged one still zero; no need to read it.  An
+     * eighth of them are read anyway each pass (see SP_PROC_SOFT_DIRTY). */
+    bool unchanged = (flags[i] & PAGE_CLEAN) && (p + e->seqnr) % 8 != 0;
     if (state == REC_ZERO) { /* not a page ksmd would scan; re-read only */
-      want[i] = 1;
+      if (unchanged) {
+        e->pages_unread++;
+        zero_unchanged(e, src, rec);
+      } else {
+        want[i] = 1;
+      }
+      continue;
+    }
+    if (state == REC_STABLE && unchanged) {
+      e->pages_unread++;
+      e->pages_scanned++;
+      e->la.valid = false;
+      if (++charged == budget) {
+        end = i + 1;
+        break;
+      }
       continue;
     }
     if (state != REC_STABLE && should_skip(e, rec)) {

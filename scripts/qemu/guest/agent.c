@@ -127,6 +127,7 @@ struct sp_job {
 	int out, err; /* -1 once at EOF */
 	int status, exited;
 	long exited_at; /* ms, 0 until seen exited */
+	long last_data_at; /* ms of the last output forwarded */
 	char id[32];
 };
 
@@ -217,6 +218,7 @@ static int sp_pump(int *fd, const char *kind)
 		*fd = -1;
 		return 0;
 	}
+	sp_job.last_data_at = sp_now_ms();
 	sp_frame(kind, sp_job.id, buf, (size_t)n);
 	return 1;
 }
@@ -323,12 +325,15 @@ int main(int argc, char **argv)
 			sp_pump(&sp_job.err, "ERR");
 		sp_reap();
 		if (sp_job.pid > 0 && sp_job.exited) {
-			/* Report once both pipes are at EOF, or 200 ms after the command exited when a
-			 * background child of it still holds one open. */
+			/* Report once both pipes are at EOF, or when a background child of the command
+			 * still holds one open: 200 ms after the command exited and output stopped
+			 * coming (counting from the last data, so output still buffered in a pipe on a
+			 * slow, loaded guest is forwarded, not cut). */
 			long now = sp_now_ms();
 			if (!sp_job.exited_at)
 				sp_job.exited_at = now;
-			if ((sp_job.out < 0 && sp_job.err < 0) || now - sp_job.exited_at >= 200) {
+			long quiet_since = sp_job.last_data_at > sp_job.exited_at ? sp_job.last_data_at : sp_job.exited_at;
+			if ((sp_job.out < 0 && sp_job.err < 0) || now - quiet_since >= 200) {
 				if (sp_job.out >= 0)
 					close(sp_job.out);
 				if (sp_job.err >= 0)

@@ -48,47 +48,15 @@ static int push(struct pfn_list *l, uint64_t v) {
   return 0;
 }
 
-static int read_all(const char *path, char **out, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap);
-  for (;;) {
-    if (!buf) {
-      close(fd);
-      return -ENOMEM;
-    }
-    ssize_t got = read(fd, buf + n, cap - n);
-    if (got < 0) {
-      int err = -errno;
-      free(buf);
-      close(fd);
-      return err;
-    }
-    if (!got) break;
-    n += (size_t)got;
-    if (n == cap) buf = realloc(buf, cap *= 2);
-  }
-  close(fd);
-  *out = buf;
-  *len = n;
-  return 0;
-}
-
 /* Walks the pagemap of one process's ranges: counts, and the PFN of every
  * present page (tagged with the process index) for the kpageflags pass. */
 static int walk_process(pid_t pid, uint32_t index, uint32_t flags,
                         sp_live_process *out, struct pfn_list *pfns) {
-  char path[64], *text = NULL;
-  size_t len = 0;
-  snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
-  int err = read_all(path, &text, &len);
-  if (err) return err == -ENOENT ? -ESRCH : err;
+  char path[64];
   struct sp_vma *vmas;
   size_t nv;
-  err = sp_smaps_parse(text, len, &vmas, &nv);
-  free(text);
-  if (err) return err == -EINVAL ? 0 : err;
+  int err = sp_read_smaps(pid, &vmas, &nv);
+  if (err) return err;
   snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
   int pm = open(path, O_RDONLY | O_CLOEXEC);
   if (pm < 0) {

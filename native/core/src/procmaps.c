@@ -6,8 +6,11 @@
 #include "procmaps.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int hexval(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -192,4 +195,50 @@ uint64_t sp_qemu_ram_bytes(const char *argv, size_t len, int *is_qemu) {
     p = next;
   }
   return ram;
+}
+
+int sp_read_proc_file(const char *path, char **out, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap + 1);
+  int err = buf ? 0 : -ENOMEM;
+  while (!err) {
+    if (n == cap) {
+      char *nb = realloc(buf, cap * 2 + 1);
+      if (!nb) {
+        err = -ENOMEM;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t got = read(fd, buf + n, cap - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) err = -errno;
+    if (got <= 0) break;
+    n += (size_t)got;
+  }
+  close(fd);
+  if (err) {
+    free(buf);
+    return err;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+int sp_read_smaps(pid_t pid, struct sp_vma **out, size_t *n) {
+  char path[64], *text;
+  size_t len;
+  *out = NULL;
+  *n = 0;
+  snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+  int err = sp_read_proc_file(path, &text, &len);
+  if (err) return err == -ENOENT ? -ESRCH : err;
+  err = len ? sp_smaps_parse(text, len, out, n) : 0;
+  free(text);
+  return err;
 }

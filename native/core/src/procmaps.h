@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* VmFlags bits we use (see proc(5)). */
 #define VMF_MG 0x001 /* mergeable (MADV_MERGEABLE or prctl) */
@@ -29,6 +30,14 @@ struct sp_vma {
  * -ENOMEM. */
 int sp_smaps_parse(const char *text, size_t len, struct sp_vma **out,
                    size_t *n);
+
+/* Reads a whole /proc file (they report size 0) into a malloc'd,
+ * NUL-terminated buffer.  -errno. */
+int sp_read_proc_file(const char *path, char **out, size_t *len);
+
+/* Reads and parses /proc/PID/smaps; a missing process is -ESRCH, a
+ * process without mappings (a zombie) gives none. */
+int sp_read_smaps(pid_t pid, struct sp_vma **out, size_t *n);
 
 /* The "-m" size of a QEMU command line (NUL-separated argv), in bytes:
  * "-m 1024", "-m 1G", "-m size=2048M,slots=...".  0 when absent or not

@@ -69,51 +69,12 @@ struct proc_impl {
   uint64_t pm[SP_BATCH_PAGES];
 };
 
-/* Reads a whole /proc file (they report size 0). */
-static int read_proc_file(const char *path, char **out, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap + 1);
-  if (!buf) {
-    close(fd);
-    return -ENOMEM;
-  }
-  for (;;) {
-    if (n == cap) {
-      char *nb = realloc(buf, cap * 2 + 1);
-      if (!nb) {
-        free(buf);
-        close(fd);
-        return -ENOMEM;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-    ssize_t got = read(fd, buf + n, cap - n);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      int err = -errno;
-      free(buf);
-      close(fd);
-      return err;
-    }
-    if (!got) break;
-    n += (size_t)got;
-  }
-  close(fd);
-  buf[n] = '\0';
-  *out = buf;
-  *len = n;
-  return 0;
-}
-
 /* Field 22 of /proc/PID/stat; the comm field may hold spaces and ')'. */
 static int read_start_time(pid_t pid, unsigned long long *out) {
   char path[64], *text;
   size_t len;
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int err = read_proc_file(path, &text, &len);
+  int err = sp_read_proc_file(path, &text, &len);
   if (err) return err == -ENOENT ? -ESRCH : err;
   char *p = strrchr(text, ')');
   int field = 2;
@@ -252,16 +213,9 @@ static int proc_ranges(struct sp_source *src, struct sp_range_spec **out,
   if (err) return err;
   if (start_time != p->start_time) return -ESRCH; /* the pid was reused */
 
-  char path[64], *text;
-  size_t len;
-  snprintf(path, sizeof path, "/proc/%d/smaps", (int)p->pid);
-  err = read_proc_file(path, &text, &len);
-  if (err) return err == -ENOENT ? -ESRCH : err;
   struct sp_vma *vmas;
   size_t nv;
-  err = sp_smaps_parse(text, len, &vmas, &nv);
-  free(text);
-  if (err == -EINVAL && !len) err = 0; /* a zombie has no mappings */
+  err = sp_read_smaps(p->pid, &vmas, &nv);
   if (err) return err;
 
   struct sp_range_spec *specs = calloc(nv ? nv : 1, sizeof *specs);
@@ -474,14 +428,14 @@ int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
     char *text;
     size_t len;
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    if (read_proc_file(path, &text, &len) == 0) {
+    if (sp_read_proc_file(path, &text, &len) == 0) {
       int is_qemu = 0;
       p->ram_bytes = sp_qemu_ram_bytes(text, len, &is_qemu);
       if (is_qemu && !p->ram_bytes) p->ram_bytes = 128ull << 20; /* QEMU's default */
       free(text);
     }
     snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-    if (read_proc_file(path, &text, &len) == 0) {
+    if (sp_read_proc_file(path, &text, &len) == 0) {
       if (len && text[len - 1] == '\n') text[--len] = '\0';
       snprintf(comm, sizeof comm, "%s", text);
       free(text);

@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static jmp_buf test_env;
 static int in_test;
@@ -91,4 +94,37 @@ sp_counters sp_test_counters(const sp_engine *e) {
   sp_counters c;
   sp_engine_counters(e, &c);
   return c;
+}
+
+struct sp_test_child sp_test_fork(sp_test_child_body body, void *hello, size_t hello_len) {
+  int ready[2], release[2];
+  if (pipe(ready) || pipe(release)) abort();
+  pid_t pid = fork();
+  if (pid < 0) abort();
+  if (pid == 0) {
+    close(ready[0]);
+    close(release[1]);
+    body(hello);
+    if (write(ready[1], hello, hello_len) != (ssize_t)hello_len) _exit(90);
+    char c;
+    while (read(release[0], &c, 1) > 0) {
+    }
+    _exit(0);
+  }
+  close(ready[1]);
+  close(release[0]);
+  if (read(ready[0], hello, hello_len) != (ssize_t)hello_len) {
+    fprintf(stderr, "  the test child died before it was ready\n");
+    abort();
+  }
+  close(ready[0]);
+  return (struct sp_test_child){pid, release[1]};
+}
+
+void sp_test_end(struct sp_test_child *child) {
+  if (child->pid <= 0) return;
+  kill(child->pid, SIGKILL);
+  waitpid(child->pid, NULL, 0);
+  close(child->release_fd);
+  child->pid = 0;
 }

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "samepage.h"
 
@@ -43,6 +44,18 @@ void sp_test_fill(void *page, uint64_t seed);
 /* An engine with default settings changed by the arguments. */
 sp_engine *sp_test_engine(int use_zero_pages, uint32_t max_page_sharing,
                           int smart_scan, int lookahead);
+/* A child process that holds memory for a test.  body runs in the child,
+ * fills its memory, returns the hello it sends (hello_len bytes: e.g. an
+ * address); the child then waits until the parent ends it. */
+struct sp_test_child {
+  pid_t pid;
+  int release_fd; /* closing it lets the child exit */
+};
+typedef void (*sp_test_child_body)(void *hello);
+struct sp_test_child sp_test_fork(sp_test_child_body body, void *hello, size_t hello_len);
+/* Ends the child (SIGKILL) and reaps it; idempotent. */
+void sp_test_end(struct sp_test_child *child);
+
 /* Runs n full passes. */
 void sp_test_passes(sp_engine *e, int n);
 sp_counters sp_test_counters(const sp_engine *e);

@@ -44,58 +44,26 @@ static void *rewrite_forever(void *arg) {
   return NULL;
 }
 
-struct child {
-  pid_t pid;
-  int release_fd;
-  uint64_t start; /* the mergeable region in the child */
-};
-
-static struct child spawn_mix(void) {
-  int ready[2], release[2];
-  CHECK_EQ(pipe(ready), 0);
-  CHECK_EQ(pipe(release), 0);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    close(ready[0]);
-    close(release[1]);
-    /* Exact page counts need small pages (see lab.md on THP). */
-    if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
-    unsigned char *m = sp_test_pages(TOTAL), *p = m;
-    for (int r = 0; r < RUN_REPEATS; r++)
-      for (int i = 0; i < RUN_BLOCK; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 100 + (uint64_t)i);
-    for (int i = 0; i < HOT; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 7);
-    for (int i = 0; i < AT_LIMIT; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 8);
-    for (int i = 0; i < ZEROS; i++, p += SP_PAGE_SIZE) memset(p, 0, SP_PAGE_SIZE), p[1] = 1, p[1] = 0;
-    for (int i = 0; i < UNIQUE; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 1000000 + (uint64_t)i);
-    volatile_pages = p;
-    for (int i = 0; i < VOLATILE; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 2000000 + (uint64_t)i);
-    if (madvise(m, (size_t)TOTAL * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
-    pthread_t t;
-    if (pthread_create(&t, NULL, rewrite_forever, NULL)) _exit(5);
-    uint64_t addr = (uintptr_t)m;
-    if (write(ready[1], &addr, sizeof addr) != sizeof addr) _exit(6);
-    char c;
-    while (read(release[0], &c, 1) > 0) {}
-    _exit(0);
-  }
-  close(ready[1]);
-  close(release[0]);
-  uint64_t addr = 0;
-  CHECK_EQ(read(ready[0], &addr, sizeof addr), sizeof addr);
-  close(ready[0]);
-  return (struct child){pid, release[1], addr};
+static void mix_body(void *hello) {
+  /* Exact page counts need small pages (see lab.md on THP). */
+  if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
+  unsigned char *m = sp_test_pages(TOTAL), *p = m;
+  for (int r = 0; r < RUN_REPEATS; r++)
+    for (int i = 0; i < RUN_BLOCK; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 100 + (uint64_t)i);
+  for (int i = 0; i < HOT; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 7);
+  for (int i = 0; i < AT_LIMIT; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 8);
+  for (int i = 0; i < ZEROS; i++, p += SP_PAGE_SIZE) memset(p, 0, SP_PAGE_SIZE), p[1] = 1, p[1] = 0;
+  for (int i = 0; i < UNIQUE; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 1000000 + (uint64_t)i);
+  volatile_pages = p;
+  for (int i = 0; i < VOLATILE; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 2000000 + (uint64_t)i);
+  if (madvise(m, (size_t)TOTAL * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
+  pthread_t t;
+  if (pthread_create(&t, NULL, rewrite_forever, NULL)) _exit(5);
+  *(uint64_t *)hello = (uintptr_t)m; /* the mergeable region */
 }
 
-static void end_child(struct child *ch) {
-  if (ch->pid <= 0) return;
-  kill(ch->pid, SIGKILL);
-  waitpid(ch->pid, NULL, 0);
-  close(ch->release_fd);
-  ch->pid = 0;
-}
-
-static struct child current;
+static struct sp_test_child current;
+static uint64_t current_start; /* the child's mergeable region */
 
 static double now(void) {
   struct timespec ts;
@@ -106,7 +74,7 @@ static double now(void) {
 static void kernel_agrees(int use_zero_pages) {
   int64_t mps = ksm_read("max_page_sharing"), smart = ksm_read("smart_scan");
   CHECK(mps >= 2);
-  current = spawn_mix();
+  current = sp_test_fork(mix_body, &current_start, sizeof current_start);
 
   /* 1. The prediction, before KSM runs, with the host's own settings. */
   sp_engine *e = sp_test_engine(use_zero_pages, (uint32_t)mps, smart > 0, 1);
@@ -171,7 +139,7 @@ static void kernel_agrees(int use_zero_pages) {
             " where nothing else uses KSM\n", others);
   CHECK_EQ(others, 0);
   struct ksm_view view;
-  CHECK_OK(ksm_view_range(current.pid, current.start, TOTAL, &view));
+  CHECK_OK(ksm_view_range(current.pid, current_start, TOTAL, &view));
   CHECK_EQ(view.ksm_pages, src.merging_pages);
   CHECK_EQ(view.ksm_pfns, want.pages_shared);
   CHECK_EQ(view.ksm_pages - view.ksm_pfns, want.pages_sharing);
@@ -212,7 +180,7 @@ static void kernel_agrees(int use_zero_pages) {
   CHECK_EQ(want.pages_shared, RUN_BLOCK + hot_dups + 1 + zero_dups);
   CHECK_EQ(want.ksm_zero_pages, use_zero_pages ? ZEROS : 0);
 
-  end_child(&current);
+  sp_test_end(&current);
   CHECK_OK(ksm_write("run", "0"));
 }
 
@@ -230,11 +198,11 @@ int main(void) {
     return 1;
   }
   sp_check_run("kernel agrees, use_zero_pages=0", with_zero_pages_off);
-  end_child(&current);
+  sp_test_end(&current);
   ksm_restore_settings();
   ksm_save_settings();
   sp_check_run("kernel agrees, use_zero_pages=1", with_zero_pages_on);
-  end_child(&current);
+  sp_test_end(&current);
   ksm_restore_settings();
   return sp_check_done();
 }

@@ -13,52 +13,29 @@
 
 #include "check.h"
 
-struct child {
-  pid_t pid;
-  int release_fd; /* closing it lets the child exit */
-};
-
 /* Mergeable: 40 x A, 20 x B, 10 zero pages, 30 unique.
  * Not mergeable (no MADV_MERGEABLE): 50 x C. */
-static struct child spawn_layout(void) {
-  int ready[2], release[2];
-  CHECK_EQ(pipe(ready), 0);
-  CHECK_EQ(pipe(release), 0);
-  pid_t pid = fork();
-  CHECK(pid >= 0);
-  if (pid == 0) {
-    close(ready[0]);
-    close(release[1]);
-    unsigned char *m = sp_test_pages(100), *other = sp_test_pages(50);
-    for (int i = 0; i < 100; i++) {
-      unsigned char *p = m + (size_t)i * SP_PAGE_SIZE;
-      if (i < 40) sp_test_fill(p, 11);
-      else if (i < 60) sp_test_fill(p, 12);
-      else if (i < 70) memset(p, 0, SP_PAGE_SIZE), p[0] = 1, p[0] = 0; /* present */
-      else sp_test_fill(p, 5000 + (uint64_t)i);
-    }
-    for (int i = 0; i < 50; i++) sp_test_fill(other + (size_t)i * SP_PAGE_SIZE, 13);
-    if (madvise(m, 100 * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(3);
-    char c = 'R';
-    if (write(ready[1], &c, 1) != 1) _exit(4);
-    while (read(release[0], &c, 1) > 0) {}
-    _exit(0);
+static void layout_body(void *hello) {
+  unsigned char *m = sp_test_pages(100), *other = sp_test_pages(50);
+  for (int i = 0; i < 100; i++) {
+    unsigned char *p = m + (size_t)i * SP_PAGE_SIZE;
+    if (i < 40) sp_test_fill(p, 11);
+    else if (i < 60) sp_test_fill(p, 12);
+    else if (i < 70) memset(p, 0, SP_PAGE_SIZE), p[0] = 1, p[0] = 0; /* present */
+    else sp_test_fill(p, 5000 + (uint64_t)i);
   }
-  close(ready[1]);
-  close(release[0]);
-  char c;
-  CHECK_EQ(read(ready[0], &c, 1), 1);
-  close(ready[0]);
-  return (struct child){pid, release[1]};
+  for (int i = 0; i < 50; i++) sp_test_fill(other + (size_t)i * SP_PAGE_SIZE, 13);
+  if (madvise(m, 100 * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(3);
+  *(char *)hello = 'R';
 }
 
-static void end_child(struct child *ch) {
-  close(ch->release_fd);
-  waitpid(ch->pid, NULL, 0);
+static struct sp_test_child spawn_layout(void) {
+  char hello;
+  return sp_test_fork(layout_body, &hello, 1);
 }
 
 static void known_layout(void) {
-  struct child ch = spawn_layout();
+  struct sp_test_child ch = spawn_layout();
   sp_engine *e = sp_test_engine(0, 256, 1, 1);
   uint32_t id;
   CHECK_OK(sp_add_process(e, NULL, ch.pid, 0, &id));
@@ -85,19 +62,17 @@ static void known_layout(void) {
   CHECK(d.pages_sharing >= c.pages_sharing + 49);
   sp_engine_destroy(all);
   sp_engine_destroy(e);
-  end_child(&ch);
+  sp_test_end(&ch);
 }
 
 static void exits_mid_scan(void) {
-  struct child ch = spawn_layout();
+  struct sp_test_child ch = spawn_layout();
   sp_engine *e = sp_test_engine(0, 256, 1, 1);
   CHECK_OK(sp_add_process(e, NULL, ch.pid, 0, NULL));
   sp_test_passes(e, 2);
   CHECK_EQ(sp_test_counters(e).pages_sharing, 67);
   CHECK_OK(sp_engine_step(e, 10));
-  kill(ch.pid, SIGKILL);
-  waitpid(ch.pid, NULL, 0);
-  close(ch.release_fd);
+  sp_test_end(&ch);
   /* The rest of the pass and the next: the pages go, nothing crashes. */
   CHECK_OK(sp_engine_pass(e));
   CHECK_OK(sp_engine_pass(e));

@@ -114,6 +114,7 @@ export interface NativeEngine {
   addProcess(name: string | null, pid: number, flags: number): number;
   addDump(name: string | null, path: string, flags: number): number;
   removeSource(id: number): void;
+  setHints(id: number, hints: Uint8Array | null): void;
   sources(): NativeSourceInfo[];
   counters(): EngineCounters;
   groups(): NativeGroup[];

@@ -4,6 +4,7 @@ import { native } from './binding.js';
 import { InvalidArgumentError } from './errors.js';
 import type { EngineCounters, NativeEngine, NativeGroup, NativeSettings, NativeSourceInfo } from './native.js';
 import { fromNativeError, isCancelled } from './native-errors.js';
+import type { HintTable } from './hints.js';
 import { findVm } from './vms.js';
 import type { Vm } from './vms.js';
 
@@ -181,6 +182,27 @@ export class Scanner {
     } catch (err) {
       throw fromNativeError(err, { what: `remove source ${id}` });
     }
+  }
+
+  /**
+   * Guest page-flag hints for a source (native/kernel patch 3): one byte per guest page of its
+   * guest RAM in RAM order (HintFlag bits). Pages the guest reports free are not scanned; the
+   * guest's page-cache pages are scanned first. null clears them.
+   */
+  setHints(id: number, hints: Uint8Array | null): void {
+    try {
+      this.open.setHints(id, hints);
+    } catch (err) {
+      throw fromNativeError(err, { what: `set hints of source ${id}` });
+    }
+  }
+
+  /** setHints() from a table read with readHintTable() (guest frame firstPfn + i = RAM page). */
+  applyHintTable(id: number, table: HintTable): void {
+    const first = Number(table.header.firstPfn);
+    const hints = new Uint8Array(first + table.flags.length);
+    hints.set(table.flags, first);
+    this.setHints(id, hints);
   }
 
   async scan(opts: ScanOptions = {}): Promise<ScanResult> {

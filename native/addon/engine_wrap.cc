@@ -217,6 +217,7 @@ Napi::Function EngineWrap::Init(Napi::Env env) {
                          InstanceMethod("addDump", &EngineWrap::AddDump),
                          InstanceMethod("removeSource", &EngineWrap::RemoveSource),
                          InstanceMethod("sources", &EngineWrap::Sources),
+                         InstanceMethod("setHints", &EngineWrap::SetHints),
                          InstanceMethod("counters", &EngineWrap::Counters),
                          InstanceMethod("groups", &EngineWrap::Groups),
                          InstanceMethod("matrix", &EngineWrap::Matrix),
@@ -394,6 +395,26 @@ Napi::Value EngineWrap::RemoveSource(const Napi::CallbackInfo& info) {
   int err = sp_remove_source(e, id);
   if (err) ThrowErrno(env, err, "removeSource(" + std::to_string(id) + ")");
   buffers_.erase(id);
+  return env.Undefined();
+}
+
+// setHints(id, hints: Uint8Array | null): one byte per guest page.
+Napi::Value EngineWrap::SetHints(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sp_engine* e = Idle(env, "setHints");
+  if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "setHints(id, hints): id must be a number");
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  const uint8_t* data = nullptr;
+  size_t len = 0;
+  if (info[1].IsTypedArray()) {
+    Napi::Uint8Array a = info[1].As<Napi::Uint8Array>();
+    data = a.Data();
+    len = a.ByteLength();
+  } else if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    throw Napi::TypeError::New(env, "setHints(id, hints): hints must be a Uint8Array or null");
+  }
+  int err = sp_source_set_hints(e, id, data, len);  // copies the bytes
+  if (err) ThrowErrno(env, err, "setHints(" + std::to_string(id) + ")");
   return env.Undefined();
 }
 

@@ -46,6 +46,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value AddDump(const Napi::CallbackInfo& info);
   Napi::Value RemoveSource(const Napi::CallbackInfo& info);
   Napi::Value Sources(const Napi::CallbackInfo& info);
+  Napi::Value SetHints(const Napi::CallbackInfo& info);
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value Groups(const Napi::CallbackInfo& info);
   Napi::Value Matrix(const Napi::CallbackInfo& info);

@@ -228,7 +228,9 @@ static int proc_ranges(struct sp_source *src, struct sp_range_spec **out,
   long guest = -1;
   if (p->ram_bytes) {
     for (size_t i = 0; i < nv; i++) {
-      if (!scannable(&vmas[i], 0)) continue;
+      /* With SP_PROC_ALL_ANON the RAM of a guest started with
+       * mem-merge=off (not madvised) counts too. */
+      if (!scannable(&vmas[i], src->flags & SP_PROC_ALL_ANON)) continue;
       uint64_t size = vmas[i].end - vmas[i].start;
       if (size == p->ram_bytes) {
         guest = (long)i;

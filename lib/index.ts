@@ -58,6 +58,7 @@ export { native, packageRoot } from './binding.js';
 export type { EngineCounters, NativeBinding } from './native.js';
 export { Scanner } from './scanner.js';
 export type { CachePassResult, MergeGroup, ProcessSourceOptions, ScanOptions, ScanProgress, ScanResult, ScannerSettings, SourceStats } from './scanner.js';
+export { scrubCache, vmCacheFiles, type ScrubOptions, type ScrubResult } from './exclusive-cache.js';
 export { allocMergeable, getMemoryMerge, pageHash, setMemoryMerge } from './merging.js';
 export type { MergeableOptions } from './merging.js';
 export { livePages } from './live.js';

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -137,27 +138,41 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
     return -EINVAL;
   }
   uint64_t size = (uint64_t)st.st_size;
-  unsigned char *vec = NULL;
-  int err = resident(fd, size, &vec);
-  if (err) {
+  size_t pages = (size_t)(size / SP_PAGE_SIZE); /* whole pages only */
+  if (!pages) {
+    close(fd);
+    return 0;
+  }
+  /* Contents come through a mapping marked MADV_RANDOM, read with
+   * process_vm_readv on ourselves: a cached page carrying the kernel's
+   * readahead mark would start readahead on a read() (caching more of the
+   * file, even in a dry run), and a file truncated meanwhile gives EFAULT
+   * here rather than SIGBUS. */
+  uint8_t *map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+  if (map == MAP_FAILED) {
+    int err = -errno;
     close(fd);
     return err;
   }
-  size_t pages = (size_t)(size / SP_PAGE_SIZE); /* whole pages only */
+  madvise(map, (size_t)size, MADV_RANDOM);
+  unsigned char *vec = calloc(pages + 1, 1);
   uint8_t *buf = malloc((size_t)RUN_PAGES * SP_PAGE_SIZE);
-  uint8_t *drop = calloc(pages ? pages : 1, 1);
-  if (!buf || !drop) {
+  uint8_t *drop = calloc(pages, 1);
+  int err = !vec || !buf || !drop ? -ENOMEM : mincore(map, (size_t)pages * SP_PAGE_SIZE, vec) ? -errno : 0;
+  if (err) {
+    munmap(map, (size_t)size);
+    free(vec);
     free(buf);
     free(drop);
-    free(vec);
     close(fd);
-    return -ENOMEM;
+    return err;
   }
   int have_cachestat = 1;
   for (size_t i = 0; i < pages; i++) out->cache_pages_total += vec[i] & 1;
 
   /* Read runs of cached pages (never an uncached one: that would be disk
    * I/O and would cache it) and look each page up. */
+  pid_t self = getpid();
   for (size_t i = 0; i < pages;) {
     if (!(vec[i] & 1)) {
       i++;
@@ -165,7 +180,9 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
     }
     size_t j = i;
     while (j < pages && (vec[j] & 1) && j - i < RUN_PAGES) j++;
-    ssize_t got = pread(fd, buf, (j - i) * SP_PAGE_SIZE, (off_t)(i * SP_PAGE_SIZE));
+    struct iovec local = {buf, (j - i) * SP_PAGE_SIZE};
+    struct iovec remote = {map + i * SP_PAGE_SIZE, (j - i) * SP_PAGE_SIZE};
+    ssize_t got = process_vm_readv(self, &local, 1, &remote, 1, 0);
     size_t whole = got > 0 ? (size_t)got / SP_PAGE_SIZE : 0;
     for (size_t k = 0; k < whole; k++) {
       out->cache_pages_checked++;
@@ -178,6 +195,8 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
     }
     i = j;
   }
+  /* A page still mapped (by us) is not dropped by DONTNEED. */
+  munmap(map, (size_t)size);
 
   if (act) {
     /* One fadvise per run of droppable pages; then count what went. */

@@ -106,7 +106,44 @@ static void drop_and_act(void) {
   unlink(path);
 }
 
+/* A dry run reads only cached pages and caches nothing more: reading a
+ * page that carries the kernel's readahead mark must not start readahead
+ * (it did with pread). */
+static void dry_run_caches_nothing(void) {
+  enum { PAGES = 8192 }; /* 32 MiB */
+  char p[] = "/var/tmp/samepage-ra-XXXXXX";
+  int fd = mkstemp(p);
+  CHECK(fd >= 0);
+  unsigned char *chunk = malloc(1 << 20);
+  for (int mib = 0; mib < PAGES / 256; mib++) {
+    for (int i = 0; i < 256; i++) sp_test_fill(chunk + i * SP_PAGE_SIZE, (uint64_t)mib * 256 + (uint64_t)i + 7);
+    CHECK_EQ(write(fd, chunk, 1 << 20), 1 << 20);
+  }
+  CHECK_EQ(fsync(fd), 0);
+  CHECK_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  /* A sequential read of 3 MiB leaves readahead marks in the cache. */
+  for (int i = 0; i < 3; i++) CHECK_EQ(pread(fd, chunk, 1 << 20, (off_t)i << 20), 1 << 20);
+  unsigned char *guest = sp_test_pages(16);
+  CHECK_EQ(pread(fd, guest, 16 * SP_PAGE_SIZE, 2 << 20), 16 * SP_PAGE_SIZE); /* cached already */
+  close(fd);
+  sp_engine *e = sp_test_engine(0, 256, 0, 1);
+  CHECK_OK(sp_add_memory(e, "guest", guest, 16 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 2);
+  const char *paths[] = {p};
+  sp_cache_result r;
+  CHECK_OK(sp_cache_pass(e, paths, 1, 0, &r));
+  uint64_t before = r.cache_pages_total;
+  for (int i = 0; i < 3; i++) CHECK_OK(sp_cache_pass(e, paths, 1, 0, &r));
+  CHECK_EQ(r.cache_pages_total, before);
+  CHECK_EQ(r.cache_pages_in_guest, 16);
+  sp_engine_destroy(e);
+  sp_test_free_pages(guest, 16);
+  free(chunk);
+  unlink(p);
+}
+
 int main(void) {
+  sp_check_run("a dry run caches nothing more", dry_run_caches_nothing);
   sp_check_run("drop cached pages a guest holds, keep dirty ones", drop_and_act);
   return sp_check_done();
 }

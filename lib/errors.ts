@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'AMBIGUOUS'
   | 'RESTORE_INCOMPLETE'
+  | 'ALREADY_RUNNING'
   | 'IO';
 
 export interface ErrorDetails {
@@ -143,6 +144,13 @@ export class NotFoundError extends SamepageError {
 export class AmbiguousError extends SamepageError {
   constructor(message: string, details: ErrorDetails = {}) {
     super('AMBIGUOUS', message, details);
+  }
+}
+
+/** A single-instance program (ksm-agent run) found another instance holding its lock. */
+export class AlreadyRunningError extends SamepageError {
+  constructor(message: string, details: ErrorDetails = {}) {
+    super('ALREADY_RUNNING', message, details);
   }
 }
 

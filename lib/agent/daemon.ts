@@ -1,0 +1,246 @@
+// `ksm-agent run`: the daemon's life. Start: root check, config, the single-instance lock, the
+// state file (restoring what a crashed run left), the HTTP server. Run: the agent's ticks and the
+// slower periodic jobs. Stop (SIGTERM, SIGINT, a fatal error): restore the settings found at
+// start, delete the state file, release the lock. SIGHUP re-reads the config; SIGUSR1 retunes at
+// once (ksmtuned's signal, sent by libvirt hooks when a guest starts or stops).
+import { readFile } from 'node:fs/promises';
+import { NotPermittedError, RestoreIncompleteError, SamepageError } from '../errors.js';
+import { readKsm, snapshotSettings, setKsm } from '../sysfs.js';
+import type { KsmSettings, KsmSnapshot } from '../sysfs.js';
+import { Agent } from './agent.js';
+import { loadConfig, parseListen } from './config.js';
+import type { AgentConfig, LoadedConfig } from './config.js';
+import { Router, startHttpServer } from './http.js';
+import type { HttpServer } from './http.js';
+import { acquireInstanceLock } from './instance-lock.js';
+import type { InstanceLock } from './instance-lock.js';
+import { KSMTUNED_IGNORED } from './ksmtuned-conf.js';
+import { createLogger } from './log.js';
+import type { Logger } from './log.js';
+import { createMetrics } from './metrics.js';
+import { readMemory } from './sample.js';
+import { readStateFile, removeStateFile, writeStateFile, STATE_VERSION } from './state-file.js';
+import { restoreWithHeadroom, unmergeAll } from './unmerge.js';
+
+export interface DaemonOptions {
+  configPath?: string;
+  overrides?: Record<string, unknown>;
+  verbose?: boolean;
+  logger?: Logger;
+}
+
+/** Ticks that may fail in a row (a VM vanishing mid-read is normal) before the daemon gives up. */
+const MAX_FAILED_TICKS = 10;
+
+async function bootId(): Promise<string | undefined> {
+  return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => undefined))?.trim();
+}
+
+async function load(opts: DaemonOptions): Promise<LoadedConfig> {
+  const mem = await readMemory();
+  return loadConfig({
+    memTotalKiB: Math.floor(mem.totalBytes / 1024),
+    ...(opts.configPath === undefined ? {} : { path: opts.configPath }),
+    ...(opts.overrides === undefined ? {} : { overrides: opts.overrides }),
+  });
+}
+
+/** Restores what a run that did not exit cleanly left in the state file, if it is from this boot. */
+async function recoverCrashedRun(cfg: AgentConfig, log: Logger): Promise<void> {
+  const state = await readStateFile(cfg.stateFile);
+  if (state === undefined) return;
+  const boot = await bootId();
+  const stateBoot = state.bootId;
+  if (boot !== undefined && stateBoot !== undefined && boot !== stateBoot) {
+    log.notice(`state file ${cfg.stateFile} is from an earlier boot: KSM settings are the kernel's boot values already; discarding it`);
+    await removeStateFile(cfg.stateFile);
+    return;
+  }
+  log.warning(`the last ksm-agent (pid ${state.pid}, started ${state.startedAt}) did not exit cleanly: restoring the KSM settings it found`, { state_file: cfg.stateFile });
+  const kept = await restoreWithHeadroom(state.snapshot, cfg.unmergeReservePercent);
+  if (kept.length > 0) log.warning(`left ${kept.join(', ')} as they are: restoring them needs every page unmerged (run=2) and MemAvailable cannot absorb that now`);
+  log.notice('restored the KSM settings left by the crashed run', { files: Object.keys(state.snapshot.files).length });
+  await removeStateFile(cfg.stateFile);
+}
+
+function logConfig(loaded: LoadedConfig, log: Logger): void {
+  const c = loaded.config;
+  log.info('configuration', {
+    config: loaded.configPath ?? '(defaults)',
+    ksmtuned_conf: loaded.ksmtuned?.path ?? 'none',
+    threshold_percent: c.thresholdPercent,
+    threshold_min_kib: c.thresholdMinKiB,
+    cpu_budget_percent: c.cpuBudgetPercent,
+    interval_s: c.intervalSeconds,
+    advisor: c.advisor,
+  });
+  for (const key of loaded.ksmtuned?.ignored ?? []) {
+    log.info(`${loaded.ksmtuned?.path}: ${key} is not used: ${KSMTUNED_IGNORED[key] ?? ''}`);
+  }
+}
+
+/** Runs until SIGTERM/SIGINT; resolves with the exit code. */
+export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
+  const log = opts.logger ?? createLogger({ verbose: opts.verbose ?? false });
+  if (process.geteuid?.() !== 0) {
+    throw new NotPermittedError({
+      what: 'ksm-agent run tunes KSM for the whole host',
+      remedy: 'run it as root (sudo ksm-agent run, or the systemd unit scripts/systemd/ksm-agent.service): it writes /sys/kernel/mm/ksm and reads the VMs\' /proc/PID/pagemap',
+    });
+  }
+  let loaded = await load(opts);
+  let cfg = loaded.config;
+  const initial = await readKsm(); // KSM present? (KsmUnavailableError otherwise)
+  const lock: InstanceLock = await acquireInstanceLock(cfg.lockFile);
+  let server: HttpServer | undefined;
+  let snapshot: KsmSnapshot | undefined;
+  let agent: Agent | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  let stopping: Promise<number> | undefined;
+  let resolveExit: (code: number) => void = () => undefined;
+  const exited = new Promise<number>((resolve) => (resolveExit = resolve));
+
+  const stop = (why: string, code: number): Promise<number> => {
+    stopping ??= (async () => {
+      log.notice(`stopping: ${why}`);
+      for (const t of timers) clearTimeout(t);
+      let rc = code;
+      try {
+        await inFlight;
+      } catch {
+        // the failed tick was logged already
+      }
+      if (snapshot !== undefined) {
+        try {
+          if (cfg.unmergeOnExit) {
+            const h = await unmergeAll(cfg.unmergeReservePercent);
+            if (h.ok) log.notice('unmerged every KSM page (unmergeOnExit)', { bytes: h.neededBytes });
+            else log.warning('not unmerging at exit: MemAvailable cannot absorb it', { needed_bytes: h.neededBytes, available_bytes: h.availableBytes });
+          }
+          const kept = await restoreWithHeadroom(snapshot, cfg.unmergeReservePercent);
+          if (kept.length > 0) log.warning(`left ${kept.join(', ')} as they are: restoring them needs run=2 and MemAvailable cannot absorb it`);
+          await removeStateFile(cfg.stateFile);
+          log.notice('restored the KSM settings found at start', { files: Object.keys(snapshot.files).length });
+        } catch (err) {
+          rc = 1;
+          const detail = err instanceof RestoreIncompleteError ? err.message : (err as Error).message;
+          log.error(`could not restore the KSM settings: ${detail}; the state file ${cfg.stateFile} is kept, the next start restores them (or run ksm-agent restore)`);
+        }
+      }
+      await agent?.close().catch(() => undefined);
+      if (server !== undefined) await server.close().catch(() => undefined);
+      lock.release();
+      resolveExit(rc);
+      return rc;
+    })();
+    return stopping;
+  };
+
+  let inFlight: Promise<unknown> = Promise.resolve();
+  let failedTicks = 0;
+  const onSignal = (sig: NodeJS.Signals) => void stop(`received ${sig}`, 0);
+  const onFatal = (err: unknown) => {
+    log.error(`fatal: ${err instanceof Error ? err.message : String(err)}`);
+    void stop('fatal error', 1);
+  };
+
+  try {
+    logConfig(loaded, log);
+    await recoverCrashedRun(cfg, log);
+    snapshot = await snapshotSettings();
+    const boot = await bootId();
+    await writeStateFile(cfg.stateFile, { version: STATE_VERSION, pid: process.pid, startedAt: new Date().toISOString(), snapshot, ...(boot === undefined ? {} : { bootId: boot }) });
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('uncaughtException', onFatal);
+    process.on('unhandledRejection', onFatal);
+
+    if (Object.keys(cfg.settings).length > 0) await applyFixedSettings(cfg.settings, cfg.unmergeReservePercent, log);
+    agent = new Agent(cfg, log, initial.settings.advisor_mode !== undefined);
+    const a = agent;
+
+    if (cfg.listen !== null) {
+      const where = parseListen(cfg.listen);
+      if (where === undefined) throw new SamepageError('INVALID_ARGUMENT', `listen ${cfg.listen} is not HOST:PORT`);
+      const registry = createMetrics(a.metricsSource());
+      const router = new Router()
+        .get('/metrics', async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
+        .get('/healthz', () => ({ body: `ok ${a.lastDecision?.state ?? 'starting'}\n` }));
+      server = await startHttpServer(router, where.host, where.port, (err) => log.warning(`http: ${err.message}`));
+      log.notice(`serving metrics on ${server.url}/metrics`);
+    }
+
+    const runTick = (refresh: boolean): Promise<unknown> => {
+      inFlight = inFlight.then(() =>
+        a.tick(refresh).then(
+          () => (failedTicks = 0),
+          (err: unknown) => {
+            a.counters.errors++;
+            failedTicks++;
+            log.error(`tick failed: ${err instanceof Error ? err.message : String(err)}`);
+            if (failedTicks >= MAX_FAILED_TICKS) void stop(`${failedTicks} ticks failed in a row`, 1);
+          },
+        ),
+      );
+      return inFlight;
+    };
+    const every = (seconds: number, job: () => Promise<unknown>, name: string): void => {
+      const loop = () => {
+        const t = setTimeout(() => {
+          timers.splice(timers.indexOf(t), 1);
+          if (stopping !== undefined) return;
+          job()
+            .catch((err: unknown) => log.warning(`${name}: ${err instanceof Error ? err.message : String(err)}`))
+            .finally(() => stopping === undefined && loop());
+        }, seconds * 1000);
+        timers.push(t);
+      };
+      loop();
+    };
+
+    process.on('SIGUSR1', () => void runTick(true));
+    process.on('SIGHUP', () => {
+      load(opts)
+        .then((next) => {
+          loaded = next;
+          cfg = next.config;
+          a.reconfigure(cfg);
+          logConfig(next, log);
+          log.notice('configuration reloaded (listen, stateFile and lockFile take effect at the next start)');
+        })
+        .catch((err: unknown) => log.error(`configuration not reloaded, keeping the old one: ${err instanceof Error ? err.message : String(err)}`));
+    });
+
+    await runTick(true);
+    log.notice('started', { pid: process.pid, state: a.lastDecision?.state, advisor_available: a.hasAdvisor });
+    every(cfg.intervalSeconds, () => runTick(false), 'tick');
+    if (Object.keys(cfg.vms).some((k) => cfg.vms[k]?.tenant !== undefined)) every(cfg.tenantCheckSeconds, () => a.checkTenants(), 'tenant check');
+    if (cfg.cache.enabled) every(cfg.cache.intervalSeconds, () => a.scrubCache(), 'cache scrub');
+  } catch (err) {
+    await stop(`start failed: ${err instanceof Error ? err.message : String(err)}`, 1);
+    throw err;
+  }
+  const code = await exited;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  process.off('uncaughtException', onFatal);
+  process.off('unhandledRejection', onFatal);
+  return code;
+}
+
+/** The config's fixed KSM settings; a change that needs run=2 is skipped without headroom. */
+async function applyFixedSettings(settings: KsmSettings, reservePercent: number, log: Logger): Promise<void> {
+  const { settings: now, counters } = await readKsm();
+  const merged = (counters.pages_shared ?? 0) + (counters.pages_sharing ?? 0) + (counters.ksm_zero_pages ?? 0);
+  const wanted: KsmSettings = { ...settings };
+  const needUnmerge = (['max_page_sharing', 'merge_across_nodes'] as const).filter((k) => wanted[k] !== undefined && wanted[k] !== now[k]);
+  if (needUnmerge.length > 0 && merged > 0) {
+    const h = await unmergeAll(reservePercent);
+    if (!h.ok) {
+      for (const k of needUnmerge) delete wanted[k];
+      log.warning(`not changing ${needUnmerge.join(', ')}: that needs every KSM page unmerged (run=2) and MemAvailable cannot absorb it`, { needed_bytes: h.neededBytes, available_bytes: h.availableBytes });
+    }
+  }
+  await setKsm(wanted);
+  log.info('applied the configured KSM settings', settings as Record<string, unknown>);
+}

@@ -1,0 +1,28 @@
+// What every ksm-agent command is: a name, one line for the command list, its --help text, and a
+// run function returning the exit code. Output goes through Io so the CLI writes in one place.
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  /** stdout is a terminal (tables and live views) */
+  readonly stdoutTty: boolean;
+  /** stderr is a terminal (progress bars) */
+  readonly stderrTty: boolean;
+  readonly columns: number;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  help: string;
+  run(argv: string[], io: Io): Promise<number>;
+}
+
+export function processIo(): Io {
+  return {
+    out: (text) => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+    err: (text) => void process.stderr.write(text.endsWith('\n') ? text : `${text}\n`),
+    stdoutTty: process.stdout.isTTY === true,
+    stderrTty: process.stderr.isTTY === true,
+    columns: process.stdout.columns ?? 100,
+  };
+}

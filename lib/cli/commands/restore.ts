@@ -1,0 +1,137 @@
+// ksm-agent restore: puts KSM settings back. In order of preference: a snapshot file given with
+// --from, the kernel's boot defaults with --defaults, what a daemon that did not exit cleanly
+// left in its state file, or what `ksm-agent set` saved before its first change.
+import { DEFAULTS } from '../../agent/config.js';
+import { lockHolder } from '../../agent/instance-lock.js';
+import { readStateFile, removeStateFile } from '../../agent/state-file.js';
+import { restoreWithHeadroom } from '../../agent/unmerge.js';
+import { AlreadyRunningError, NotFoundError } from '../../errors.js';
+import { readTextIfExists } from '../../agent/files.js';
+import { kernelRelease } from '../../kernel.js';
+import { readKsm, restoreSettings } from '../../sysfs.js';
+import type { KsmSnapshot } from '../../sysfs.js';
+import { flag, noPositionals, parse, str } from '../args.js';
+import type { Command, Io } from '../command.js';
+import { UsageError } from '../exit-codes.js';
+import { SAVED_PATH, readSaved, removeSaved } from '../saved.js';
+
+/** The values Linux boots with (mm/ksm.c defaults, 6.8+ for the advisor files). */
+export const KERNEL_DEFAULTS: Record<string, string> = {
+  run: '0',
+  pages_to_scan: '100',
+  sleep_millisecs: '20',
+  use_zero_pages: '0',
+  max_page_sharing: '256',
+  merge_across_nodes: '1',
+  smart_scan: '1',
+  stable_node_chains_prune_millisecs: '2000',
+  advisor_mode: 'none',
+  advisor_max_cpu: '70',
+  advisor_min_pages_to_scan: '500',
+  advisor_max_pages_to_scan: '30000',
+  advisor_target_scan_time: '200',
+};
+
+const HELP = `Usage: ksm-agent restore [--from FILE | --defaults] [--state-file PATH] [--saved PATH] [--force] [--json]
+
+Puts KSM settings back, from the first of:
+  --from FILE    a snapshot file (JSON as the state file's "snapshot", or as ksm-agent set saves)
+  --defaults     the kernel's boot values (run=0 pages_to_scan=100 sleep_millisecs=20
+                 use_zero_pages=0 max_page_sharing=256 merge_across_nodes=1 smart_scan=1
+                 advisor_mode=none ...), for the files this kernel has
+  the daemon's state file (${DEFAULTS.stateFile}), left when ksm-agent run did not exit
+                 cleanly (SIGKILL, OOM): the settings it found at its start
+  the settings ksm-agent set saved before its first change (${SAVED_PATH})
+The file used is deleted afterwards (not --from). Refused while ksm-agent run is running: it
+restores its own settings when it stops.
+
+Restoring max_page_sharing or merge_across_nodes while pages are merged needs run=2 first; that is
+skipped (and reported) unless MemAvailable can absorb the unmerge. --force restores regardless.
+
+Options:
+  --state-file PATH, --saved PATH   other locations of those files
+  --json         what was restored, as JSON
+Needs root.`;
+
+async function readSnapshotFile(file: string): Promise<KsmSnapshot> {
+  const text = await readTextIfExists(file);
+  if (text === undefined) throw new NotFoundError(`snapshot file ${file} does not exist`, { path: file });
+  let data: { files?: unknown; snapshot?: { files?: unknown } };
+  try {
+    data = JSON.parse(text) as typeof data;
+  } catch (err) {
+    throw new UsageError(`${file} is not JSON (${(err as Error).message}): pass a snapshot file`);
+  }
+  const snap = (typeof data.snapshot === 'object' ? data.snapshot : data) as KsmSnapshot;
+  if (typeof snap.files !== 'object' || snap.files === null) throw new UsageError(`${file} has no "files" map: pass a snapshot (as the agent's state file or ksm-agent set saves it)`);
+  return snap;
+}
+
+async function defaultsSnapshot(): Promise<KsmSnapshot> {
+  const { writable } = await readKsm();
+  const files: Record<string, string> = {};
+  for (const name of writable) {
+    const v = KERNEL_DEFAULTS[name];
+    if (v !== undefined) files[name] = v;
+  }
+  return { root: '/sys/kernel/mm/ksm', kernel: kernelRelease(), takenAt: new Date().toISOString(), files };
+}
+
+export const restore: Command = {
+  name: 'restore',
+  summary: 'put KSM settings back (crashed daemon, ksm-agent set, a file, or boot defaults)',
+  help: HELP,
+  async run(argv: string[], io: Io): Promise<number> {
+    const p = parse('restore', argv, {
+      from: { type: 'string' },
+      defaults: { type: 'boolean' },
+      'state-file': { type: 'string' },
+      saved: { type: 'string' },
+      force: { type: 'boolean' },
+      json: { type: 'boolean' },
+    });
+    noPositionals('restore', p);
+    if (str(p, 'from') !== undefined && flag(p, 'defaults')) throw new UsageError('--from and --defaults exclude each other; see ksm-agent restore --help');
+    const holder = await lockHolder(DEFAULTS.lockFile);
+    if (holder !== undefined) {
+      throw new AlreadyRunningError(`ksm-agent run (pid ${holder}) manages KSM: stop it instead (it restores the settings it found when it stops)`, { pid: holder });
+    }
+    const statePath = str(p, 'state-file') ?? DEFAULTS.stateFile;
+    const savedPath = str(p, 'saved') ?? SAVED_PATH;
+    let source: string;
+    let snapshot: KsmSnapshot;
+    let cleanup: () => Promise<void> = async () => undefined;
+    const from = str(p, 'from');
+    if (from !== undefined) {
+      source = from;
+      snapshot = await readSnapshotFile(from);
+    } else if (flag(p, 'defaults')) {
+      source = 'kernel defaults';
+      snapshot = await defaultsSnapshot();
+    } else {
+      const state = await readStateFile(statePath);
+      const saved = state === undefined ? await readSaved(savedPath) : undefined;
+      if (state !== undefined) {
+        source = `${statePath} (left by ksm-agent pid ${state.pid})`;
+        snapshot = state.snapshot;
+        cleanup = () => removeStateFile(statePath);
+      } else if (saved !== undefined) {
+        source = savedPath;
+        snapshot = saved;
+        cleanup = () => removeSaved(savedPath);
+      } else {
+        throw new NotFoundError(`nothing to restore: no state file (${statePath}) and no settings saved by ksm-agent set (${savedPath}); use --defaults for the kernel's boot values or --from FILE`);
+      }
+    }
+    let leftOut: string[] = [];
+    if (flag(p, 'force')) await restoreSettings(snapshot);
+    else leftOut = await restoreWithHeadroom(snapshot, DEFAULTS.unmergeReservePercent);
+    await cleanup();
+    if (flag(p, 'json')) io.out(JSON.stringify({ source, restored: snapshot.files, left_out: leftOut }, null, 2));
+    else {
+      io.out(`restored ${Object.keys(snapshot.files).length - leftOut.length} KSM settings from ${source}`);
+      if (leftOut.length > 0) io.err(`ksm-agent restore: left ${leftOut.join(', ')} unchanged: that needs every page unmerged (run=2) and MemAvailable cannot absorb it; free memory, or use --force`);
+    }
+    return leftOut.length > 0 ? 1 : 0;
+  },
+};

@@ -1,0 +1,133 @@
+// ksm-agent vms: what KSM saves for each VM, attributed so that the column sums to the host's
+// saving (general_profit), and which VM each one shares most with.
+import { attributeSavings } from '../../agent/attribution.js';
+import type { Attribution } from '../../agent/attribution.js';
+import { loadVmPolicies } from '../policies.js';
+import { optedOut } from '../../agent/tenants.js';
+import { readKsm } from '../../sysfs.js';
+import { listVms } from '../../vms.js';
+import type { Vm } from '../../vms.js';
+import { flag, noPositionals, parse, str } from '../args.js';
+import type { Command, Io } from '../command.js';
+import { formatBytes, formatCount, renderTable } from '../format.js';
+
+const HELP = `Usage: ksm-agent vms [--json] [--config PATH]
+
+Every QEMU VM on this host with what KSM saves for it now:
+  NAME, PID, RAM (guest RAM from -m), KSM PAGES (its pages mapped to KSM pages, as
+  /proc/PID/ksm_merging_pages), SAVED, SHARES MOST WITH (the VM it has most KSM pages in common
+  with), and its tenant / opt-out from the agent config.
+
+How SAVED is attributed (fair, and it adds up):
+  saved = fair_pages × 4096 + ksm_zero_pages × 4096 − ksm_rmap_items × 64
+  A KSM page mapped m times host-wide saves m − 1 pages; each of its m mappings is credited
+  (m − 1)/m of a page (pagemap + kpageflags + kpagecount). ksm_zero_pages and ksm_rmap_items are
+  the VM's own (/proc/PID/ksm_stat). The fair pages of all KSM users sum to pages_sharing, so the
+  SAVED column sums to general_profit; KSM users that are not VMs show as one "(other processes)"
+  row, so the total is always general_profit. Rounded to whole bytes by largest remainder.
+
+Options:
+  --json         an array, one object per VM: name, pid, ram_bytes, ksm_pages, ksm_zero_pages,
+                 rmap_items, fair_pages, saved_bytes, top_peer {name, pid, pages}, tenant,
+                 opted_out; plus a last entry {"name": "(other processes)", ...} when non-VM
+                 processes use KSM
+  --config PATH  the agent config that names tenants and opt-outs (default /etc/samepage/agent.json)
+  -h, --help     this text
+
+Needs root (page frame numbers in /proc/PID/pagemap need CAP_SYS_ADMIN).`;
+
+export interface VmRow {
+  name: string;
+  pid: number | null;
+  ram_bytes: number | null;
+  ksm_pages: number;
+  ksm_zero_pages: number;
+  rmap_items: number;
+  fair_pages: number;
+  saved_bytes: number;
+  top_peer: { name: string; pid: number; pages: number } | null;
+  tenant: string | null;
+  opted_out: boolean;
+  error?: string;
+}
+
+export function vmRows(a: Attribution, vms: Vm[], policies: { vms: Record<string, { tenant?: string; optOut?: boolean }> }): VmRow[] {
+  const rows: VmRow[] = a.vms.map((r, i) => {
+    const vm = vms[i] as Vm;
+    const row: VmRow = {
+      name: r.name,
+      pid: r.pid,
+      ram_bytes: r.ramBytes ?? null,
+      ksm_pages: r.ksmPages,
+      ksm_zero_pages: r.zeroPages,
+      rmap_items: r.rmapItems,
+      fair_pages: r.fairPages,
+      saved_bytes: r.savedBytes,
+      top_peer: r.topPeer ?? null,
+      tenant: policies.vms[r.name]?.tenant ?? null,
+      opted_out: optedOut(vm, policies).out,
+    };
+    if (r.error !== undefined) row.error = r.error;
+    return row;
+  });
+  if (a.otherBytes !== 0) {
+    rows.push({
+      name: '(other processes)',
+      pid: null,
+      ram_bytes: null,
+      ksm_pages: 0,
+      ksm_zero_pages: 0,
+      rmap_items: 0,
+      fair_pages: 0,
+      saved_bytes: a.otherBytes,
+      top_peer: null,
+      tenant: null,
+      opted_out: false,
+    });
+  }
+  return rows;
+}
+
+export async function readVmRows(configPath?: string): Promise<{ rows: VmRow[]; generalProfit: number }> {
+  const policies = await loadVmPolicies(configPath);
+  const vms = await listVms({ memory: false });
+  // ksmd may merge (and guests unshare) while the pagemaps are read: take a reading whose
+  // general_profit did not move meanwhile, so the column adds up (at most 3 tries).
+  let a: Attribution | undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const before = (await readKsm()).counters.general_profit ?? 0;
+    a = await attributeSavings(vms, before);
+    if (((await readKsm()).counters.general_profit ?? 0) === before) break;
+  }
+  const result = a as Attribution;
+  return { rows: vmRows(result, vms, policies), generalProfit: result.generalProfit };
+}
+
+export function vmTable(rows: VmRow[], generalProfit: number): string {
+  const body = rows.map((r) => [
+    r.name,
+    r.pid === null ? '' : String(r.pid),
+    r.ram_bytes === null ? '' : formatBytes(r.ram_bytes),
+    r.pid === null ? '' : formatCount(r.ksm_pages),
+    formatBytes(r.saved_bytes),
+    r.top_peer === null ? '' : `${r.top_peer.name} (${formatCount(r.top_peer.pages)} pages)`,
+    [r.tenant === null ? '' : `tenant ${r.tenant}`, r.opted_out ? 'opted out' : '', r.error ?? ''].filter((x) => x !== '').join(', '),
+  ]);
+  body.push(['total', '', '', '', formatBytes(generalProfit), '', 'general_profit']);
+  return renderTable(['NAME', 'PID', 'RAM', 'KSM PAGES', 'SAVED', 'SHARES MOST WITH', 'NOTES'], body, ['left', 'right', 'right', 'right', 'right', 'left', 'left']);
+}
+
+export const vms: Command = {
+  name: 'vms',
+  summary: 'per-VM savings (fair, summing to general_profit) and who shares with whom',
+  help: HELP,
+  async run(argv: string[], io: Io): Promise<number> {
+    const p = parse('vms', argv, { json: { type: 'boolean' }, config: { type: 'string' } });
+    noPositionals('vms', p);
+    const { rows, generalProfit } = await readVmRows(str(p, 'config'));
+    if (flag(p, 'json')) io.out(JSON.stringify(rows, null, 2));
+    else if (rows.length === 0) io.out('no QEMU VMs are running');
+    else io.out(vmTable(rows, generalProfit));
+    return 0;
+  },
+};

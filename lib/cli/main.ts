@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// ksm-agent: the command-line entry point. Finds the command, runs it, and turns any failure into
+// one line on stderr ("ksm-agent CMD: what happened; what to do") and its exit code.
+import { SamepageError } from '../errors.js';
+import type { Command } from './command.js';
+import { processIo } from './command.js';
+import { cache } from './commands/cache.js';
+import { estimate } from './commands/estimate.js';
+import { exec } from './commands/exec.js';
+import { restore } from './commands/restore.js';
+import { run } from './commands/run.js';
+import { set } from './commands/set.js';
+import { status } from './commands/status.js';
+import { vms } from './commands/vms.js';
+import { watch } from './commands/watch.js';
+import { EXIT, exitCodeOf } from './exit-codes.js';
+
+const COMMANDS: Command[] = [status, vms, estimate, watch, exec, set, restore, run, cache];
+
+function globalHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'Usage: ksm-agent COMMAND [OPTIONS]',
+    '',
+    'Kernel Samepage Merging (KSM) for KVM hosts: what it saves, per VM, what it would save, and a',
+    'daemon that tunes it.',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Run "ksm-agent COMMAND --help" for a command\'s options. Read commands take --json.',
+    'Exit codes: 0 ok, 1 failure, 2 bad input, 3 not found, 4 not supported here, 5 busy,',
+    '77 not permitted, 130 interrupted.',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const io = processIo();
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(globalHelp());
+    return name === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  if (name === '--version') {
+    io.out(require('../../../package.json').version as string);
+    return EXIT.OK;
+  }
+  const command = COMMANDS.find((c) => c.name === name);
+  if (command === undefined) {
+    io.err(`ksm-agent: unknown command "${name}"; commands: ${COMMANDS.map((c) => c.name).join(', ')} (ksm-agent --help)`);
+    return EXIT.USAGE;
+  }
+  if (rest[0] === '--help' || rest[0] === '-h' || (command.name !== 'exec' && (rest.includes('--help') || rest.includes('-h')))) {
+    io.out(command.help);
+    return EXIT.OK;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    io.err(`ksm-agent ${command.name}: ${message}`);
+    if (process.env['KSM_AGENT_DEBUG'] === '1' && err instanceof Error && !(err instanceof SamepageError)) io.err(err.stack ?? '');
+    return exitCodeOf(err);
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+      // A daemon or a live view may leave handles (a pending flock, a socket); the command is done.
+      process.exit(code);
+    },
+    (err: unknown) => {
+      process.stderr.write(`ksm-agent: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(EXIT.FAILURE);
+    },
+  );
+}

@@ -31,9 +31,13 @@ export function native(): NativeBinding {
   try {
     cached = nodeGypBuild(root) as NativeBinding;
   } catch (err) {
-    const looked = [join(root, 'build', 'Release', 'samepage.node'), join(root, 'prebuilds', `${process.platform}-${process.arch}`)];
+    // Where node-gyp-build looked: SAMEPAGE_PREBUILD replaces the prebuild directory, and
+    // PREBUILDS_ONLY=1 skips the local build.
+    const prebuilds = process.env.SAMEPAGE_PREBUILD ?? join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+    const looked = process.env.PREBUILDS_ONLY ? [prebuilds] : [join(root, 'build', 'Release', 'samepage.node'), prebuilds];
+    const detail = (err instanceof Error ? err.message : String(err)).replace(/\s*\n\s*/g, ' ');
     throw new NativeLoadError({
-      reason: `${err instanceof Error ? err.message : String(err)} (looked in ${looked.join(' and ')}; platform ${process.platform}-${process.arch}, node ABI ${process.versions.modules}, N-API ${process.versions.napi})`,
+      reason: `${detail} (looked in ${looked.join(' and ')}; platform ${process.platform}-${process.arch}, node ABI ${process.versions.modules}, N-API ${process.versions.napi})`,
       remedy: `rebuild it: "npm rebuild samepage" in your project, or "npm run build:native" in a checkout (needs a C/C++ compiler, make and python3; Node headers from npm_config_nodedir=/usr on Debian)`,
       path: root,
       cause: err,

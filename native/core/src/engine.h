@@ -231,6 +231,11 @@ struct sp_engine {
   uint64_t page_compares, full_compares, bytes_read;
   uint64_t lookahead_hits, lookahead_misses, pages_lost, pages_unread;
   uint64_t pass_pages, pass_total, last_pass_total;
+  /* kept up to date so that reading the counters costs nothing */
+  uint64_t tracked;       /* records not REC_NONE */
+  uint64_t live_chunks;   /* chunks allocated */
+  uint64_t dir_bytes;     /* range directories and their blocks */
+  uint64_t contents;      /* REGULAR and CHAIN stable nodes */
 
   /* scratch */
   struct sp_window win;

@@ -35,18 +35,11 @@ void sp_engine_counters(const sp_engine *e, sp_counters *out) {
   out->lookahead_misses = e->lookahead_misses;
   out->pages_lost = e->pages_lost;
   out->pages_unread = e->pages_unread;
-  uint64_t tracked = 0;
-  for (size_t i = 0; i < e->nchunks; i++)
-    if (e->chunks[i]) tracked += e->chunks[i]->live;
-  out->tracked_pages = tracked;
+  out->tracked_pages = e->tracked;
   out->tracking_bytes = sp_rmap_bytes(e) + sp_index_bytes(&e->unstable) +
                         sp_index_bytes(&e->stable.index) +
                         e->stable.cap * sizeof(struct sp_snode);
-  uint64_t contents = 0;
-  for (size_t i = 0; i < e->stable.nused; i++)
-    if (e->stable.nodes[i].kind == SN_REGULAR || e->stable.nodes[i].kind == SN_CHAIN)
-      contents++;
-  out->merged_contents = contents;
+  out->merged_contents = e->contents;
   out->cache_bytes = (uint64_t)e->cache.used * SP_PAGE_SIZE;
 }
 

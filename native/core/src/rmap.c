@@ -28,13 +28,14 @@ static inline uint32_t chunk_id(const struct sp_range *r, size_t ci) {
 }
 
 /* Sets a chunk id, allocating its directory block; -ENOMEM. */
-static int set_chunk_id(struct sp_range *r, size_t ci, uint32_t id) {
+static int set_chunk_id(struct sp_engine *e, struct sp_range *r, size_t ci, uint32_t id) {
   uint32_t **slot = &r->dir[ci >> SP_DIR_SHIFT];
   if (!*slot) {
     if (id == SP_NIL) return 0;
     *slot = malloc(SP_DIR_CHUNKS * sizeof **slot);
     if (!*slot) return -ENOMEM;
     memset(*slot, 0xff, SP_DIR_CHUNKS * sizeof **slot);
+    e->dir_bytes += SP_DIR_CHUNKS * sizeof **slot;
   }
   (*slot)[ci & (SP_DIR_CHUNKS - 1)] = id;
   return 0;
@@ -55,6 +56,7 @@ static uint32_t chunk_alloc(struct sp_engine *e, uint32_t range,
                             uint32_t first) {
   struct sp_chunk *c = calloc(1, sizeof *c);
   if (!c) return SP_NIL;
+  e->live_chunks++;
   c->range = range;
   c->first = first;
   uint32_t id;
@@ -76,6 +78,7 @@ static uint32_t chunk_alloc(struct sp_engine *e, uint32_t range,
 
 static void chunk_free(struct sp_engine *e, uint32_t id) {
   free(e->chunks[id]);
+  e->live_chunks--;
   e->chunks[id] = NULL;
   /* free_chunks can only grow to the number of chunks, so this cannot
    * fail for lack of an earlier allocation... but realloc may still fail;
@@ -104,7 +107,7 @@ uint32_t sp_rmap_get_or_create(struct sp_engine *e, uint32_t range_id,
     if (ci > UINT32_MAX >> SP_CHUNK_SHIFT) return SP_NIL;
     cid = chunk_alloc(e, range_id, (uint32_t)(ci << SP_CHUNK_SHIFT));
     if (cid == SP_NIL) return SP_NIL;
-    if (set_chunk_id(&e->ranges[range_id], ci, cid)) {
+    if (set_chunk_id(e, &e->ranges[range_id], ci, cid)) {
       chunk_free(e, cid);
       return SP_NIL;
     }
@@ -129,8 +132,9 @@ uint32_t sp_rmap_next_page(const struct sp_engine *e, uint32_t ref) {
 void sp_rmap_released(struct sp_engine *e, uint32_t ref) {
   uint32_t cid = ref >> SP_CHUNK_SHIFT;
   struct sp_chunk *c = e->chunks[cid];
+  e->tracked--;
   if (--c->live) return;
-  set_chunk_id(&e->ranges[c->range], c->first >> SP_CHUNK_SHIFT, SP_NIL);
+  set_chunk_id(e, &e->ranges[c->range], c->first >> SP_CHUNK_SHIFT, SP_NIL);
   chunk_free(e, cid);
 }
 
@@ -180,6 +184,7 @@ int sp_range_create(struct sp_engine *e, uint32_t source_slot,
   size_t nd = dir_count(spec->npages);
   uint32_t **dir = calloc(nd ? nd : 1, sizeof *dir);
   if (!dir) return -ENOMEM;
+  e->dir_bytes += nd * sizeof *dir;
   *r = (struct sp_range){.source = source_slot,
                          .flags = spec->flags,
                          .start = spec->start,
@@ -231,8 +236,13 @@ int sp_range_resize(struct sp_engine *e, uint32_t range_id, uint64_t npages) {
     memset(dir + oldn, 0, (n - oldn) * sizeof *dir);
     r->dir = dir;
   } else {
-    for (size_t i = n; i < oldn; i++) free(r->dir[i]);
+    for (size_t i = n; i < oldn; i++) {
+      if (r->dir[i]) e->dir_bytes -= SP_DIR_CHUNKS * sizeof(uint32_t);
+      free(r->dir[i]);
+    }
   }
+  e->dir_bytes += n * sizeof *r->dir;
+  e->dir_bytes -= oldn * sizeof *r->dir;
   r->ndir = n;
   r->npages = npages;
   return 0;
@@ -241,7 +251,11 @@ int sp_range_resize(struct sp_engine *e, uint32_t range_id, uint64_t npages) {
 void sp_range_destroy(struct sp_engine *e, uint32_t range_id) {
   sp_range_forget_span(e, range_id, 0, e->ranges[range_id].npages, true);
   struct sp_range *r = &e->ranges[range_id];
-  for (size_t i = 0; i < r->ndir; i++) free(r->dir[i]);
+  for (size_t i = 0; i < r->ndir; i++) {
+    if (r->dir[i]) e->dir_bytes -= SP_DIR_CHUNKS * sizeof(uint32_t);
+    free(r->dir[i]);
+  }
+  e->dir_bytes -= r->ndir * sizeof *r->dir;
   free(r->dir);
   r->dir = NULL;
   r->ndir = 0;
@@ -249,15 +263,5 @@ void sp_range_destroy(struct sp_engine *e, uint32_t range_id) {
 }
 
 size_t sp_rmap_bytes(const struct sp_engine *e) {
-  size_t bytes = 0;
-  for (size_t i = 0; i < e->nchunks; i++)
-    if (e->chunks[i]) bytes += sizeof(struct sp_chunk);
-  for (size_t i = 0; i < e->nranges; i++) {
-    const struct sp_range *r = &e->ranges[i];
-    if (!r->in_use) continue;
-    bytes += r->ndir * sizeof *r->dir;
-    for (size_t d = 0; d < r->ndir; d++)
-      if (r->dir[d]) bytes += SP_DIR_CHUNKS * sizeof(uint32_t);
-  }
-  return bytes;
+  return (size_t)(e->live_chunks * sizeof(struct sp_chunk) + e->dir_bytes);
 }

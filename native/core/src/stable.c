@@ -51,6 +51,7 @@ static uint32_t node_alloc(struct sp_engine *e, uint8_t kind, uint64_t hash) {
     }
     id = (uint32_t)st->nused++;
   }
+  if (kind == SN_REGULAR || kind == SN_CHAIN) e->contents++;
   st->nodes[id] = (struct sp_snode){.hash = hash,
                                     .members = SP_NIL,
                                     .link = SP_NIL,
@@ -63,6 +64,7 @@ static uint32_t node_alloc(struct sp_engine *e, uint8_t kind, uint64_t hash) {
 static void node_free(struct sp_engine *e, uint32_t id) {
   struct sp_snode *n = &e->stable.nodes[id];
   if (n->cache != SP_NIL) sp_ccache_drop(&e->cache, n->cache);
+  if (n->kind == SN_REGULAR || n->kind == SN_CHAIN) e->contents--;
   n->kind = SN_FREE;
   n->next = e->stable.free_head;
   e->stable.free_head = id;
@@ -129,6 +131,7 @@ static inline bool candidate(const struct sp_engine *e, const struct sp_snode *n
 static void collapse(struct sp_engine *e, uint32_t chain, uint32_t dup) {
   struct sp_snode *c = N(e, chain), *d = N(e, dup);
   d->kind = SN_REGULAR;
+  e->contents++; /* the chain goes below */
   d->link = d->next = SP_NIL;
   d->cache = c->cache;
   if (d->cache != SP_NIL) sp_ccache_rebind(&e->cache, d->cache, dup);
@@ -198,6 +201,7 @@ uint32_t sp_stable_insert(struct sp_engine *e, const void *page,
     c->prune_seq = (uint32_t)e->seqnr;
     old->cache = SP_NIL;
     old->kind = SN_DUP;
+    e->contents--; /* the chain took its place */
     old->link = chain;
     old->next = SP_NIL;
     c->link = content;
@@ -279,6 +283,7 @@ void sp_stable_remove(struct sp_engine *e, uint32_t ref) {
 }
 
 void sp_stable_clear(struct sp_engine *e) {
+  e->contents = 0;
   struct sp_stable *st = &e->stable;
   for (size_t i = 0; i < st->nused; i++)
     if (st->nodes[i].kind != SN_FREE && st->nodes[i].cache != SP_NIL)

@@ -252,6 +252,7 @@ static void start_tracking(struct sp_engine *e, struct sp_source *src,
                            uint32_t ref) {
   struct sp_rec *rec = sp_rec_get(e, ref);
   e->chunks[ref >> SP_CHUNK_SHIFT]->live++;
+  e->tracked++;
   *rec = (struct sp_rec){.state = REC_VOLATILE | REC_F_ITEM,
                          .node = SP_NIL,
                          .next = SP_NIL};

@@ -94,6 +94,27 @@ static int collect_merged(void *ctx, const sp_group *g, const sp_group_member *m
   return 0;
 }
 
+static int collect_hashes(void *ctx, const sp_group *g, const sp_group_member *m, size_t count) {
+  struct merged_set *set = ctx;
+  (void)m;
+  (void)count;
+  if (set->n < 4096) set->addr[set->n++] = (uintptr_t)g->hash;
+  return 0;
+}
+
+static int by_value(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static size_t distinct(uintptr_t *v, size_t n) {
+  qsort(v, n, sizeof *v, by_value);
+  size_t d = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!i || v[i] != v[i - 1]) d++;
+  return d;
+}
+
 static int is_merged(const struct merged_set *set, const unsigned char *page) {
   for (size_t i = 0; i < set->n; i++)
     if (set->addr[i] == (uintptr_t)page) return 1;
@@ -169,6 +190,14 @@ static void run_scenario(int small_m, uint64_t seed) {
   CHECK_EQ(got.stable_node_dups, want.stable_node_dups);
   CHECK_EQ(got.pages_unshared + got.pages_volatile,
            got.rmap_items - got.pages_shared - got.pages_sharing);
+  /* The counters kept incrementally agree with a recount. */
+  static struct merged_set groups;
+  groups.n = 0;
+  CHECK_OK(sp_engine_groups(on, collect_hashes, &groups));
+  CHECK_EQ(got.merged_contents, distinct(groups.addr, groups.n));
+  size_t pages = 0;
+  for (size_t s = 0; s < sc.nsrc; s++) pages += sc.npages[s];
+  CHECK(got.tracked_pages >= got.rmap_items && got.tracked_pages <= pages);
   if (!want.pages_unshared_singletons) {
     for (size_t s = 0; s < sc.nsrc; s++) {
       sp_source_info info;

@@ -89,6 +89,11 @@ export const DEFAULTS: AgentConfig = {
 
 type Check = (value: unknown, where: string) => unknown;
 
+/** `config F: key "vms"` + "web1" → `config F: key "vms.web1"`: where a nested value sits. */
+function sub(where: string, key: string): string {
+  return where.endsWith('"') ? `${where.slice(0, -1)}.${key}"` : `${where}.${key}`;
+}
+
 function fail(where: string, allowed: string, value: unknown): never {
   throw new ConfigError(`${where}: ${allowed}, got ${JSON.stringify(value) ?? String(value)}`);
 }
@@ -126,17 +131,17 @@ const vmsCheck: Check = (v, where) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, 'must be an object mapping VM names to { "tenant": "NAME", "optOut": true|false }', v);
   const out: Record<string, VmPolicy> = {};
   for (const [name, policy] of Object.entries(v as Record<string, unknown>)) {
-    const w = `${where}.${name}`;
+    const w = sub(where, name);
     if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) fail(w, 'must be an object with "tenant" and/or "optOut"', policy);
     const p: VmPolicy = {};
     for (const [k, val] of Object.entries(policy as Record<string, unknown>)) {
       if (k === 'tenant') {
-        if (typeof val !== 'string' || val === '') fail(`${w}.tenant`, 'must be a non-empty string', val);
+        if (typeof val !== 'string' || val === '') fail(sub(w, 'tenant'), 'must be a non-empty string', val);
         p.tenant = val as string;
       } else if (k === 'optOut') {
-        p.optOut = bool(val, `${w}.optOut`) as boolean;
+        p.optOut = bool(val, sub(w, 'optOut')) as boolean;
       } else {
-        fail(`${w}.${k}`, 'is not a VM key; allowed: "tenant", "optOut"', val);
+        fail(sub(w, k), 'is not a VM key; allowed: "tenant", "optOut"', val);
       }
     }
     out[name] = p;
@@ -152,12 +157,12 @@ const settingsCheck: Check = (v, where) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, `must be an object of KSM settings (${FIXED_SETTINGS.join(', ')})`, v);
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
     if (!FIXED_SETTINGS.includes(k as SettingName)) {
-      fail(`${where}.${k}`, `is not a setting the agent applies; allowed: ${FIXED_SETTINGS.join(', ')} (run, pages_to_scan, sleep_millisecs and advisor_* are the agent's to tune)`, val);
+      fail(sub(where, k), `is not a setting the agent applies; allowed: ${FIXED_SETTINGS.join(', ')} (run, pages_to_scan, sleep_millisecs and advisor_* are the agent's to tune)`, val);
     }
     try {
       formatSetting(k, val);
     } catch (err) {
-      throw new ConfigError(`${where}.${k}: ${(err as Error).message}`);
+      throw new ConfigError(`${sub(where, k)}: ${(err as Error).message}`);
     }
   }
   return v;
@@ -166,7 +171,7 @@ const cacheCheck: Check = (v, where) => {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, 'must be an object { "enabled", "intervalSeconds", "dryRun", "vms" }', v);
   const out: CacheConfig = { ...DEFAULTS.cache };
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
-    const w = `${where}.${k}`;
+    const w = sub(where, k);
     if (k === 'enabled') out.enabled = bool(val, w) as boolean;
     else if (k === 'dryRun') out.dryRun = bool(val, w) as boolean;
     else if (k === 'intervalSeconds') out.intervalSeconds = num(10, 86400)(val, w) as number;

@@ -1,0 +1,203 @@
+// ksm-agent run, the daemon, for real: root only; a bad config names the key; it turns KSM on
+// when memory use crosses its threshold (ksmtuned.conf keys, real memory held by a child) and
+// off again, stops scanning when passes gain nothing, serves /metrics equal to sysfs, restores
+// every setting on SIGTERM, restores them after a SIGKILL on its next start, and refuses a second
+// instance. Everything that changes KSM runs inside withSavedKsm.
+import test from 'ava';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readKsm, readMeminfo, snapshotSettings } from '../lib/index.js';
+import { startGuests, stopAll } from '../scripts/qemu/harness.js';
+import { freeze, memoryHog, runCli, startAgent, thaw, waitForQuietHost } from './helpers/agent.js';
+import type { AgentProcess } from './helpers/agent.js';
+import { withSavedKsm } from './helpers/ksm.js';
+
+let dir = '';
+const agents: AgentProcess[] = [];
+
+test.before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'ksm-agent-daemon-'));
+});
+test.after.always(async () => {
+  for (const a of agents) await a.stop('SIGKILL');
+  await stopAll();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function files(name: string): string[] {
+  return ['--state-file', path.join(dir, `${name}.state.json`), '--lock-file', path.join(dir, `${name}.lock`)];
+}
+
+async function writeConfig(name: string, config: Record<string, unknown>): Promise<string> {
+  const file = path.join(dir, `${name}.json`);
+  await writeFile(file, JSON.stringify(config));
+  return file;
+}
+
+function agent(args: string[]): AgentProcess {
+  const a = startAgent(args);
+  agents.push(a);
+  return a;
+}
+
+/** Prometheus text → series (name{labels}) → value. */
+function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+test('a non-root run gets a clear message and exit 77', async (t) => {
+  const r = await runCli(['run', '--no-listen', ...files('nobody')], { asNobody: true });
+  t.is(r.code, 77);
+  t.regex(r.stderr, /^ksm-agent run: permission denied: ksm-agent run tunes KSM for the whole host; run it as root/);
+  t.is(r.stderr.trim().split('\n').length, 1);
+});
+
+test('a bad config names the file, the key and the allowed values', async (t) => {
+  const cases: [Record<string, unknown> | string, RegExp][] = [
+    [{ cpuBudgetPercent: 500 }, /key "cpuBudgetPercent": must be a number from 1 to 100, got 500/],
+    [{ advisor: 'sometimes' }, /key "advisor": must be one of "auto", "on", "off", got "sometimes"/],
+    [{ cpuBudget: 20 }, /unknown key "cpuBudget"; allowed keys: intervalSeconds, .*cpuBudgetPercent/],
+    [{ vms: { web1: { tenant: 'a', optout: true } } }, /key "vms.web1.optout": is not a VM key; allowed: "tenant", "optOut"/],
+    [{ settings: { pages_to_scan: 100 } }, /key "settings.pages_to_scan": is not a setting the agent applies; allowed: .*use_zero_pages/],
+    [{ pagesToScanMin: 500, pagesToScanMax: 100 }, /key "pagesToScanMin" \(500\) must not exceed "pagesToScanMax" \(100\)/],
+    ['{"intervalSeconds": 2,', /is not valid JSON/],
+  ];
+  for (const [config, re] of cases) {
+    const file = path.join(dir, 'bad.json');
+    await writeFile(file, typeof config === 'string' ? config : JSON.stringify(config));
+    const r = await runCli(['run', '--config', file, '--no-listen', ...files('bad')]);
+    t.is(r.code, 2, r.stderr);
+    t.regex(r.stderr, re);
+    t.true(r.stderr.includes(file), r.stderr);
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  const conf = path.join(dir, 'ksmtuned.conf');
+  await writeFile(conf, '# ksmtuned\nKSM_THRES_COEF=twenty\n');
+  const r = await runCli(['run', '--ksmtuned-conf', conf, '--no-listen', ...files('bad')]);
+  t.is(r.code, 2);
+  t.regex(r.stderr, new RegExp(`${conf} line 2: KSM_THRES_COEF must be an integer .*got "twenty"`));
+  t.false(existsSync(path.join(dir, 'bad.state.json')), 'nothing was started');
+});
+
+test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores every setting', async (t) => {
+  const fill = { zero: { MiB: 16 }, shared: { amount: { MiB: 32 }, blockPages: 64, seed: 3 }, hot: { copies: 300, seed: 4 }, unique: { amount: { MiB: 8 } } };
+  const guests = await startGuests([
+    { name: 'agent-a', memMiB: 256, thp: false, fill },
+    { name: 'agent-b', memMiB: 256, thp: false, fill },
+  ]);
+  const pids = guests.map((g) => g.pid);
+  await waitForQuietHost(pids);
+  await withSavedKsm(async (snap) => {
+    // ksmtuned's rule with ksmtuned's keys: KSM starts when "free" (MemFree + Buffers + Cached)
+    // falls below KSM_THRES_CONST. Put the threshold 1 GiB below free memory now; a child then
+    // holds 2.5 GiB, which takes free memory 1.5 GiB below it.
+    const m = await readMeminfo();
+    const freeKiB = Math.floor(((m['MemFree'] ?? 0) + (m['Buffers'] ?? 0) + (m['Cached'] ?? 0)) / 1024);
+    const thresKiB = freeKiB - (1 << 20);
+    const conf = path.join(dir, 'threshold-ksmtuned.conf');
+    await writeFile(conf, `# as ksmtuned reads it\nKSM_THRES_COEF=0\nKSM_THRES_CONST=${thresKiB}\nKSM_MONITOR_INTERVAL=60\n`);
+    const config = await writeConfig('threshold', { intervalSeconds: 0.5, listen: '127.0.0.1:0', ksmtunedConf: conf, vmMetricsSeconds: 1 });
+    const a = agent(['--config', config, ...files('threshold')]);
+    const url = await a.metricsUrl();
+    await a.waitForLine(/started pid=\d+ state=off/);
+    t.truthy(a.lines.find((l) => l.includes(`ksmtuned_conf=${conf}`) && l.includes('threshold_percent=0') && l.includes(`threshold_min_kib=${thresKiB}`)));
+    t.truthy(a.lines.find((l) => /KSM_MONITOR_INTERVAL is not used/.test(l)));
+    t.true(existsSync(path.join(dir, 'threshold.state.json')));
+    await sleep(1500); // three ticks under the threshold: KSM stays off
+    t.is((await readKsm()).settings.run, 0);
+    t.is(parseMetrics(await (await fetch(url)).text()).get('samepage_agent_state{state="off"}'), 1);
+
+    const hog = await memoryHog(2.5 * 2 ** 30);
+    try {
+      const on = await a.waitForLine(/state merging: memory pressure: past the threshold .*threshold_kib=(\d+)/, 20_000);
+      t.is(Number(on[1]), thresKiB);
+      t.is((await readKsm()).settings.run, 1);
+      for (let i = 0; i < 300 && ((await readKsm()).counters.pages_sharing ?? 0) < 5000; i++) await sleep(200);
+      t.true(((await readKsm()).counters.pages_sharing ?? 0) >= 5000, 'ksmd merged the guests');
+
+      // Frozen guests offer nothing new: after settlePasses passes without gain the agent stops
+      // ksmd (run=0) although memory is still short.
+      freeze(pids);
+      try {
+        await a.waitForLine(/state settled: \d+ full passes in a row gained almost nothing/, 120_000);
+        t.is((await readKsm()).settings.run, 0);
+
+        // KSM stands still now: every node_ksmd_* series equals its sysfs file.
+        const before = await readKsm();
+        const metrics = parseMetrics(await (await fetch(url)).text());
+        const after = await readKsm();
+        t.deepEqual(after.counters, before.counters, 'KSM stood still during the scrape');
+        const k = { ...after.settings, ...after.counters } as Record<string, number | boolean | string>;
+        const num = (v: number | boolean | string | undefined): number => (typeof v === 'boolean' ? (v ? 1 : 0) : Number(v));
+        for (const f of ['pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'pages_to_scan', 'run', 'merge_across_nodes']) {
+          t.is(metrics.get(`node_ksmd_${f}`), num(k[f]), f);
+        }
+        t.is(metrics.get('node_ksmd_full_scans_total'), num(k['full_scans']));
+        t.is(metrics.get('node_ksmd_sleep_seconds'), num(k['sleep_millisecs']) / 1000);
+        t.is(metrics.get('node_ksmd_general_profit_bytes'), num(k['general_profit']));
+        t.is(metrics.get('samepage_ksm_pages_scanned_total'), num(k['pages_scanned']));
+        t.is(metrics.get('samepage_ksm_setting{setting="use_zero_pages"}'), num(k['use_zero_pages']));
+        const saved = guests.map((g) => metrics.get(`samepage_vm_saved_bytes{vm="${g.name}"}`));
+        t.true(saved.every((v) => v !== undefined && v > 0), JSON.stringify(saved));
+        t.is((saved[0] ?? 0) + (saved[1] ?? 0), num(k['general_profit']), 'per-VM saved bytes sum to general_profit');
+        t.is(metrics.get('samepage_agent_state{state="settled"}'), 1);
+        t.is(metrics.get('samepage_agent_memory_pressure'), 1);
+        t.is(metrics.get('samepage_agent_threshold_bytes'), thresKiB * 1024);
+        t.true((metrics.get('samepage_ksmd_cpu_seconds_total') ?? 0) > 0);
+        t.true((metrics.get('process_resident_memory_bytes') ?? 0) > 0);
+      } finally {
+        thaw(pids);
+      }
+    } finally {
+      await hog.stop();
+    }
+    await a.waitForLine(/state off: memory pressure is gone/, 20_000);
+    t.is((await readKsm()).settings.run, 0);
+
+    t.is(await a.stop('SIGTERM'), 0);
+    await a.waitForLine(/restored the KSM settings found at start/);
+    t.deepEqual((await snapshotSettings()).files, snap.files);
+    t.false(existsSync(path.join(dir, 'threshold.state.json')), 'a clean exit removes the state file');
+  });
+  await stopAll();
+});
+
+test.serial('one instance at a time; after a SIGKILL the next start restores the settings', async (t) => {
+  await withSavedKsm(async (snap) => {
+    const busy = await writeConfig('busy', { thresholdPercent: 100, ksmtunedConf: null, intervalSeconds: 0.5, listen: null });
+    const first = agent(['--config', busy, ...files('crash')]);
+    await first.waitForLine(/started pid=\d+ state=merging/);
+    const changed = await readKsm();
+    t.is(changed.settings.run, 1);
+
+    const second = await runCli(['run', '--config', busy, ...files('crash')]);
+    t.is(second.code, 5);
+    t.regex(second.stderr, new RegExp(`another ksm-agent is already running \\(pid ${first.pid}\\): it holds .*crash.lock`));
+    t.is(second.stderr.trim().split('\n').length, 1);
+
+    await first.stop('SIGKILL');
+    const state = JSON.parse(await readFile(path.join(dir, 'crash.state.json'), 'utf8')) as { pid: number; snapshot: { files: Record<string, string> } };
+    t.is(state.pid, first.pid);
+    t.deepEqual(state.snapshot.files, snap.files);
+    t.is((await readKsm()).settings.run, 1, 'a SIGKILLed agent cannot restore anything');
+
+    // The next start (with a config under which it changes nothing) restores them first.
+    const calm = await writeConfig('calm', { thresholdPercent: 0, thresholdMinKiB: 0, ksmtunedConf: null, intervalSeconds: 0.5, listen: null });
+    const next = agent(['--config', calm, ...files('crash')]);
+    await next.waitForLine(new RegExp(`the last ksm-agent \\(pid ${first.pid}, started .*\\) did not exit cleanly: restoring`));
+    await next.waitForLine(/started pid=\d+ state=off/);
+    t.deepEqual((await snapshotSettings()).files, snap.files);
+    t.is(await next.stop('SIGINT'), 0);
+    t.deepEqual((await snapshotSettings()).files, snap.files);
+    t.false(existsSync(path.join(dir, 'crash.state.json')));
+  });
+});

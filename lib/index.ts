@@ -61,7 +61,7 @@ export type { CachePassResult, MergeGroup, ProcessSourceOptions, ScanOptions, Sc
 export { scrubCache, vmCacheFiles, type ScrubOptions, type ScrubResult } from './exclusive-cache.js';
 export { allocMergeable, getMemoryMerge, pageHash, setMemoryMerge } from './merging.js';
 export type { MergeableOptions } from './merging.js';
-export { livePages } from './live.js';
-export type { LivePages } from './live.js';
+export { livePages, liveSharing } from './live.js';
+export type { LivePages, LiveSharing } from './live.js';
 export { KSM_LOCK_PATH, lockKsm } from './ksm-lock.js';
 export { HintTableError, countHints, planScan, readHintTable } from './hints.js';

@@ -22,11 +22,18 @@ export interface LivePages {
   topPeer?: { index: number; pid: number; pages: number };
 }
 
-export async function livePages(pids: number[], opts: { allAnon?: boolean } = {}): Promise<LivePages[]> {
+export interface LiveSharing {
+  processes: LivePages[];
+  /** matrix[i][j]: pages of pids[i] mapped to a KSM page that pids[j] also maps (0 when i == j). */
+  matrix: number[][];
+}
+
+/** livePages() plus the process-by-process sharing matrix, from one walk. */
+export async function liveSharing(pids: number[], opts: { allAnon?: boolean } = {}): Promise<LiveSharing> {
   for (const pid of pids) {
     if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`livePages: ${String(pid)} is not a process id`);
   }
-  if (pids.length === 0) return [];
+  if (pids.length === 0) return { processes: [], matrix: [] };
   const b = native();
   let raw;
   try {
@@ -34,7 +41,7 @@ export async function livePages(pids: number[], opts: { allAnon?: boolean } = {}
   } catch (err) {
     throw fromNativeError(err, { what: 'read /proc/PID/pagemap and /proc/kpageflags (PFNs need CAP_SYS_ADMIN)' });
   }
-  return raw.map((p) => {
+  const processes = raw.processes.map((p) => {
     const out: LivePages = {
       pid: p.pid,
       scannedPages: p.scanned_pages,
@@ -49,4 +56,9 @@ export async function livePages(pids: number[], opts: { allAnon?: boolean } = {}
     if (p.top_peer !== undefined) out.topPeer = { index: p.top_peer, pid: pids[p.top_peer] ?? 0, pages: p.top_peer_pages ?? 0 };
     return out;
   });
+  return { processes, matrix: raw.matrix };
+}
+
+export async function livePages(pids: number[], opts: { allAnon?: boolean } = {}): Promise<LivePages[]> {
+  return (await liveSharing(pids, opts)).processes;
 }

@@ -132,7 +132,7 @@ export interface NativeEngine {
 
 export interface NativeBinding {
   Engine: new (settings?: NativeSettings) => NativeEngine;
-  liveProcesses(pids: number[], flags: number): Promise<NativeLiveProcess[]>;
+  liveProcesses(pids: number[], flags: number): Promise<{ processes: NativeLiveProcess[]; matrix: number[][] }>;
   pageHash(page: Uint8Array): string;
   setMemoryMerge(on: boolean): void;
   getMemoryMerge(): boolean;

@@ -3,7 +3,7 @@
 // count (livePages) and the prediction agree. Host KSM settings are saved and restored.
 import test from 'ava';
 
-import { Scanner, livePages, readKsm, readKsmMergingPages, readKsmStat, setKsm } from '../lib/index.js';
+import { Scanner, livePages, liveSharing, readKsm, readKsmMergingPages, readKsmStat, setKsm } from '../lib/index.js';
 import { withSavedKsm } from './helpers/ksm.js';
 import { startFixture } from './helpers/node-child.js';
 
@@ -45,6 +45,12 @@ for (const useZeroPages of [false, true]) {
         t.is(live?.ksmPages, want.merging);
         // The only KSM user on the host: its fair share is all of pages_sharing.
         t.is(Math.round(live?.savedPages ?? -1), want.sharing);
+        // Two views of the same process: each maps every KSM page the other maps.
+        const pair = await liveSharing([child.pid, child.pid]);
+        t.deepEqual(pair.matrix, [
+          [0, want.merging],
+          [want.merging, 0],
+        ]);
       });
     } finally {
       await child.stop();

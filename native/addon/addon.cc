@@ -32,18 +32,31 @@ class LiveWorker : public Napi::AsyncWorker {
         deferred_(Napi::Promise::Deferred::New(env)),
         pids_(std::move(pids)),
         flags_(flags),
-        out_(pids_.size()) {}
+        out_(pids_.size()),
+        peers_(pids_.size() * pids_.size()) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
-  void Execute() override { err_ = sp_live_processes(pids_.data(), pids_.size(), flags_, out_.data()); }
+  void Execute() override {
+    err_ = sp_live_processes(pids_.data(), pids_.size(), flags_, out_.data(), peers_.data());
+  }
   void OnOK() override {
     Napi::Env env = Env();
     if (err_) {
       deferred_.Reject(ErrnoError(env, err_, "reading /proc/PID/pagemap and /proc/kpageflags").Value());
       return;
     }
-    Napi::Array arr = Napi::Array::New(env, out_.size());
-    for (size_t i = 0; i < out_.size(); i++) arr.Set((uint32_t)i, LiveToJs(env, out_[i]));
-    deferred_.Resolve(arr);
+    size_t n = out_.size();
+    Napi::Array arr = Napi::Array::New(env, n);
+    Napi::Array matrix = Napi::Array::New(env, n);
+    for (size_t i = 0; i < n; i++) {
+      arr.Set((uint32_t)i, LiveToJs(env, out_[i]));
+      Napi::Array row = Napi::Array::New(env, n);
+      for (size_t j = 0; j < n; j++) row.Set((uint32_t)j, (double)peers_[i * n + j]);
+      matrix.Set((uint32_t)i, row);
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("processes", arr);
+    result.Set("matrix", matrix);
+    deferred_.Resolve(result);
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
@@ -52,10 +65,11 @@ class LiveWorker : public Napi::AsyncWorker {
   std::vector<pid_t> pids_;
   uint32_t flags_;
   std::vector<sp_live_process> out_;
+  std::vector<uint64_t> peers_;
   int err_ = 0;
 };
 
-// liveProcesses(pids: number[], flags: number): Promise<object[]>
+// liveProcesses(pids: number[], flags: number): Promise<{ processes, matrix }>
 Napi::Value LiveProcesses(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "liveProcesses(pids, flags): pids must be an array");

@@ -323,11 +323,15 @@ typedef struct sp_live_process {
 
 /* For each pid, counts its pages in mergeable ranges (or all private
  * anonymous ranges with SP_PROC_ALL_ANON) by kind.  Fair share: each KSM
- * page mapped m times host-wide (/proc/kpagecount) saves m-1 pages; every
- * mapping is credited (m-1)/m, so the shares of all processes sum to
- * pages_sharing.  out has npids entries.  -EPERM without CAP_SYS_ADMIN. */
+ * page mapped m times host-wide saves m-1 pages; every mapping is credited
+ * (m-1)/m, so the shares of all processes sum to pages_sharing.  m is
+ * counted by walking every process that has KSM pages (/proc/kpagecount
+ * does not give it for KSM pages on current kernels).  out has npids
+ * entries.  peers, when not NULL, receives npids*npids counts:
+ * peers[i*npids+j] = pages of pids[i] mapped to a KSM page that pids[j]
+ * also maps (0 on the diagonal).  -EPERM without CAP_SYS_ADMIN. */
 int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
-                      sp_live_process *out);
+                      sp_live_process *out, uint64_t *peers);
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                              */

@@ -165,7 +165,7 @@ static int radix_sort(uint64_t *v, size_t n) {
 }
 
 int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
-                      sp_live_process *out) {
+                      sp_live_process *out, uint64_t *peers_out) {
   if (!pids || !out || npids == 0) return -EINVAL;
   pid_t *others = NULL;
   size_t nothers = 0;
@@ -251,6 +251,7 @@ int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
         out[p].top_peer_pages = peers[p * npids + q];
         out[p].top_peer = (uint32_t)q;
       }
+  if (!err && peers_out) memcpy(peers_out, peers, npids * npids * sizeof *peers);
   if (kpf >= 0) close(kpf);
   free(window);
   free(per_proc);

@@ -154,7 +154,9 @@ static void kernel_agrees(int use_zero_pages) {
   /* The library's live view of the child says the same: its KSM pages,
    * and as the only KSM user, all of pages_sharing as its fair share. */
   sp_live_process live;
-  CHECK_OK(sp_live_processes(&current.pid, 1, 0, &live));
+  uint64_t self_peers = 99;
+  CHECK_OK(sp_live_processes(&current.pid, 1, 0, &live, &self_peers));
+  CHECK_EQ(self_peers, 0);
   printf("  live: error %d present %llu ksm %llu zero %llu thp %llu saved %.1f\n", live.error, (unsigned long long)live.present_pages, (unsigned long long)live.ksm_pages, (unsigned long long)live.zero_pages, (unsigned long long)live.thp_pages, live.saved_pages);
   CHECK_EQ(live.error, 0);
   CHECK_EQ(live.ksm_pages, src.merging_pages);
@@ -170,7 +172,7 @@ static void kernel_agrees(int use_zero_pages) {
   sp_test_passes(again, 2);
   sp_engine_destroy(again);
   sp_live_process after;
-  CHECK_OK(sp_live_processes(&current.pid, 1, 0, &after));
+  CHECK_OK(sp_live_processes(&current.pid, 1, 0, &after, NULL));
   CHECK_EQ(after.ksm_pages, live.ksm_pages);
 
   /* And the prediction is the mix's arithmetic. */

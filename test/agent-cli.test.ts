@@ -108,6 +108,25 @@ test.serial('vms as an unprivileged user: a clear "run as root", not a stack tra
   }
 });
 
+test.serial('vms shows opted-out VMs: by the agent config, or by -machine mem-merge=off', async (t) => {
+  const config = path.join(tmp, 'optout.json');
+  await writeFile(config, JSON.stringify({ vms: { 'cli-opt-config': { optOut: true, tenant: 'acme' } } }));
+  const byConfig = await startQemu(['-m', '64', '-name', 'guest=cli-opt-config'], 64 << 20);
+  const byQemu = await startQemu(['-m', '64', '-name', 'guest=cli-opt-qemu', '-machine', 'pc,mem-merge=off'], 64 << 20);
+  const plain = await startQemu(['-m', '64', '-name', 'guest=cli-opt-none'], 64 << 20);
+  try {
+    const rows = await runCliJson<{ name: string; pid: number; opted_out: boolean; tenant: string | null }[]>(['vms', '--json', '--config', config]);
+    const row = (pid: number) => rows.find((r) => r.pid === pid);
+    t.like(row(byConfig.pid), { name: 'cli-opt-config', opted_out: true, tenant: 'acme' });
+    t.like(row(byQemu.pid), { name: 'cli-opt-qemu', opted_out: true, tenant: null });
+    t.like(row(plain.pid), { name: 'cli-opt-none', opted_out: false });
+    const table = await runCli(['vms', '--config', config]);
+    t.regex(table.stdout, /^cli-opt-config .*tenant acme, opted out$/m);
+  } finally {
+    await stopAllQemu();
+  }
+});
+
 test.serial('estimate predicts a process with a known mix exactly, and changes no setting', async (t) => {
   // 1024 pages: 256 copies of one page, 8 contents × 32 copies, 256 zero pages, 256 unique.
   const child = await startFixture<{ ready: boolean }>('mix-child', ['1024']);

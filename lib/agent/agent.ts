@@ -102,15 +102,6 @@ export class Agent {
       hasAdvisor: this.hasAdvisor,
       candidatePages: view.candidatePages,
     });
-    if (decision.transition !== undefined) {
-      this.log.notice(`state ${decision.state}: ${decision.transition}`, {
-        mode: decision.state === 'merging' ? decision.mode : undefined,
-        free_kib: pressure.freeKiB,
-        committed_kib: pressure.committedKiB,
-        threshold_kib: pressure.thresholdKiB,
-        saved_bytes: sample.ksm.counters.general_profit,
-      });
-    }
     const r = decision.rates;
     if (r !== undefined && decision.state === 'merging') {
       this.log.debug('tick', {
@@ -123,6 +114,16 @@ export class Agent {
       });
     }
     await this.apply(sample, decision.settings);
+    // Logged once the settings are written, so the log never runs ahead of sysfs.
+    if (decision.transition !== undefined) {
+      this.log.notice(`state ${decision.state}: ${decision.transition}`, {
+        mode: decision.state === 'merging' ? decision.mode : undefined,
+        free_kib: pressure.freeKiB,
+        committed_kib: pressure.committedKiB,
+        threshold_kib: pressure.thresholdKiB,
+        saved_bytes: sample.ksm.counters.general_profit,
+      });
+    }
     this.lastSample = sample;
     this.lastDecision = decision;
     this.lastPressure = pressure;

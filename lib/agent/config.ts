@@ -72,7 +72,7 @@ export const DEFAULTS: AgentConfig = {
   advisorTargetScanSeconds: 60,
   minYield: 0.001,
   settlePasses: 3,
-  recheckSeconds: 300,
+  recheckSeconds: 120,
   listen: '127.0.0.1:9662',
   stateFile: '/var/lib/samepage/agent-state.json',
   lockFile: '/run/samepage/ksm-agent.lock',

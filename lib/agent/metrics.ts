@@ -3,7 +3,11 @@
 // /sys/kernel/mm/ksm says then; what node_exporter does not export is under samepage_ksm_*.
 // Per-VM series carry a `vm` label (the VM's name, never the pid: pids churn on restarts); the
 // agent's own series are samepage_agent_* plus the standard process_* ones.
-import { Counter, Gauge, Registry } from 'prom-client';
+// Deep imports keep the package index (Pushgateway, default metrics, OpenTelemetry) unloaded:
+// 11 MB less RSS (types/prom-client-lean.d.ts).
+import Counter = require('prom-client/lib/counter');
+import Gauge = require('prom-client/lib/gauge');
+import Registry = require('prom-client/lib/registry');
 import type { KsmState } from '../sysfs.js';
 import type { Attribution } from './attribution.js';
 import type { Decision, Pressure } from './policy.js';
@@ -52,7 +56,7 @@ function asNumber(v: number | boolean | string | undefined): number | undefined 
   return v;
 }
 
-export function createMetrics(src: MetricsSource): Registry {
+export function createMetrics(src: MetricsSource): InstanceType<typeof Registry> {
   const registry = new Registry();
   const reg = [registry];
   type Read = () => number | undefined | Promise<number | undefined>;

@@ -19,6 +19,8 @@ export type ScanMode = 'ramp' | 'advisor';
 const PRIOR_COST_PER_PAGE = 1e-6;
 /** Savings eroded by this share of what was merged wake a settled agent. */
 const EROSION_WAKE = 0.05;
+/** ksmd's CPU time per batch the ramp aims at: long enough that waking up is a small part. */
+const BATCH_SECONDS = 0.005;
 /** A pass gaining fewer pages than this never counts as a gain, whatever its size. */
 const MIN_GAIN_PAGES = 16;
 
@@ -223,28 +225,34 @@ export class Policy {
   }
 
   /**
-   * Share of the CPU budget to use, 0.05-1. Full effort until two passes have shown the yield
-   * (a page's first visit only records its checksum, and counts as volatile meanwhile); then in
-   * proportion to the yield, full at 10 × minYield, and less when many candidates are volatile
-   * (they change between passes, so scanning them faster merges pages that writes unshare again).
+   * Share of the CPU budget to use, 0.1-1. Full effort until two passes have shown the yield
+   * (a page's first visit only records its checksum, and counts as volatile meanwhile). Then it
+   * follows the yield of the last full pass: full at 10 × minYield, proportionally less down to
+   * minYield, times (1 − ½ × the volatile share): pages that change between passes, scanned
+   * faster, only merge to be unshared again. A pass below minYield counts toward settling and is
+   * confirmed at full effort: a pass costs the same CPU at any speed, and the sooner ksmd stops
+   * the less it costs.
    */
   private effort(): number {
-    if (this.passesThisEpisode < 2 || this.lastPassYield === undefined) return 1;
+    const y = this.lastPassYield;
+    if (this.passesThisEpisode < 2 || y === undefined || y < this.cfg.minYield) return 1;
     const volatile = 1 - 0.5 * Math.min(1, this.volatileShare);
     const fullAt = Math.max(1e-9, 10 * this.cfg.minYield);
-    return Math.min(1, Math.max(0.1, this.lastPassYield / fullAt)) * volatile;
+    return Math.min(1, Math.max(0.1, y / fullAt)) * volatile;
   }
 
   private scanSettings(targetCpu: number, hasAdvisor: boolean): KsmSettings {
     const c = this.costPerPage ?? PRIOR_COST_PER_PAGE;
     const u = Math.min(0.95, Math.max(0.005, targetCpu));
-    // One batch costs P·c seconds of CPU and is followed by S of sleep, so ksmd's share of a core
-    // is P·c / (S + P·c); solved for P at the target share u.
-    let sleep = this.cfg.sleepMillisecs;
+    // One batch of P pages costs P·c seconds of CPU and is followed by S of sleep, so ksmd uses
+    // P·c / (S + P·c) of a core. Batches of about BATCH_SECONDS keep ksmd's per-wakeup cost small
+    // (at 100 pages a batch it is most of the CPU); the share then sets the sleep, never shorter
+    // than sleepMillisecs, and the batch fills the rest: P = u·S / (c·(1 − u)).
+    let sleep = Math.min(this.cfg.sleepMillisecsMax, Math.max(this.cfg.sleepMillisecs, Math.round(((BATCH_SECONDS * (1 - u)) / u) * 1000)));
     let pages = Math.round((u * (sleep / 1000)) / (c * (1 - u)));
     if (pages < this.cfg.pagesToScanMin) {
       pages = this.cfg.pagesToScanMin;
-      sleep = Math.min(this.cfg.sleepMillisecsMax, Math.max(this.cfg.sleepMillisecs, Math.round(((pages * c * (1 - u)) / u) * 1000)));
+      sleep = Math.min(this.cfg.sleepMillisecsMax, Math.max(sleep, Math.round(((pages * c * (1 - u)) / u) * 1000)));
     }
     pages = Math.min(this.cfg.pagesToScanMax, pages);
     // Within 10% of what is set, keep it: the cost estimate wobbles from tick to tick, and a

@@ -1,6 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --lite-mode --no-expose-wasm
 // ksm-agent: the command-line entry point. Finds the command, runs it, and turns any failure into
 // one line on stderr ("ksm-agent CMD: what happened; what to do") and its exit code.
+//
+// Why the flags on the first line: --lite-mode runs JavaScript without the optimizing compilers.
+// The daemon's JavaScript is a few file reads a tick (the heavy work is in the kernel and the
+// addon), and without them its RSS drops from ~58 to ~51 MB for the same CPU (measured over
+// 120 s with two guests: 0.68% vs 0.74% of a core). --no-expose-wasm silences V8's note that
+// lite mode turns WebAssembly off (nothing here uses it).
 import { SamepageError } from '../errors.js';
 import type { Command } from './command.js';
 import { processIo } from './command.js';

@@ -1,6 +1,7 @@
 // ksm-agent's commands as a user runs them: the real CLI in a child process, against the real
 // /sys/kernel/mm/ksm and real processes. Commands that change KSM run inside withSavedKsm.
 import test from 'ava';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
@@ -8,7 +9,7 @@ import path from 'node:path';
 import { readKsm, snapshotSettings } from '../lib/index.js';
 import { withSavedKsm } from './helpers/ksm.js';
 import { startFixture } from './helpers/node-child.js';
-import { runCli, runCliJson } from './helpers/agent.js';
+import { CLI, runCli, runCliJson } from './helpers/agent.js';
 import { startQemu, stopAllQemu } from './helpers/qemu.js';
 
 const COMMANDS = ['status', 'vms', 'estimate', 'watch', 'exec', 'set', 'restore', 'run', 'cache'];
@@ -63,20 +64,23 @@ test('bad input: one line naming the problem, and a non-zero exit', async (t) =>
   t.regex(badValue.stderr, /use_zero_pages="maybe": must be true or false/);
 });
 
-test('status --json has every sysfs file by its name, and saved_bytes = general_profit', async (t) => {
-  const j = await runCliJson<{ ksm: Record<string, number | string>; saved_bytes: number; ksmd_cpu_ratio: number | null; sample_seconds: number }>(['status', '--json', '--sample', '0.3']);
-  const names = (await readdir('/sys/kernel/mm/ksm')).sort();
-  t.deepEqual(Object.keys(j.ksm).sort(), names);
-  // Settings do not move while no one writes them: each equals the file's text.
-  const now = await readKsm();
-  for (const name of Object.keys(now.settings)) {
-    const raw = (await readFile(`/sys/kernel/mm/ksm/${name}`, 'utf8')).trim();
-    const text = name === 'advisor_mode' ? (/\[([^\]]+)\]/.exec(raw)?.[1] ?? raw) : raw;
-    t.is(String(j.ksm[name]), text, name);
-  }
-  t.is(j.saved_bytes, Number(j.ksm['general_profit']));
-  t.true(j.sample_seconds >= 0.3);
-  t.not(j.ksmd_cpu_ratio, null);
+test.serial('status --json has every sysfs file by its name, and saved_bytes = general_profit', async (t) => {
+  // Under the KSM lock no other test changes a setting between the command and the reads.
+  await withSavedKsm(async () => {
+    const j = await runCliJson<{ ksm: Record<string, number | string>; saved_bytes: number; ksmd_cpu_ratio: number | null; sample_seconds: number }>(['status', '--json', '--sample', '0.3']);
+    const names = (await readdir('/sys/kernel/mm/ksm')).sort();
+    t.deepEqual(Object.keys(j.ksm).sort(), names);
+    // Settings do not move while no one writes them: each equals the file's text.
+    const now = await readKsm();
+    for (const name of Object.keys(now.settings)) {
+      const raw = (await readFile(`/sys/kernel/mm/ksm/${name}`, 'utf8')).trim();
+      const text = name === 'advisor_mode' ? (/\[([^\]]+)\]/.exec(raw)?.[1] ?? raw) : raw;
+      t.is(String(j.ksm[name]), text, name);
+    }
+    t.is(j.saved_bytes, Number(j.ksm['general_profit']));
+    t.true(j.sample_seconds >= 0.3);
+    t.not(j.ksmd_cpu_ratio, null);
+  });
 });
 
 test('status for people, also as an unprivileged user', async (t) => {
@@ -131,20 +135,31 @@ test.serial('estimate predicts a process with a known mix exactly, and changes n
   // 1024 pages: 256 copies of one page, 8 contents × 32 copies, 256 zero pages, 256 unique.
   const child = await startFixture<{ ready: boolean }>('mix-child', ['1024']);
   try {
-    const before = await snapshotSettings();
-    const e0 = await runCliJson<{ pages_shared: number; pages_sharing: number; ksm_zero_pages: number; general_profit: number; sources: { pid: number; merging_pages: number; pages: number }[]; matrix: number[][] }>([
-      'estimate', '--pid', String(child.pid), '--use-zero-pages', '0', '--max-page-sharing', '256', '--json',
-    ]);
-    t.like(e0, { pages_shared: 10, pages_sharing: 758, ksm_zero_pages: 0 });
-    t.is(e0.sources[0]?.pid, child.pid);
-    t.is(e0.sources[0]?.merging_pages, 768);
-    t.deepEqual(e0.matrix, [[768]]);
-    const e1 = await runCliJson<{ pages_shared: number; pages_sharing: number; ksm_zero_pages: number }>(['estimate', '--pid', String(child.pid), '--use-zero-pages', '1', '--json']);
-    t.like(e1, { pages_shared: 9, pages_sharing: 255 + 8 * 31, ksm_zero_pages: 256 });
-    const human = await runCli(['estimate', '--pid', String(child.pid), '--use-zero-pages', '0', '--passes', '3']);
-    t.is(human.code, 0, human.stderr);
-    t.regex(human.stdout, /KSM would save [\d.]+ [KM]iB \(general_profit\): 758 pages sharing 10 KSM pages/);
-    t.deepEqual(await snapshotSettings().then((s) => s.files), before.files);
+    // Under the KSM lock nobody else changes KSM meanwhile, so any change would be estimate's.
+    const human = await withSavedKsm(async (before) => {
+      const e0 = await runCliJson<{ pages_shared: number; pages_sharing: number; ksm_zero_pages: number; general_profit: number; sources: { pid: number; merging_pages: number; pages: number }[]; matrix: number[][] }>([
+        'estimate', '--pid', String(child.pid), '--use-zero-pages', '0', '--max-page-sharing', '256', '--json',
+      ]);
+      t.like(e0, { pages_shared: 10, pages_sharing: 758, ksm_zero_pages: 0 });
+      t.is(e0.sources[0]?.pid, child.pid);
+      t.is(e0.sources[0]?.merging_pages, 768);
+      t.deepEqual(e0.matrix, [[768]]);
+      const e1 = await runCliJson<{ pages_shared: number; pages_sharing: number; ksm_zero_pages: number }>(['estimate', '--pid', String(child.pid), '--use-zero-pages', '1', '--json']);
+      t.like(e1, { pages_shared: 9, pages_sharing: 255 + 8 * 31, ksm_zero_pages: 256 });
+      const human = await runCli(['estimate', '--pid', String(child.pid), '--use-zero-pages', '0', '--passes', '3']);
+      t.is(human.code, 0, human.stderr);
+      t.regex(human.stdout, /KSM would save [\d.]+ [KM]iB \(general_profit\): 758 pages sharing 10 KSM pages/);
+      t.deepEqual((await snapshotSettings()).files, before.files);
+      return human;
+    });
+
+    // On a terminal (script(1) gives it one) a progress bar is drawn in place on stderr; piped
+    // (above) there is none.
+    t.false(human.stderr.includes('['), human.stderr);
+    const tty = spawnSync('script', ['-qec', `${process.execPath} ${CLI} estimate --pid ${child.pid} --passes 6 --interval 0.2`, '/dev/null'], { encoding: 'utf8' });
+    t.is(tty.status, 0, tty.stdout + tty.stderr);
+    t.regex(tty.stdout, /\r\x1b\[2K\[#* *\] +\d+% pass \d\/6/);
+    t.regex(tty.stdout, /KSM would save/);
   } finally {
     await child.stop();
   }

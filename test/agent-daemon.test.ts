@@ -220,3 +220,18 @@ test.serial('one instance at a time; after a SIGKILL the next start restores the
     t.false(existsSync(path.join(dir, 'crash.state.json')));
   });
 });
+
+test.serial('with advisor "on" the kernel scan-time advisor sets the rate inside the CPU budget', async (t) => {
+  await withSavedKsm(async (snap) => {
+    t.not((await readKsm()).settings.advisor_mode, undefined, 'this kernel has the scan-time advisor (6.8+)');
+    const config = await writeConfig('advisor', { thresholdPercent: 100, ksmtunedConf: null, intervalSeconds: 0.5, listen: null, advisor: 'on', cpuBudgetPercent: 30, advisorTargetScanSeconds: 45 });
+    const a = agent(['--config', config, ...files('advisor')]);
+    await a.waitForLine(/state merging: memory pressure: past the threshold mode=advisor/);
+    const k = await readKsm();
+    t.like(k.settings, { advisor_mode: 'scan-time', advisor_max_cpu: 30, advisor_target_scan_time: 45, run: 1 });
+    // The advisor starts ksmd at advisor_min_pages_to_scan, which the agent sized to the budget.
+    t.not(k.settings.advisor_min_pages_to_scan, Number(snap.files['advisor_min_pages_to_scan']));
+    t.is(await a.stop('SIGTERM'), 0);
+    t.deepEqual((await snapshotSettings()).files, snap.files);
+  });
+});

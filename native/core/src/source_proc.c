@@ -303,8 +303,10 @@ static int proc_thp(struct sp_source *src, const struct sp_range *range,
     uint64_t kf[SP_BATCH_PAGES];
     ssize_t got = pread(p->kpageflags_fd, kf, (j - i) * 8, (off_t)(pfn0 * 8));
     if (got < 0) return -errno;
+    /* The read covers the whole run of PFNs; only the pages asked about
+     * get an answer. */
     for (size_t k = i; k < j && (k - i) * 8 < (size_t)got; k++)
-      thp[k] = (uint8_t)((kf[k - i] >> KPF_THP) & 1);
+      if (want[k]) thp[k] = (uint8_t)((kf[k - i] >> KPF_THP) & 1);
     i = j;
   }
   return 0;

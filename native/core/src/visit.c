@@ -388,9 +388,9 @@ int64_t sp_scan_window(struct sp_engine *e, struct sp_source *src,
   /* Zero-filled subpages of a THP end up on the zero page outside KSM when
    * the THP is split; they are counted apart, not as candidates. */
   uint8_t thp[SP_BATCH_PAGES];
+  uint8_t zero_want[SP_BATCH_PAGES];
   bool thp_known = false;
   if ((src->flags & SP_PROC_THP_ZERO_APART) && src->ops->thp) {
-    uint8_t zero_want[SP_BATCH_PAGES];
     bool any = false;
     for (size_t i = 0; i < n; i++) {
       zero_want[i] = want[i] && w->ptrs[i] && sp_page_is_zero(w->ptrs[i]);
@@ -408,7 +408,7 @@ int64_t sp_scan_window(struct sp_engine *e, struct sp_source *src,
       continue;
     }
     e->bytes_read += SP_PAGE_SIZE;
-    if (thp_known && thp[i]) {
+    if (thp_known && zero_want[i] && thp[i]) {
       src->thp_zero_pages++;
       page_gone(e, src, refs[i], false);
       continue;

@@ -190,6 +190,54 @@ static void soft_dirty_same_result(void) {
   waitpid(w.pid, NULL, 0);
 }
 
+/* Two THPs: in each, 256 zero pages then 256 pages of 8 contents.  With
+ * SP_PROC_THP_ZERO_APART the zero subpages are left apart (the kernel maps
+ * them to the zero page when it splits the THP, outside KSM), the others
+ * are scanned as usual. */
+static void thp_body(void *hello) {
+  size_t len = 4u << 20;
+  unsigned char *raw = mmap(NULL, len + (2u << 20), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) _exit(2);
+  unsigned char *m = (unsigned char *)(((uintptr_t)raw + (2u << 20) - 1) & ~(uintptr_t)((2u << 20) - 1));
+  if (madvise(m, len, MADV_HUGEPAGE)) _exit(3);
+  for (size_t i = 0; i < len / SP_PAGE_SIZE; i++) {
+    unsigned char *p = m + i * SP_PAGE_SIZE;
+    if (i % 512 < 256) p[0] = 1, p[0] = 0;
+    else sp_test_fill(p, 40 + i % 8);
+  }
+  if (madvise(m, len, MADV_MERGEABLE)) _exit(4);
+  *(char *)hello = 'R';
+}
+
+static void thp_zero_apart(void) {
+  char hello;
+  struct sp_test_child ch = sp_test_fork(thp_body, &hello, 1);
+  sp_live_process live;
+  CHECK_OK(sp_live_processes(&ch.pid, 1, 0, &live, NULL));
+  if (live.thp_pages < 1024) {
+    printf("  (no THP for the child: %llu THP pages; the test needs THP enabled=madvise or always)\n",
+           (unsigned long long)live.thp_pages);
+    CHECK(live.thp_pages >= 1024);
+  }
+  sp_engine *apart = sp_test_engine(0, 256, 1, 1), *all = sp_test_engine(0, 256, 1, 1);
+  CHECK_OK(sp_add_process(apart, NULL, ch.pid, SP_PROC_THP_ZERO_APART, NULL));
+  CHECK_OK(sp_add_process(all, NULL, ch.pid, 0, NULL));
+  sp_test_passes(apart, 3);
+  sp_test_passes(all, 3);
+  sp_source_info info;
+  CHECK_OK(sp_source_get(apart, 0, &info));
+  CHECK_EQ(info.thp_zero_pages, 512);
+  sp_counters a = sp_test_counters(apart), b = sp_test_counters(all);
+  CHECK_EQ(a.pages_shared, 8);
+  CHECK_EQ(a.pages_sharing, 512 - 8);
+  /* Without the flag the 512 zero pages merge too: two more merged pages. */
+  CHECK_EQ(b.pages_shared, 8 + 2);
+  CHECK_EQ(b.pages_sharing, 1024 - 10);
+  sp_engine_destroy(apart);
+  sp_engine_destroy(all);
+  sp_test_end(&ch);
+}
+
 static void missing_and_forbidden(void) {
   sp_engine *e = sp_test_engine(0, 256, 1, 1);
   CHECK_EQ(sp_add_process(e, NULL, 0x3ffffff0, 0, NULL), -ESRCH);
@@ -252,6 +300,7 @@ int main(void) {
   sp_check_run("a child with a known layout", known_layout);
   sp_check_run("a child that exits mid-scan", exits_mid_scan);
   sp_check_run("soft-dirty: fewer reads, same result", soft_dirty_same_result);
+  sp_check_run("zero THP subpages left apart", thp_zero_apart);
   sp_check_run("missing pid, bad flags, no permission", missing_and_forbidden);
   sp_check_run("QEMU guest RAM", qemu_guest_ram);
   return sp_check_done();

@@ -215,7 +215,10 @@ export class Agent {
     this.scanner ??= new Scanner({
       useZeroPages: settings.use_zero_pages ?? false,
       maxPageSharing: settings.max_page_sharing ?? 256,
-      smartScan: settings.smart_scan ?? true,
+      // Never the host's smart_scan: it skips guest pages that did not merge, and the cache pass
+      // must see every guest page (scrubCache refuses a smart-scanning engine, so on a host with
+      // smart_scan=1, the kernel default, every periodic scrub failed).
+      smartScan: false,
     });
     try {
       const r = await scrubCache({ scanner: this.scanner, dryRun: c.dryRun, ...(c.vms.length > 0 ? { vms: c.vms } : {}), intervalMs: 50 });

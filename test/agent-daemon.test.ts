@@ -14,6 +14,7 @@ import { startGuests, stopAll } from '../scripts/qemu/harness.js';
 import { freeze, memoryHog, runCli, startAgent, thaw, waitForQuietHost } from './helpers/agent.js';
 import type { AgentProcess } from './helpers/agent.js';
 import { withSavedKsm } from './helpers/ksm.js';
+import { parseSamples } from './helpers/promql.js';
 
 let dir = '';
 const agents: AgentProcess[] = [];
@@ -41,17 +42,6 @@ function agent(args: string[]): AgentProcess {
   const a = startAgent(args);
   agents.push(a);
   return a;
-}
-
-/** Prometheus text → series (name{labels}) → value. */
-function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#') || line.trim() === '') continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
 }
 
 test('a non-root run gets a clear message and exit 77', async (t) => {
@@ -122,7 +112,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
     t.true(existsSync(path.join(dir, 'threshold.state.json')));
     await sleep(1500); // three ticks under the threshold: KSM stays off
     t.is((await readKsm()).settings.run, 0);
-    t.is(parseMetrics(await (await fetch(url)).text()).get('samepage_agent_state{state="off"}'), 1);
+    t.is(parseSamples(await (await fetch(url)).text()).get('samepage_agent_state{state="off"}'), 1);
 
     const hog = await memoryHog(2.5 * 2 ** 30);
     try {
@@ -141,7 +131,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
 
         // KSM stands still now: every node_ksmd_* series equals its sysfs file.
         const before = await readKsm();
-        const metrics = parseMetrics(await (await fetch(url)).text());
+        const metrics = parseSamples(await (await fetch(url)).text());
         const after = await readKsm();
         t.deepEqual(after.counters, before.counters, 'KSM stood still during the scrape');
         const k = { ...after.settings, ...after.counters } as Record<string, number | boolean | string>;
@@ -169,7 +159,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
         t.not(warn[1], warn[4]);
         t.not(warn[2], warn[5]);
         t.true(Number(warn[3]) > 0);
-        const later = parseMetrics(await (await fetch(url)).text());
+        const later = parseSamples(await (await fetch(url)).text());
         t.true((later.get(`samepage_vm_cross_tenant_pages{vm="${warn[1] as string}",peer="${warn[4] as string}"}`) ?? 0) > 0);
       } finally {
         thaw(pids);

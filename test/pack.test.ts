@@ -108,6 +108,14 @@ test('npm pack: the tarball installs into an empty project, works through requir
   for (const d of ['native/core/src', 'native/core/include', 'native/addon']) {
     for (const f of readdirSync(path.join(root, d))) needed.push(`${d}/${f}`);
   }
+  // The status page: its server modules, every file of its compiled browser code, and the
+  // Grafana dashboard.
+  needed.push('dist/lib/agent/web/status-page.js', 'dist/lib/agent/web/assets.js', 'scripts/grafana/ksm-agent.json');
+  const browser = 'dist/lib/agent/web/browser';
+  for (const f of readdirSync(path.join(root, browser), { recursive: true, encoding: 'utf8' })) {
+    if (f.endsWith('.js')) needed.push(`${browser}/${f}`);
+  }
+  t.true(needed.includes(`${browser}/agent/web/client/main.js`), 'the browser code is built (npm run build:ts)');
   const missing = needed.map((f) => f.replace(/^\.\//, '')).filter((f) => !files.has(f));
   t.deepEqual(missing, [], 'the tarball has everything the package needs');
 
@@ -152,6 +160,12 @@ test('npm pack: the tarball installs into an empty project, works through requir
   t.is(out.sourceName, 'dups');
   t.is(out.progress, true);
   t.is(out.errorCode, 'NATIVE_LOAD');
+
+  // ---- the status page's files load from the installed package (uplot from its dependency) ----
+  const assets = JSON.parse(
+    await mustRun(process.execPath, ['-e', "console.log(JSON.stringify([...require('samepage/dist/lib/agent/web/assets.js').loadAssets().keys()]))"], project),
+  ) as string[];
+  for (const a of ['/assets/app/agent/web/client/main.js', '/assets/app/agent/web/api-types.js', '/assets/app/cli/format.js', '/assets/vendor/uPlot.esm.js', '/assets/vendor/uPlot.min.css', '/assets/style.css']) t.true(assets.includes(a), a);
 
   // ---- plain JavaScript ----
   const js = await mustRun(process.execPath, ['-e', "const s = require('samepage'); console.log(typeof s.Scanner, typeof s.livePages, typeof s.readKsm)"], project);

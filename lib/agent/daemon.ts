@@ -21,6 +21,8 @@ import { createMetrics } from './metrics.js';
 import { readMemory } from './sample.js';
 import { readStateFile, removeStateFile, writeStateFile, STATE_VERSION } from './state-file.js';
 import { restoreWithHeadroom, unmergeAll } from './unmerge.js';
+import { mountStatusPage } from './web/status-page.js';
+import type { StatusPage } from './web/status-page.js';
 
 export interface DaemonOptions {
   configPath?: string;
@@ -93,6 +95,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   const initial = await readKsm(); // KSM present? (KsmUnavailableError otherwise)
   const lock: InstanceLock = await acquireInstanceLock(cfg.lockFile);
   let server: HttpServer | undefined;
+  let statusPage: StatusPage | undefined;
   let snapshot: KsmSnapshot | undefined;
   let agent: Agent | undefined;
   const timers: NodeJS.Timeout[] = [];
@@ -104,6 +107,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
     stopping ??= (async () => {
       log.notice(`stopping: ${why}`);
       for (const t of timers) clearTimeout(t);
+      statusPage?.close();
       let rc = code;
       try {
         await inFlight;
@@ -166,6 +170,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
       const router = new Router()
         .get('/metrics', async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
         .get('/healthz', () => ({ body: `ok ${a.lastDecision?.state ?? 'starting'}\n` }));
+      statusPage = mountStatusPage(router, a, log);
       server = await startHttpServer(router, where.host, where.port, (err) => log.warning(`http: ${err.message}`));
       log.notice(`serving metrics on ${server.url}/metrics`);
     }

@@ -12,15 +12,16 @@ const HELP = `Usage: ksm-agent run [--config PATH] [--listen HOST:PORT | --no-li
 The KSM daemon. It starts KSM when memory use crosses a threshold (ksmtuned's rule and
 /etc/ksmtuned.conf keys), ramps pages_to_scan and sleep_millisecs by measured yield inside a
 ksmd CPU budget (or hands the rate to the kernel's scan-time advisor on big hosts), stops
-scanning when full passes gain nothing, and serves Prometheus metrics. On SIGTERM/SIGINT it
+scanning when full passes gain nothing, and serves Prometheus metrics and a status page (/,
+JSON under /api/: docs/status-page.md). On SIGTERM/SIGINT it
 restores the KSM settings it found; after a crash its next start does (state file). One instance
 at a time. SIGHUP re-reads the config, SIGUSR1 retunes at once. Logs go to stderr (journald).
 See docs/ksm-agent.md for the policy, every config key and every metric.
 
 Options (each overrides the config key in brackets):
   --config PATH          JSON config (default ${DEFAULT_CONFIG_PATH}, used when it exists)
-  --listen HOST:PORT     metrics address [listen] (default ${DEFAULTS.listen}; port 0 = any)
-  --no-listen            serve no metrics
+  --listen HOST:PORT     metrics and status page address [listen] (default ${DEFAULTS.listen}; port 0 = any)
+  --no-listen            serve no metrics and no status page
   --interval S           seconds between ticks [intervalSeconds] (default ${DEFAULTS.intervalSeconds})
   --cpu-budget PERCENT   ksmd CPU budget, % of one core [cpuBudgetPercent] (default ${DEFAULTS.cpuBudgetPercent})
   --state-file PATH      [stateFile] (default ${DEFAULTS.stateFile})

@@ -2,6 +2,8 @@
 // saving (general_profit), and which VM each one shares most with.
 import { attributeSavings } from '../../agent/attribution.js';
 import type { Attribution } from '../../agent/attribution.js';
+import { vmRows } from '../../agent/vm-rows.js';
+import type { VmRow } from '../../agent/vm-rows.js';
 import { loadVmPolicies } from '../policies.js';
 import { optedOut } from '../../agent/tenants.js';
 import { readKsm } from '../../sysfs.js';
@@ -36,57 +38,7 @@ Options:
 
 Needs root (page frame numbers in /proc/PID/pagemap need CAP_SYS_ADMIN).`;
 
-export interface VmRow {
-  name: string;
-  pid: number | null;
-  ram_bytes: number | null;
-  ksm_pages: number;
-  ksm_zero_pages: number;
-  rmap_items: number;
-  fair_pages: number;
-  saved_bytes: number;
-  top_peer: { name: string; pid: number; pages: number } | null;
-  tenant: string | null;
-  opted_out: boolean;
-  error?: string;
-}
-
-export function vmRows(a: Attribution, vms: Vm[], policies: { vms: Record<string, { tenant?: string; optOut?: boolean }> }): VmRow[] {
-  const rows: VmRow[] = a.vms.map((r, i) => {
-    const vm = vms[i] as Vm;
-    const row: VmRow = {
-      name: r.name,
-      pid: r.pid,
-      ram_bytes: r.ramBytes ?? null,
-      ksm_pages: r.ksmPages,
-      ksm_zero_pages: r.zeroPages,
-      rmap_items: r.rmapItems,
-      fair_pages: r.fairPages,
-      saved_bytes: r.savedBytes,
-      top_peer: r.topPeer ?? null,
-      tenant: policies.vms[r.name]?.tenant ?? null,
-      opted_out: optedOut(vm, policies).out,
-    };
-    if (r.error !== undefined) row.error = r.error;
-    return row;
-  });
-  if (a.otherBytes !== 0) {
-    rows.push({
-      name: '(other processes)',
-      pid: null,
-      ram_bytes: null,
-      ksm_pages: 0,
-      ksm_zero_pages: 0,
-      rmap_items: 0,
-      fair_pages: 0,
-      saved_bytes: a.otherBytes,
-      top_peer: null,
-      tenant: null,
-      opted_out: false,
-    });
-  }
-  return rows;
-}
+export type { VmRow } from '../../agent/vm-rows.js';
 
 export async function readVmRows(configPath?: string): Promise<{ rows: VmRow[]; generalProfit: number }> {
   const policies = await loadVmPolicies(configPath);
@@ -100,7 +52,8 @@ export async function readVmRows(configPath?: string): Promise<{ rows: VmRow[]; 
     if (((await readKsm()).counters.general_profit ?? 0) === before) break;
   }
   const result = a as Attribution;
-  return { rows: vmRows(result, vms, policies), generalProfit: result.generalProfit };
+  const rows = vmRows(result, (r, i) => ({ tenant: policies.vms[r.name]?.tenant ?? null, optedOut: optedOut(vms[i] as Vm, policies).out }));
+  return { rows, generalProfit: result.generalProfit };
 }
 
 export function vmTable(rows: VmRow[], generalProfit: number): string {

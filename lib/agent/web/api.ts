@@ -1,0 +1,128 @@
+// The status page's JSON endpoints under /api/ (all GET, all `Cache-Control: no-store`):
+//   /api/            this list
+//   /api/summary     KSM counters read now, the agent's state, the last tick's rates
+//   /api/history     the 10 s history (?since=T, Unix seconds: only newer points)
+//   /api/vms         per-VM savings: the rows of `ksm-agent vms --json`
+//   /api/matrix      VM-by-VM shared KSM pages, from the live page tables
+//   /api/cache       the exclusive-cache scrub: configuration and bytes reclaimed
+// Shapes: api-types.ts. Errors: {"error": "..."} with 400 (bad query) or 404 (no such endpoint).
+import os from 'node:os';
+import type { Handler, Reply } from '../http.js';
+import { readKsm } from '../../sysfs.js';
+import type { Attribution } from '../attribution.js';
+import type { CacheConfig } from '../config.js';
+import type { Decision, Pressure } from '../policy.js';
+import { vmRows } from '../vm-rows.js';
+import type { CacheResponse, HistoryResponse, IndexResponse, MatrixResponse, SummaryResponse, VmsResponse } from './api-types.js';
+import { pageCounts } from './sampler.js';
+import { RESOLUTION_SECONDS } from './timeline.js';
+import type { Timeline } from './timeline.js';
+
+/** What the endpoints read from the running agent. */
+export interface StatusSource {
+  startedAt: number;
+  intervalSeconds(): number;
+  cpuBudgetRatio(): number;
+  vmMetricsSeconds(): number;
+  cacheConfig(): CacheConfig;
+  cacheBytesReclaimed(): number;
+  decision(): Decision | undefined;
+  pressure(): Pressure | undefined;
+  vmSavings(): Promise<Attribution | undefined>;
+  vmPolicies(): { vm: string; tenant?: string; optedOut: boolean }[];
+}
+
+const ENDPOINTS: IndexResponse['endpoints'] = [
+  { path: '/api/summary', what: 'KSM counters read now, the agent state and the last tick rates' },
+  { path: '/api/history?since=T', what: `one point per ${RESOLUTION_SECONDS} s for 24 h: saved bytes, KSM pages, scan rate, ksmd CPU, cache bytes reclaimed (since: Unix seconds, optional)` },
+  { path: '/api/vms', what: 'per-VM savings, the rows of ksm-agent vms --json' },
+  { path: '/api/matrix', what: 'VM-by-VM shared KSM pages from the live page tables' },
+  { path: '/api/cache', what: 'exclusive-cache scrub: configuration and bytes reclaimed' },
+];
+
+export function json(value: unknown, status = 200): Reply {
+  return { status, contentType: 'application/json; charset=utf-8', body: `${JSON.stringify(value)}\n`, headers: { 'Cache-Control': 'no-store' } };
+}
+
+function cache(src: StatusSource): CacheResponse {
+  const c = src.cacheConfig();
+  return { enabled: c.enabled, dry_run: c.dryRun, interval_seconds: c.intervalSeconds, vms: [...c.vms], bytes_reclaimed_total: src.cacheBytesReclaimed() };
+}
+
+async function summary(src: StatusSource, timeline: Timeline): Promise<SummaryResponse> {
+  const { counters: c, settings: s } = await readKsm();
+  const d = src.decision();
+  const p = src.pressure();
+  const shared = c.pages_shared ?? 0;
+  return {
+    at: Date.now() / 1000,
+    hostname: os.hostname(),
+    agent: {
+      pid: process.pid,
+      started_at: src.startedAt / 1000,
+      state: d?.state ?? 'starting',
+      mode: d?.mode ?? null,
+      memory_pressure: p?.pressure ?? null,
+      interval_seconds: src.intervalSeconds(),
+      ksmd_cpu_budget_ratio: src.cpuBudgetRatio(),
+    },
+    ksm: {
+      run: s.run ?? 0,
+      ...pageCounts(c),
+      general_profit: c.general_profit ?? 0,
+      full_scans: c.full_scans ?? 0,
+      pages_to_scan: s.pages_to_scan ?? 0,
+      sleep_millisecs: s.sleep_millisecs ?? 0,
+    },
+    sharing_ratio: shared > 0 ? (c.pages_sharing ?? 0) / shared : null,
+    scan_pages_per_second: d?.rates?.scannedPerSecond ?? null,
+    ksmd_cpu_ratio: d?.rates?.ksmdCpu ?? null,
+    cache: cache(src),
+    history: { resolution_seconds: RESOLUTION_SECONDS, capacity: timeline.capacity, size: timeline.size },
+  };
+}
+
+/** The attribution's first sighting: the agent caches one per vmMetricsSeconds. */
+const seenAt = new WeakMap<Attribution, number>();
+
+async function vms(src: StatusSource): Promise<VmsResponse> {
+  const a = await src.vmSavings();
+  if (a === undefined) return { at: null, refresh_seconds: src.vmMetricsSeconds(), general_profit: 0, vms: [] };
+  if (!seenAt.has(a)) seenAt.set(a, Date.now() / 1000);
+  const policies = new Map(src.vmPolicies().map((p) => [p.vm, p]));
+  const rows = vmRows(a, (r) => {
+    const p = policies.get(r.name);
+    return { tenant: p?.tenant ?? null, optedOut: p?.optedOut ?? false };
+  });
+  return { at: seenAt.get(a) ?? null, refresh_seconds: src.vmMetricsSeconds(), general_profit: a.generalProfit, vms: rows };
+}
+
+function history(timeline: Timeline, url: URL): Reply {
+  const raw = url.searchParams.get('since');
+  const since = raw === null || raw === '' ? undefined : Number(raw);
+  if (since !== undefined && !Number.isFinite(since)) return json({ error: `since must be a number of Unix seconds, got ${JSON.stringify(raw)}` }, 400);
+  const body: HistoryResponse = { resolution_seconds: RESOLUTION_SECONDS, capacity: timeline.capacity, size: timeline.size, columns: timeline.since(since) };
+  return json(body);
+}
+
+/** One handler for every GET under /api/. */
+export function apiHandler(src: StatusSource, timeline: Timeline, matrix: () => Promise<MatrixResponse>): Handler {
+  return async (_req, url) => {
+    switch (url.pathname.replace(/\/+$/, '')) {
+      case '/api':
+        return json({ endpoints: ENDPOINTS } satisfies IndexResponse);
+      case '/api/summary':
+        return json(await summary(src, timeline));
+      case '/api/history':
+        return history(timeline, url);
+      case '/api/vms':
+        return json(await vms(src));
+      case '/api/matrix':
+        return json(await matrix());
+      case '/api/cache':
+        return json(cache(src));
+      default:
+        return json({ error: `no endpoint ${url.pathname}; try ${ENDPOINTS.map((e) => e.path.split('?')[0]).join(', ')}` }, 404);
+    }
+  };
+}

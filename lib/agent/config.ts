@@ -15,7 +15,7 @@ export const DEFAULT_CONFIG_PATH = '/etc/samepage/agent.json';
 export interface VmPolicy {
   /** Tenant (security domain); VMs of different tenants sharing pages raise a warning. */
   tenant?: string;
-  /** Keep this VM out of estimates and warn while KSM merges its pages (see docs/ksm-agent.md). */
+  /** Keep this VM out of estimates and warn while KSM merges its pages (see README.md, section ksm-agent). */
   optOut?: boolean;
 }
 
@@ -285,7 +285,7 @@ export interface LoadOptions {
 async function readJson(file: string, required: boolean): Promise<unknown> {
   const text = await readTextIfExists(file);
   if (text === undefined && !required) return undefined;
-  if (text === undefined) throw new ConfigError(`config file ${file} does not exist: create it (see docs/ksm-agent.md) or leave out --config`);
+  if (text === undefined) throw new ConfigError(`config file ${file} does not exist: create it (see README.md, section ksm-agent) or leave out --config`);
   try {
     return JSON.parse(text);
   } catch (err) {

@@ -4,7 +4,7 @@
 import { ConfigError } from './config-error.js';
 import { readTextIfExists } from './files.js';
 
-/** The ksmtuned keys and the agent setting each one feeds (see docs/ksm-agent.md). */
+/** The ksmtuned keys and the agent setting each one feeds (see README.md, section ksm-agent). */
 export const KSMTUNED_KEYS = {
   KSM_THRES_COEF: 'thresholdPercent',
   KSM_THRES_CONST: 'thresholdMinKiB',

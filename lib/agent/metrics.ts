@@ -158,7 +158,7 @@ export function createMetrics(src: MetricsSource): InstanceType<typeof Registry>
       },
     });
   };
-  perVm('samepage_vm_saved_bytes', 'Bytes KSM saves for this VM, attributed fairly (the column sums to general_profit; docs/ksm-agent.md).', (r) => r.savedBytes);
+  perVm('samepage_vm_saved_bytes', 'Bytes KSM saves for this VM, attributed fairly (the column sums to general_profit; README.md, section ksm-agent).', (r) => r.savedBytes);
   perVm('samepage_vm_ksm_pages', 'Pages of this VM mapped to KSM pages (ksm_merging_pages).', (r) => r.ksmPages);
   perVm('samepage_vm_ksm_zero_pages', 'Pages of this VM KSM mapped to the zero page.', (r) => r.zeroPages);
   perVm('samepage_vm_rmap_items', 'rmap_items KSM keeps for this VM (64 bytes each).', (r) => r.rmapItems);

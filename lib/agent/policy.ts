@@ -1,5 +1,5 @@
 // The tuning policy, as a pure state machine: each tick it gets a new sample and returns the KSM
-// settings it wants. No I/O here, so every rule can be read in one place (docs/ksm-agent.md has
+// settings it wants. No I/O here, so every rule can be read in one place (README.md, section ksm-agent has
 // them in prose) and checked with plain numbers.
 //
 //   off      no memory pressure (ksmtuned's rule): run=0, merged pages are kept.

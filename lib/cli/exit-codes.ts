@@ -1,5 +1,5 @@
 // Exit codes, one per kind of failure, so scripts can tell "fix your input" from "no permission"
-// from "this kernel cannot". Typed errors map by their stable code; docs/ksm-agent.md lists them.
+// from "this kernel cannot". Typed errors map by their stable code; README.md, section ksm-agent lists them.
 import { SamepageError } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 

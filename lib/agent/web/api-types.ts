@@ -76,7 +76,7 @@ export interface MatrixResponse {
   error?: string;
 }
 
-/** GET /api/cache: the exclusive-cache scrub (docs/exclusive-cache.md) as configured and done. */
+/** GET /api/cache: the exclusive-cache scrub (README.md, section Exclusive caching) as configured and done. */
 export interface CacheResponse {
   enabled: boolean;
   dry_run: boolean;

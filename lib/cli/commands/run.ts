@@ -13,10 +13,10 @@ The KSM daemon. It starts KSM when memory use crosses a threshold (ksmtuned's ru
 /etc/ksmtuned.conf keys), ramps pages_to_scan and sleep_millisecs by measured yield inside a
 ksmd CPU budget (or hands the rate to the kernel's scan-time advisor on big hosts), stops
 scanning when full passes gain nothing, and serves Prometheus metrics and a status page (/,
-JSON under /api/: docs/status-page.md). On SIGTERM/SIGINT it
+JSON under /api/: README.md, section The status page). On SIGTERM/SIGINT it
 restores the KSM settings it found; after a crash its next start does (state file). One instance
 at a time. SIGHUP re-reads the config, SIGUSR1 retunes at once. Logs go to stderr (journald).
-See docs/ksm-agent.md for the policy, every config key and every metric.
+See the README (section ksm-agent) for the policy, every config key and every metric.
 
 Options (each overrides the config key in brackets):
   --config PATH          JSON config (default ${DEFAULT_CONFIG_PATH}, used when it exists)

@@ -22,7 +22,7 @@ import {
   readStatus,
   readVmstat,
 } from '../lib/procfs.js';
-import { DIST_LIB, deadPid, runNodeAsNobody, startMergeChild } from './helpers/processes.js';
+import { deadPid, runNodeAsNobody, startMergeChild } from './helpers/processes.js';
 import type { MergeChild } from './helpers/processes.js';
 
 let child: MergeChild | undefined;
@@ -173,8 +173,8 @@ test('a pid that is not a positive integer is refused before /proc is touched', 
 });
 
 test('a non-root process reading root\'s ksm_stat gets NotPermittedError (and may read its own)', async (t) => {
-  const script = `
-    const p = require(${JSON.stringify(path.join(DIST_LIB, 'procfs.js'))});
+  const script = (lib: string): string => `
+    const p = require(${JSON.stringify(path.join(lib, 'procfs.js'))});
     (async () => {
       const own = await p.readKsmStat(process.pid);
       const out = { own };

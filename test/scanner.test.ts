@@ -187,8 +187,8 @@ test('errors name the thing: gone pid, bad input, missing dump, no permission', 
   t.throws(() => s.addDump(bad), { instanceOf: InvalidArgumentError, message: /not a valid memory dump/ });
   await rm(dir, { recursive: true });
   // A user without ptrace rights on root's processes.
-  const out = await runNodeAsNobody(`
-    const { Scanner } = require(${JSON.stringify(path.resolve(__dirname, '../lib/index.js'))});
+  const out = await runNodeAsNobody((lib) => `
+    const { Scanner } = require(${JSON.stringify(path.join(lib, 'index.js'))});
     try { new Scanner().addProcess(1); console.log('no error'); }
     catch (e) { console.log(e.code, e.capability); }
   `);

@@ -26,7 +26,7 @@ import {
 } from '../lib/sysfs.js';
 import { KSM_6_1, KSM_6_18, makeFakeKsm, missingKsmRoot, removeFakeTrees } from './helpers/fake-sysfs.js';
 import { withSavedKsm } from './helpers/ksm.js';
-import { DIST_LIB, runNodeAsNobody, startMergeChild } from './helpers/processes.js';
+import { runNodeAsNobody, startMergeChild } from './helpers/processes.js';
 import { waitFor } from './helpers/wait.js';
 
 test.after.always(removeFakeTrees);
@@ -213,8 +213,8 @@ test.serial('max_page_sharing and merge_across_nodes are busy while pages are me
 test.serial('a process that is not root gets NotPermittedError when it writes a setting', async (t) => {
   await withSavedKsm(async (saved) => {
     const target = Number(saved.files['pages_to_scan']) + 1;
-    const script = `
-      const s = require(${JSON.stringify(path.join(DIST_LIB, 'sysfs.js'))});
+    const script = (lib: string): string => `
+      const s = require(${JSON.stringify(path.join(lib, 'sysfs.js'))});
       (async () => {
         const read = await s.readKsmSettings();
         try { await s.setKsm({ pages_to_scan: ${target} }); console.log(JSON.stringify({ read, ok: true })); }

@@ -11,7 +11,7 @@ import { readMaps, readSmaps } from '../lib/procfs.js';
 import { cmdlineDisksOf, parseQemuArgs, parseQemuSize, ramBytesOf, splitOptionValue } from '../lib/qemu-cmdline.js';
 import { findVm, listVms } from '../lib/vms.js';
 import type { Vm } from '../lib/vms.js';
-import { DIST_LIB, runNodeAsNobody } from './helpers/processes.js';
+import { runNodeAsNobody } from './helpers/processes.js';
 import { hmp, qemuBinary, startQemu, stopAllQemu } from './helpers/qemu.js';
 import type { Qemu } from './helpers/qemu.js';
 
@@ -170,8 +170,8 @@ test('libvirt and Proxmox pid files name VMs, under a root directory option', as
 });
 
 test('a non-root user still lists the VMs, with what it may not read named in warnings', async (t) => {
-  const script = `
-    const v = require(${JSON.stringify(path.join(DIST_LIB, 'vms.js'))});
+  const script = (lib: string): string => `
+    const v = require(${JSON.stringify(path.join(lib, 'vms.js'))});
     v.listVms().then((vms) => console.log(JSON.stringify(vms, (k, x) => (typeof x === 'bigint' ? x.toString() : x))),
       (e) => console.log(JSON.stringify({ error: e.code, message: e.message })));`;
   const res = await runNodeAsNobody(script);

@@ -7,8 +7,14 @@ import type { ChildProcess } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { readComm, readKsmStat, readSmaps } from '../../lib/procfs.js';
+import { NOBODY, nobodyPath } from './nobody.js';
 
 export const CLI = path.resolve(__dirname, '../../lib/cli/main.js');
+
+/** The CLI's path as the child's user reaches it. */
+function cliFor(opts: { asNobody?: boolean }): string {
+  return opts.asNobody ? nobodyPath(CLI) : CLI;
+}
 
 export interface CliResult {
   code: number | null;
@@ -19,11 +25,11 @@ export interface CliResult {
 /** Runs `ksm-agent ARGS` to completion; uid 65534 (nobody) when asNobody. */
 export function runCli(args: string[], opts: { asNobody?: boolean; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [cliFor(opts), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       cwd: '/',
       env: { ...process.env, ...opts.env },
-      ...(opts.asNobody ? { uid: 65534, gid: 65534 } : {}),
+      ...(opts.asNobody ? NOBODY : {}),
     });
     let stdout = '';
     let stderr = '';
@@ -116,10 +122,10 @@ export class AgentProcess {
 }
 
 export function startAgent(args: string[], opts: { asNobody?: boolean } = {}): AgentProcess {
-  const child = spawn(process.execPath, [CLI, 'run', ...args], {
+  const child = spawn(process.execPath, [cliFor(opts), 'run', ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
     cwd: '/',
-    ...(opts.asNobody ? { uid: 65534, gid: 65534 } : {}),
+    ...(opts.asNobody ? NOBODY : {}),
   });
   return new AgentProcess(child);
 }

@@ -8,11 +8,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
+import { NOBODY, nobodyPath } from './nobody.js';
+
 const run = promisify(execFile);
 
 /** Compiled test files live in dist/test/helpers; sources in test/helpers. */
 const SOURCE_DIR = path.resolve(__dirname, '../../../test/helpers');
-export const DIST_LIB = path.resolve(__dirname, '../../lib');
+const DIST_LIB = path.resolve(__dirname, '../../lib');
 
 let compiled: Promise<string> | undefined;
 
@@ -77,9 +79,12 @@ export interface NodeResult {
   stderr: string;
 }
 
-/** Runs a node script as nobody (uid/gid 65534), so permission checks are the kernel's, for real. */
-export async function runNodeAsNobody(script: string): Promise<NodeResult> {
-  const child = spawn(process.execPath, ['-e', script], { uid: 65534, gid: 65534, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Runs a node script as nobody (uid/gid 65534), so permission checks are the kernel's, for real.
+ * The script is made from the path of dist/lib as nobody reaches it (see nobody.ts).
+ */
+export async function runNodeAsNobody(script: (distLib: string) => string): Promise<NodeResult> {
+  const child = spawn(process.execPath, ['-e', script(nobodyPath(DIST_LIB))], { ...NOBODY, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -111,14 +111,14 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
     t.truthy(a.lines.find((l) => /KSM_MONITOR_INTERVAL is not used/.test(l)));
     t.true(existsSync(path.join(dir, 'threshold.state.json')));
     await sleep(1500); // three ticks under the threshold: KSM stays off
-    t.is((await readKsm()).settings.run, 0);
-    t.is(parseSamples(await (await fetch(url)).text()).get('samepage_agent_state{state="off"}'), 1);
+    t.is((await readKsm()).settings.run, 0, `run under the threshold; agent log:\n${a.tail()}`);
+    t.is(parseSamples(await (await fetch(url)).text()).get('samepage_agent_state{state="off"}'), 1, `state off; agent log:\n${a.tail()}`);
 
     const hog = await memoryHog(2.5 * 2 ** 30);
     try {
       const on = await a.waitForLine(/state merging: memory pressure: past the threshold .*threshold_kib=(\d+)/, 20_000);
       t.is(Number(on[1]), thresKiB);
-      t.is((await readKsm()).settings.run, 1);
+      t.is((await readKsm()).settings.run, 1, `run once merging; agent log:\n${a.tail()}`);
       for (let i = 0; i < 300 && ((await readKsm()).counters.pages_sharing ?? 0) < 5000; i++) await sleep(200);
       t.true(((await readKsm()).counters.pages_sharing ?? 0) >= 5000, 'ksmd merged the guests');
 
@@ -127,7 +127,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
       freeze(pids);
       try {
         await a.waitForLine(/state settled: \d+ full passes in a row gained almost nothing/, 120_000);
-        t.is((await readKsm()).settings.run, 0);
+        t.is((await readKsm()).settings.run, 0, `run once settled; agent log:\n${a.tail()}`);
 
         // KSM stands still now: every node_ksmd_* series equals its sysfs file.
         const before = await readKsm();
@@ -147,12 +147,12 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
         const saved = guests.map((g) => metrics.get(`samepage_vm_saved_bytes{vm="${g.name}"}`));
         t.true(saved.every((v) => v !== undefined && v > 0), JSON.stringify(saved));
         t.is((saved[0] ?? 0) + (saved[1] ?? 0), num(k['general_profit']), 'per-VM saved bytes sum to general_profit');
-        t.is(metrics.get('samepage_agent_state{state="settled"}'), 1);
-        t.is(metrics.get('samepage_agent_memory_pressure'), 1);
+        t.is(metrics.get('samepage_agent_state{state="settled"}'), 1, `state settled; agent log:\n${a.tail()}`);
+        t.is(metrics.get('samepage_agent_memory_pressure'), 1, `memory pressure; agent log:\n${a.tail()}`);
         t.is(metrics.get('samepage_agent_threshold_bytes'), thresKiB * 1024);
         t.true((metrics.get('samepage_ksmd_cpu_seconds_total') ?? 0) > 0);
         t.true((metrics.get('process_resident_memory_bytes') ?? 0) > 0);
-        t.is(metrics.get('samepage_vm_info{vm="agent-a",tenant="red",opted_out="0"}'), 1);
+        t.is(metrics.get('samepage_vm_info{vm="agent-a",tenant="red",opted_out="0"}'), 1, 'vm_info of agent-a');
 
         // Different tenants sharing pages: a warning naming both, and a metric.
         const warn = await a.waitForLine(/warning: VMs of different tenants share memory: (agent-[ab]) \(tenant (\w+)\) shares (\d+) KSM pages with (agent-[ab]) \(tenant (\w+)\)/, 30_000);

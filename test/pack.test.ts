@@ -167,6 +167,18 @@ test('npm pack: the tarball installs into an empty project, works through requir
   ) as string[];
   for (const a of ['/assets/app/agent/web/client/main.js', '/assets/app/agent/web/api-types.js', '/assets/app/cli/format.js', '/assets/vendor/uPlot.esm.js', '/assets/vendor/uPlot.min.css', '/assets/style.css']) t.true(assets.includes(a), a);
 
+  // ---- the README's example, as a reader would run it: copied from README.md, run as is ----
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const example = /```js\n(\/\/ example\.js:[\s\S]*?)```/.exec(readme)?.[1];
+  if (example === undefined) throw new Error('README.md has no ```js block starting "// example.js:"');
+  writeFileSync(path.join(project, 'example.js'), example);
+  const ran = await mustRun(process.execPath, ['example.js'], project);
+  t.regex(ran, /^KSM run=\d+ pages_to_scan=\d+ sleep_millisecs=\d+$/m);
+  t.regex(ran, /^engine: pages_shared=32 pages_sharing=8160 ksm_zero_pages=4096 pages_unshared=4096 general_profit=49414144 bytes$/m);
+  t.regex(ran, /^source example: 16384 pages, merging 8192, zero 4096, profit 49545216 bytes$/m);
+  t.regex(ran, /^second scan: AbortError after \d+ ms, \d+ passes in all$/m);
+  t.regex(ran, /^this process: 16384 mergeable pages, 16384 present, \d+ merged by KSM$/m);
+
   // ---- plain JavaScript ----
   const js = await mustRun(process.execPath, ['-e', "const s = require('samepage'); console.log(typeof s.Scanner, typeof s.livePages, typeof s.readKsm)"], project);
   t.is(js.trim(), 'function function function');

@@ -56,6 +56,11 @@ export class AgentProcess {
   private readonly waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   readonly exited: Promise<number | null>;
 
+  /** The last lines of the log, for assertion messages. */
+  tail(n = 12): string {
+    return this.lines.slice(-n).join('\n');
+  }
+
   constructor(readonly child: ChildProcess) {
     let buf = '';
     child.stderr?.on('data', (d: Buffer) => {

@@ -139,7 +139,13 @@ export function startAgent(args: string[], opts: { asNobody?: boolean } = {}): A
 export async function memoryHog(bytes: number): Promise<{ pid: number; stop(): Promise<void> }> {
   const script = `
     const chunks = [];
-    for (let left = ${bytes}; left > 0; left -= 1 << 30) chunks.push(Buffer.alloc(Math.min(left, 1 << 30), 0x5a));
+    let page = 0;
+    for (let left = ${bytes}; left > 0; left -= 1 << 30) {
+      const b = Buffer.alloc(Math.min(left, 1 << 30), 0x5a);
+      // Every page different, so nothing (KSM under PR_SET_MEMORY_MERGE, zswap) can shrink the hold.
+      for (let off = 0; off < b.length; off += 4096) b.writeUInt32LE(page++, off);
+      chunks.push(b);
+    }
     process.stdout.write('held\\n');
     setInterval(() => chunks.length, 1 << 30);`;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });

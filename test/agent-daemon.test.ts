@@ -89,8 +89,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
   await withSavedKsm(async (snap) => {
     // ksmtuned's rule with ksmtuned's keys: KSM starts when "free" (MemFree + Buffers + Cached)
     // falls below KSM_THRES_CONST. Put the threshold 1 GiB below free memory now; a child then
-    // holds 4 GiB, which takes free memory 3 GiB below it (a margin for other
-    // processes' memory coming and going on a busy CI host).
+    // holds 2.5 GiB, which takes free memory 1.5 GiB below it.
     const m = await readMeminfo();
     const freeKiB = Math.floor(((m['MemFree'] ?? 0) + (m['Buffers'] ?? 0) + (m['Cached'] ?? 0)) / 1024);
     const thresKiB = freeKiB - (1 << 20);
@@ -115,11 +114,14 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
     t.is((await readKsm()).settings.run, 0, `run under the threshold; agent log:\n${a.tail()}`);
     t.is(parseSamples(await (await fetch(url)).text()).get('samepage_agent_state{state="off"}'), 1, `state off; agent log:\n${a.tail()}`);
 
-    const hog = await memoryHog(4 * 2 ** 30);
+    const hog = await memoryHog(2.5 * 2 ** 30);
     try {
       const on = await a.waitForLine(/state merging: memory pressure: past the threshold .*threshold_kib=(\d+)/, 20_000);
       t.is(Number(on[1]), thresKiB);
-      t.is((await readKsm()).settings.run, 1, `run once merging; agent log:\n${a.tail()}`);
+      // Pressure starts while the hog is still filling its memory; on a slow host the agent may
+      // have merged the small guests and settled (run=0) before the hog says it holds it all.
+      // So: ksmd runs now, or the agent has settled (its log line follows the write to sysfs).
+      if ((await readKsm()).settings.run !== 1) await a.waitForLine(/state settled: /, 5_000);
       for (let i = 0; i < 300 && ((await readKsm()).counters.pages_sharing ?? 0) < 5000; i++) await sleep(200);
       t.true(((await readKsm()).counters.pages_sharing ?? 0) >= 5000, 'ksmd merged the guests');
 

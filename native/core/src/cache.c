@@ -200,15 +200,10 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
 
   if (act) {
     /* One fadvise per run of droppable pages; then count what went. */
-    for (size_t i = 0; i < pages;) {
-      if (!drop[i]) {
-        i++;
-        continue;
-      }
-      size_t j = i;
-      while (j < pages && drop[j]) j++;
-      drop_range(fd, (uint64_t)i * SP_PAGE_SIZE, (uint64_t)(j - i) * SP_PAGE_SIZE);
-      i = j;
+    size_t start = 0, end;
+    while ((end = sp_next_run(drop, pages, &start)) > start) {
+      drop_range(fd, (uint64_t)start * SP_PAGE_SIZE, (uint64_t)(end - start) * SP_PAGE_SIZE);
+      start = end;
     }
     unsigned char *after = NULL;
     if (resident(fd, size, &after) == 0) {

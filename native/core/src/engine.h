@@ -282,6 +282,17 @@ void sp_range_forget_span(struct sp_engine *e, uint32_t range_id,
                           uint64_t from, uint64_t to, bool lost);
 /* Notes that a record became REC_NONE; frees empty chunks. */
 void sp_rmap_released(struct sp_engine *e, uint32_t ref);
+/* The next run of non-zero bytes in mask[0..n) at or after *from: its start
+ * goes to *from, its end is returned; *from == n and n when none is left.
+ * Sources read, and the cache pass drops, one run of wanted pages at once. */
+static inline size_t sp_next_run(const uint8_t *mask, size_t n, size_t *from) {
+  size_t i = *from;
+  while (i < n && !mask[i]) i++;
+  *from = i;
+  while (i < n && mask[i]) i++;
+  return i;
+}
+
 /* Range table management. */
 int sp_range_create(struct sp_engine *e, uint32_t source_slot,
                     const struct sp_range_spec *spec, uint32_t *id_out);

@@ -54,14 +54,8 @@ static int dump_read(struct sp_source *src, const struct sp_range *range,
                      uint64_t first, size_t npages, const uint8_t *want,
                      uint8_t *buf, const void **ptrs) {
   struct dump_impl *d = src->impl;
-  size_t i = 0;
-  while (i < npages) {
-    if (!want[i]) {
-      i++;
-      continue;
-    }
-    size_t j = i;
-    while (j < npages && want[j]) j++;
+  size_t i = 0, j;
+  while ((j = sp_next_run(want, npages, &i)) > i) {
     /* One pread per run of wanted pages. */
     uint64_t off = range->file_offset + (first + i) * SP_PAGE_SIZE;
     size_t bytes = (j - i) * SP_PAGE_SIZE;

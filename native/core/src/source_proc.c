@@ -355,13 +355,8 @@ static int proc_read(struct sp_source *src, const struct sp_range *range,
                      uint64_t first, size_t npages, const uint8_t *want,
                      uint8_t *buf, const void **ptrs) {
   struct proc_impl *p = src->impl;
-  for (size_t i = 0; i < npages;) {
-    if (!want[i]) {
-      i++;
-      continue;
-    }
-    size_t j = i;
-    while (j < npages && want[j]) j++;
+  size_t i = 0, j;
+  while ((j = sp_next_run(want, npages, &i)) > i) {
     /* One read per run of wanted pages; after a failure, page by page, so
      * one unmapped page does not lose the run. */
     uint64_t addr = range->start + (first + i) * SP_PAGE_SIZE;

@@ -16,13 +16,13 @@ import type { Logger } from './log.js';
 import type { AgentSnapshot, MetricsSource } from './metrics.js';
 import { Policy, memoryPressure } from './policy.js';
 import type { Decision, Pressure } from './policy.js';
-import { takeSample } from './sample.js';
+import { ksmdTicks, takeSample } from './sample.js';
 import type { Sample } from './sample.js';
 import { describeSharing, findCrossTenantSharing, optedOut } from './tenants.js';
 import type { CrossTenantSharing } from './tenants.js';
 import { VmWatch } from './vm-watch.js';
 import type { VmView } from './vm-watch.js';
-import { USER_HZ, findKsmd, readProcStat, readVmstat } from '../procfs.js';
+import { USER_HZ, readVmstat } from '../procfs.js';
 
 /** Re-list VMs at most this often (unless woken by SIGUSR1). */
 const VM_REFRESH_MS = 10_000;
@@ -264,18 +264,11 @@ export class Agent {
   }
 
   metricsSource(): MetricsSource {
-    let ksmd: number | undefined;
     return {
       readKsm: () => readKsm(),
       ksmdCpuSeconds: async () => {
-        try {
-          ksmd ??= await findKsmd();
-          const st = await readProcStat(ksmd);
-          return (st.utime + st.stime) / USER_HZ;
-        } catch {
-          ksmd = undefined;
-          return undefined;
-        }
+        const ticks = await ksmdTicks();
+        return ticks === undefined ? undefined : ticks / USER_HZ;
       },
       cowKsm: async () => (await readVmstat().catch(() => undefined))?.cow_ksm,
       vmSavings: () => this.vmSavings(),

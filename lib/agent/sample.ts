@@ -32,7 +32,7 @@ export interface Sample {
 let ksmdPid: number | undefined;
 
 /** ksmd's CPU ticks; finds the thread once and again if it went (it lives as long as the kernel). */
-async function ksmdTicks(): Promise<number | undefined> {
+export async function ksmdTicks(): Promise<number | undefined> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       ksmdPid ??= await findKsmd();

@@ -2,10 +2,10 @@
 // overwritten, memory allocated once; and points made from two real readings of this host's KSM.
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HISTORY_COLUMNS } from '../lib/agent/web/api-types.js';
+import { HISTORY_COLUMNS } from '../lib/api-types.js';
 import { toPoint } from '../lib/agent/web/sampler.js';
 import { DAY_POINTS, RESOLUTION_SECONDS, Timeline } from '../lib/agent/web/timeline.js';
-import { takeSample } from '../lib/agent/sample.js';
+import { takeSample } from '../lib/sample.js';
 
 test('24 h at 10 s: 8640 points at most, the oldest dropped, the memory fixed', (t) => {
   t.is(RESOLUTION_SECONDS, 10);

@@ -3,21 +3,16 @@
 // here once; an error names the file, the key and what is allowed.
 import { SETTING_NAMES, formatSetting } from '../ksm-files.js';
 import type { KsmSettings, SettingName } from '../ksm-files.js';
+import { DEFAULT_CONFIG_PATH, DEFAULT_LOCK_FILE, DEFAULT_STATE_FILE, UNMERGE_RESERVE_PERCENT } from '../paths.js';
+import { readTextIfExists } from '../safe-files.js';
+import type { VmPolicy } from '../tenants.js';
 import { ConfigError } from './config-error.js';
-import { readTextIfExists } from './files.js';
 import { KSMTUNED_KEYS, readKsmtunedConf } from './ksmtuned-conf.js';
 import type { KsmtunedConf } from './ksmtuned-conf.js';
 
+export type { VmPolicy } from '../tenants.js';
+export { DEFAULT_CONFIG_PATH };
 export { ConfigError } from './config-error.js';
-
-export const DEFAULT_CONFIG_PATH = '/etc/samepage/agent.json';
-
-export interface VmPolicy {
-  /** Tenant (security domain); VMs of different tenants sharing pages raise a warning. */
-  tenant?: string;
-  /** Keep this VM out of estimates and warn while KSM merges its pages (see README.md, section ksm-agent). */
-  optOut?: boolean;
-}
 
 export interface CacheConfig {
   enabled: boolean;
@@ -74,14 +69,14 @@ export const DEFAULTS: AgentConfig = {
   settlePasses: 3,
   recheckSeconds: 120,
   listen: '127.0.0.1:9662',
-  stateFile: '/var/lib/samepage/agent-state.json',
-  lockFile: '/run/samepage/ksm-agent.lock',
+  stateFile: DEFAULT_STATE_FILE,
+  lockFile: DEFAULT_LOCK_FILE,
   ksmtunedConf: '/etc/ksmtuned.conf',
   vmMetricsSeconds: 15,
   tenantCheckSeconds: 60,
   historySamples: 3600,
   unmergeOnExit: false,
-  unmergeReservePercent: 5,
+  unmergeReservePercent: UNMERGE_RESERVE_PERCENT,
   vms: {},
   settings: {},
   cache: { enabled: false, intervalSeconds: 600, dryRun: false, vms: [] },

@@ -2,7 +2,7 @@
 // a host moving from ksmtuned keeps its threshold and scan bounds. Only plain assignments are
 // understood; anything else is reported with its line number rather than guessed at.
 import { ConfigError } from './config-error.js';
-import { readTextIfExists } from './files.js';
+import { readTextIfExists } from '../safe-files.js';
 
 /** The ksmtuned keys and the agent setting each one feeds (see README.md, section ksm-agent). */
 export const KSMTUNED_KEYS = {

@@ -9,7 +9,7 @@ import Counter = require('prom-client/lib/counter');
 import Gauge = require('prom-client/lib/gauge');
 import Registry = require('prom-client/lib/registry');
 import type { KsmState } from '../sysfs.js';
-import type { Attribution } from './attribution.js';
+import type { Attribution } from '../attribution.js';
 import type { Decision, Pressure } from './policy.js';
 
 /** What the metrics read from the running agent at scrape time. */

@@ -9,8 +9,8 @@
 //            recheck timer asks for another look.
 import type { KsmSettings } from '../ksm-files.js';
 import type { AgentConfig } from './config.js';
-import { mergedPages, rates, trackedPages } from './sample.js';
-import type { MemoryFigures, Rates, Sample } from './sample.js';
+import { mergedPages, rates, trackedPages } from '../sample.js';
+import type { MemoryFigures, Rates, Sample } from '../sample.js';
 
 export type AgentState = 'off' | 'merging' | 'settled';
 export type ScanMode = 'ramp' | 'advisor';

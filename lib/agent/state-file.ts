@@ -4,7 +4,7 @@
 // settings are restored before anything else. Written atomically (temp file, fsync, rename).
 import type { KsmSnapshot } from '../sysfs.js';
 import { ConfigError } from './config-error.js';
-import { readTextIfExists, removeIfExists, writeAtomic } from './files.js';
+import { readTextIfExists, removeIfExists, writeAtomic } from '../safe-files.js';
 
 export const STATE_VERSION = 1;
 

@@ -3,7 +3,7 @@
 import { readStatus } from '../procfs.js';
 import { listVms } from '../vms.js';
 import type { Vm } from '../vms.js';
-import { PAGE_SIZE } from './sample.js';
+import { PAGE_SIZE } from '../sample.js';
 
 export interface VmView {
   vms: Vm[];

@@ -2,7 +2,7 @@
 // default config is read when it exists; a path given explicitly must exist.
 import { loadConfig } from '../agent/config.js';
 import type { AgentConfig } from '../agent/config.js';
-import { readMemory } from '../agent/sample.js';
+import { readMemory } from '../sample.js';
 
 export async function loadVmPolicies(path?: string): Promise<Pick<AgentConfig, 'vms'>> {
   const mem = await readMemory();

@@ -1,10 +1,10 @@
 // The settings `ksm-agent set` found before its first change, kept for `ksm-agent restore`
 // (a KsmSnapshot as JSON, written atomically).
-import { readTextIfExists, removeIfExists, writeAtomic } from '../agent/files.js';
+import { readTextIfExists, removeIfExists, writeAtomic } from '../safe-files.js';
 import type { KsmSnapshot } from '../sysfs.js';
 import { UsageError } from './exit-codes.js';
 
-export const SAVED_PATH = '/var/lib/samepage/cli-saved-settings.json';
+export { SAVED_SETTINGS_PATH as SAVED_PATH } from '../paths.js';
 
 export async function readSaved(file: string): Promise<KsmSnapshot | undefined> {
   const text = await readTextIfExists(file);

@@ -9,11 +9,11 @@
 import os from 'node:os';
 import type { Handler, Reply } from '../http.js';
 import { readKsm } from '../../sysfs.js';
-import type { Attribution } from '../attribution.js';
+import type { Attribution } from '../../attribution.js';
 import type { CacheConfig } from '../config.js';
 import type { Decision, Pressure } from '../policy.js';
-import { vmRows } from '../vm-rows.js';
-import type { CacheResponse, HistoryResponse, IndexResponse, MatrixResponse, SummaryResponse, VmsResponse } from './api-types.js';
+import { vmRows } from '../../vm-rows.js';
+import type { CacheResponse, HistoryResponse, IndexResponse, MatrixResponse, SummaryResponse, VmsResponse } from '../../api-types.js';
 import { pageCounts } from './sampler.js';
 import { RESOLUTION_SECONDS } from './timeline.js';
 import type { Timeline } from './timeline.js';

@@ -1,7 +1,7 @@
 // The status page's files, all served by the agent itself (no CDN, works offline): the HTML and
 // CSS (page.ts, style.ts), the browser code that client/tsconfig.json compiles into
-// dist/lib/agent/web/browser/ (a tree like lib/'s: agent/web/client/main.js, agent/web/
-// api-types.js, cli/format.js; inside dist/lib, so npm pack ships it), and uPlot from the uplot
+// dist/lib/agent/web/browser/ (a tree like lib/'s: agent/web/client/main.js, api-types.js,
+// format.js; inside dist/lib, so npm pack ships it), and uPlot from the uplot
 // package, a runtime dependency resolved where npm installed it. Read once at start (≈ 200 KB).
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';

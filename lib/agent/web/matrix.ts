@@ -8,8 +8,8 @@
 import { performance } from 'node:perf_hooks';
 import { liveSharing } from '../../live.js';
 import type { LiveSharing } from '../../live.js';
-import type { Attribution } from '../attribution.js';
-import type { MatrixResponse } from './api-types.js';
+import type { Attribution } from '../../attribution.js';
+import type { MatrixResponse } from '../../api-types.js';
 
 export const MAX_VMS = 16;
 export const REFRESH_SECONDS = 30;

@@ -3,9 +3,9 @@
 // whatever the tuning loop does. Rates (pages scanned per second, ksmd's share of a core) are
 // over the 10 s between two readings, from the kernel's cumulative counters.
 import type { KsmCounters } from '../../sysfs.js';
-import { rates, takeSample } from '../sample.js';
-import type { Sample } from '../sample.js';
-import type { SummaryResponse } from './api-types.js';
+import { rates, takeSample } from '../../sample.js';
+import type { Sample } from '../../sample.js';
+import type { SummaryResponse } from '../../api-types.js';
 import { RESOLUTION_SECONDS } from './timeline.js';
 import type { Timeline, TimelinePoint } from './timeline.js';
 

@@ -1,8 +1,8 @@
 // The status page's history: one point per 10 s for 24 h (8640 points), in a ring of Float64Array
 // columns allocated once. Memory is fixed at capacity × columns × 8 bytes (≈ 760 KB) however long
 // the agent runs; the oldest point is overwritten by the newest. NaN stands for "not measured".
-import { HISTORY_COLUMNS } from './api-types.js';
-import type { HistoryColumn } from './api-types.js';
+import { HISTORY_COLUMNS } from '../../api-types.js';
+import type { HistoryColumn } from '../../api-types.js';
 
 export const RESOLUTION_SECONDS = 10;
 export const DAY_POINTS = (24 * 3600) / RESOLUTION_SECONDS;

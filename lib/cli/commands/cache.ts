@@ -4,7 +4,7 @@
 import { scrubCache } from '../../exclusive-cache.js';
 import { flag, noPositionals, num, parse, strs } from '../args.js';
 import type { Command, Io } from '../command.js';
-import { formatBytes, formatCount, formatDuration, renderPairs } from '../format.js';
+import { formatBytes, formatCount, formatDuration, renderPairs } from '../../format.js';
 
 const HELP = `Usage: ksm-agent cache [--dry-run] [--vm NAME]... [--file PATH]... [--passes N] [--json]
 

@@ -2,8 +2,8 @@
 // their live memory (read through /proc/PID/mem, never written), before or without KSM running.
 // It changes neither guest memory nor any KSM setting.
 import { loadVmPolicies } from '../policies.js';
-import { optedOut } from '../../agent/tenants.js';
-import { vmLabel } from '../../agent/attribution.js';
+import { optedOut } from '../../tenants.js';
+import { vmLabel } from '../../attribution.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { readKsmSettings } from '../../sysfs.js';
 import { Scanner } from '../../scanner.js';
@@ -12,7 +12,7 @@ import { findVm, listVms } from '../../vms.js';
 import { bool01, flag, noPositionals, num, parse, str, strs } from '../args.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
-import { formatBytes, formatCount, formatDuration, renderTable } from '../format.js';
+import { formatBytes, formatCount, formatDuration, renderTable } from '../../format.js';
 import { progressBar } from '../progress.js';
 
 const HELP = `Usage: ksm-agent estimate [--pid PID]... [--vm NAME]... [--all] [--passes N] [--interval S]

@@ -1,12 +1,12 @@
 // ksm-agent restore: puts KSM settings back. In order of preference: a snapshot file given with
 // --from, the kernel's boot defaults with --defaults, what a daemon that did not exit cleanly
 // left in its state file, or what `ksm-agent set` saved before its first change.
-import { DEFAULTS } from '../../agent/config.js';
-import { lockHolder } from '../../agent/instance-lock.js';
+import { DEFAULT_LOCK_FILE, DEFAULT_STATE_FILE, UNMERGE_RESERVE_PERCENT } from '../../paths.js';
+import { lockHolder } from '../../instance-lock.js';
 import { readStateFile, removeStateFile } from '../../agent/state-file.js';
-import { restoreWithHeadroom } from '../../agent/unmerge.js';
+import { restoreWithHeadroom } from '../../unmerge.js';
 import { AlreadyRunningError, NotFoundError } from '../../errors.js';
-import { readTextIfExists } from '../../agent/files.js';
+import { readTextIfExists } from '../../safe-files.js';
 import { kernelRelease } from '../../kernel.js';
 import { readKsm, restoreSettings } from '../../sysfs.js';
 import type { KsmSnapshot } from '../../sysfs.js';
@@ -39,7 +39,7 @@ Puts KSM settings back, from the first of:
   --defaults     the kernel's boot values (run=0 pages_to_scan=100 sleep_millisecs=20
                  use_zero_pages=0 max_page_sharing=256 merge_across_nodes=1 smart_scan=1
                  advisor_mode=none ...), for the files this kernel has
-  the daemon's state file (${DEFAULTS.stateFile}), left when ksm-agent run did not exit
+  the daemon's state file (${DEFAULT_STATE_FILE}), left when ksm-agent run did not exit
                  cleanly (SIGKILL, OOM): the settings it found at its start
   the settings ksm-agent set saved before its first change (${SAVED_PATH})
 The file used is deleted afterwards (not --from). Refused while ksm-agent run is running: it
@@ -92,11 +92,11 @@ export const restore: Command = {
     });
     noPositionals('restore', p);
     if (str(p, 'from') !== undefined && flag(p, 'defaults')) throw new UsageError('--from and --defaults exclude each other; see ksm-agent restore --help');
-    const holder = await lockHolder(DEFAULTS.lockFile);
+    const holder = await lockHolder(DEFAULT_LOCK_FILE);
     if (holder !== undefined) {
       throw new AlreadyRunningError(`ksm-agent run (pid ${holder}) manages KSM: stop it instead (it restores the settings it found when it stops)`, { pid: holder });
     }
-    const statePath = str(p, 'state-file') ?? DEFAULTS.stateFile;
+    const statePath = str(p, 'state-file') ?? DEFAULT_STATE_FILE;
     const savedPath = str(p, 'saved') ?? SAVED_PATH;
     let source: string;
     let snapshot: KsmSnapshot;
@@ -125,7 +125,7 @@ export const restore: Command = {
     }
     let leftOut: string[] = [];
     if (flag(p, 'force')) await restoreSettings(snapshot);
-    else leftOut = await restoreWithHeadroom(snapshot, DEFAULTS.unmergeReservePercent);
+    else leftOut = await restoreWithHeadroom(snapshot, UNMERGE_RESERVE_PERCENT);
     await cleanup();
     if (flag(p, 'json')) io.out(JSON.stringify({ source, restored: snapshot.files, left_out: leftOut }, null, 2));
     else {

@@ -1,16 +1,16 @@
 // ksm-agent set KEY=VALUE...: changes KSM settings (validated, ordered and rolled back on failure
 // by the library). The settings found before the first change are saved so that
 // `ksm-agent restore` can put them back. run=2 is refused when memory cannot absorb the unmerge.
-import { DEFAULTS } from '../../agent/config.js';
-import { lockHolder } from '../../agent/instance-lock.js';
-import { unmergeHeadroom } from '../../agent/unmerge.js';
+import { DEFAULT_LOCK_FILE, UNMERGE_RESERVE_PERCENT } from '../../paths.js';
+import { lockHolder } from '../../instance-lock.js';
+import { unmergeHeadroom } from '../../unmerge.js';
 import { parseSettingInput } from '../../ksm-files.js';
 import type { KsmSettings } from '../../ksm-files.js';
 import { readKsmSettings, setKsm, snapshotSettings } from '../../sysfs.js';
 import { flag, parse, str } from '../args.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
-import { formatBytes } from '../format.js';
+import { formatBytes } from '../../format.js';
 import { SAVED_PATH, readSaved, writeSaved } from '../saved.js';
 
 const HELP = `Usage: ksm-agent set KEY=VALUE... [--force] [--no-save] [--saved PATH] [--json]
@@ -52,10 +52,10 @@ export const set: Command = {
   async run(argv: string[], io: Io): Promise<number> {
     const p = parse('set', argv, { force: { type: 'boolean' }, 'no-save': { type: 'boolean' }, saved: { type: 'string' }, json: { type: 'boolean' } }, true);
     const changes = parseAssignments(p.positionals);
-    const holder = await lockHolder(DEFAULTS.lockFile);
+    const holder = await lockHolder(DEFAULT_LOCK_FILE);
     if (holder !== undefined) io.err(`ksm-agent set: note: ksm-agent run (pid ${holder}) manages KSM and may change these settings again`);
     if (changes.run === 2 && !flag(p, 'force')) {
-      const h = await unmergeHeadroom(DEFAULTS.unmergeReservePercent);
+      const h = await unmergeHeadroom(UNMERGE_RESERVE_PERCENT);
       if (!h.ok) {
         throw new UsageError(
           `refusing run=2: unmerging needs ${formatBytes(h.neededBytes)} but MemAvailable is ${formatBytes(h.availableBytes)} and ${formatBytes(h.reserveBytes)} must stay free; free memory first, or pass --force`,

@@ -1,13 +1,13 @@
 // ksm-agent status: KSM on this host at a glance. Two readings --sample seconds apart give the
 // scan rate, the time of a full pass and ksmd's CPU share.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEFAULTS } from '../../agent/config.js';
-import { lockHolder } from '../../agent/instance-lock.js';
-import { fullPassSeconds, rates, takeSample } from '../../agent/sample.js';
-import type { Rates, Sample } from '../../agent/sample.js';
+import { DEFAULT_LOCK_FILE } from '../../paths.js';
+import { lockHolder } from '../../instance-lock.js';
+import { fullPassSeconds, rates, takeSample } from '../../sample.js';
+import type { Rates, Sample } from '../../sample.js';
 import { flag, noPositionals, num, parse } from '../args.js';
 import type { Command, Io } from '../command.js';
-import { formatBytes, formatCount, formatDuration, formatPercent, renderPairs } from '../format.js';
+import { formatBytes, formatCount, formatDuration, formatPercent, renderPairs } from '../../format.js';
 
 const HELP = `Usage: ksm-agent status [--json] [--sample SECONDS]
 
@@ -62,7 +62,7 @@ export interface StatusReport {
 
 export async function readStatus(sampleSeconds: number): Promise<StatusReport> {
   const first = await takeSample();
-  const holder = await lockHolder(DEFAULTS.lockFile);
+  const holder = await lockHolder(DEFAULT_LOCK_FILE);
   if (sampleSeconds <= 0) return { sample: first, ...(holder === undefined ? {} : { agentPid: holder }) };
   await sleep(sampleSeconds * 1000);
   const second = await takeSample();

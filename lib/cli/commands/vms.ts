@@ -1,17 +1,17 @@
 // ksm-agent vms: what KSM saves for each VM, attributed so that the column sums to the host's
 // saving (general_profit), and which VM each one shares most with.
-import { attributeSavings } from '../../agent/attribution.js';
-import type { Attribution } from '../../agent/attribution.js';
-import { vmRows } from '../../agent/vm-rows.js';
-import type { VmRow } from '../../agent/vm-rows.js';
+import { attributeSavings } from '../../attribution.js';
+import type { Attribution } from '../../attribution.js';
+import { vmRows } from '../../vm-rows.js';
+import type { VmRow } from '../../vm-rows.js';
 import { loadVmPolicies } from '../policies.js';
-import { optedOut } from '../../agent/tenants.js';
+import { optedOut } from '../../tenants.js';
 import { readKsm } from '../../sysfs.js';
 import { listVms } from '../../vms.js';
 import type { Vm } from '../../vms.js';
 import { flag, noPositionals, parse, str } from '../args.js';
 import type { Command, Io } from '../command.js';
-import { formatBytes, formatCount, renderTable } from '../format.js';
+import { formatBytes, formatCount, renderTable } from '../../format.js';
 
 const HELP = `Usage: ksm-agent vms [--json] [--config PATH]
 
@@ -38,7 +38,7 @@ Options:
 
 Needs root (page frame numbers in /proc/PID/pagemap need CAP_SYS_ADMIN).`;
 
-export type { VmRow } from '../../agent/vm-rows.js';
+export type { VmRow } from '../../vm-rows.js';
 
 export async function readVmRows(configPath?: string): Promise<{ rows: VmRow[]; generalProfit: number }> {
   const policies = await loadVmPolicies(configPath);

@@ -1,11 +1,11 @@
 // ksm-agent watch: a live view, refreshed every second: status plus the per-VM table on a
 // terminal (redrawn in place), one line per refresh when piped, NDJSON with --json.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fullPassSeconds, rates, takeSample } from '../../agent/sample.js';
-import type { Sample } from '../../agent/sample.js';
+import { fullPassSeconds, rates, takeSample } from '../../sample.js';
+import type { Sample } from '../../sample.js';
 import { flag, noPositionals, num, parse, str } from '../args.js';
 import type { Command, Io } from '../command.js';
-import { formatBytes, formatCount, formatPercent, renderPairs } from '../format.js';
+import { formatBytes, formatCount, formatPercent, renderPairs } from '../../format.js';
 import { readStatus, statusJson, statusLines } from './status.js';
 import type { StatusReport } from './status.js';
 import { readVmRows, vmTable } from './vms.js';

@@ -1,7 +1,7 @@
 // Saved memory per VM as horizontal bars on a canvas, largest first; "(other processes)" in grey.
 // A VM can save less than nothing (its rmap_items cost more than its merged pages): such a bar
 // goes left of the zero line.
-import type { VmRow } from '../api-types.js';
+import type { VmRow } from '../../../api-types.js';
 import { FONT, emptyNote, fitCanvas, fitText } from './canvas.js';
 import { formatBytes } from './format.js';
 

@@ -2,7 +2,7 @@
 // Each declares its series once; the colours go into data-colors on the container, so a test can
 // look for them in the canvas pixels.
 import uPlot from 'uplot';
-import type { HistoryColumn } from '../api-types.js';
+import type { HistoryColumn } from '../../../api-types.js';
 import { formatBytes, formatCount, formatShort } from './format.js';
 import type { HistoryStore } from './history.js';
 

@@ -1,6 +1,6 @@
-// Numbers for people: the CLI's own formatters (so the page shows what `ksm-agent vms` prints),
+// Numbers for people: the library's formatters, the ones the CLI uses (so the page shows what `ksm-agent vms` prints),
 // plus the compact forms an axis needs.
-export { formatBytes, formatCount, formatPercent } from '../../../cli/format.js';
+export { formatBytes, formatCount, formatPercent } from '../../../format.js';
 
 /** Compact counts for axes and rates: 1.2k, 35k, 1.5M. */
 export function formatShort(n: number): string {

@@ -1,7 +1,7 @@
 // The VM-by-VM sharing matrix as a heat map: cell (row i, column j) is the KSM pages of VM i that
 // VM j maps too, coloured on a square-root scale (a few big pairs would otherwise wash out the
 // rest) and labelled in MiB where it fits. The diagonal has no meaning here and is left grey.
-import type { MatrixResponse } from '../api-types.js';
+import type { MatrixResponse } from '../../../api-types.js';
 import { FONT, emptyNote, fitCanvas, fitText } from './canvas.js';
 import { formatBytes } from './format.js';
 

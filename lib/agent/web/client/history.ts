@@ -1,7 +1,7 @@
 // The page's copy of the agent's 10 s history: the first poll takes all of it, later polls only
 // the points after the newest one held (?since=), trimmed to the agent's capacity.
-import { HISTORY_COLUMNS } from '../api-types.js';
-import type { HistoryColumn, HistoryResponse } from '../api-types.js';
+import { HISTORY_COLUMNS } from '../../../api-types.js';
+import type { HistoryColumn, HistoryResponse } from '../../../api-types.js';
 import { getJson } from './http.js';
 
 export type Columns = Record<HistoryColumn, (number | null)[]>;

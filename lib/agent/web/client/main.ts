@@ -1,6 +1,6 @@
 // The status page: polls the agent's /api/ every 10 s (its history resolution) and redraws.
 // body[data-rendered] counts completed refreshes, for people debugging and for the browser test.
-import type { MatrixResponse, SummaryResponse, VmsResponse } from '../api-types.js';
+import type { MatrixResponse, SummaryResponse, VmsResponse } from '../../../api-types.js';
 import { drawBars } from './bars.js';
 import { CHARTS, TimeChart } from './charts.js';
 import { formatCount } from './format.js';

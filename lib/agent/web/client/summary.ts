@@ -1,5 +1,5 @@
 // The header and the row of figures above the charts, from /api/summary.
-import type { SummaryResponse } from '../api-types.js';
+import type { SummaryResponse } from '../../../api-types.js';
 import { formatBytes, formatCount, formatPercent, formatShort, formatTime, orDash } from './format.js';
 
 function set(id: string, text: string): void {

@@ -1,7 +1,7 @@
 // The per-VM table: the rows of `ksm-agent vms --json`, in its order and columns. Exact values
 // ride along in data-* attributes (the displayed text is rounded); text goes in with textContent
 // only, so a VM name can never become markup.
-import type { VmRow } from '../api-types.js';
+import type { VmRow } from '../../../api-types.js';
 import { formatBytes, formatCount } from './format.js';
 
 function cell(tr: HTMLTableRowElement, text: string, numeric = false): void {

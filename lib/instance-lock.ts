@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { AlreadyRunningError, SamepageError, fromSystemError } from '../errors.js';
+import { AlreadyRunningError, SamepageError, fromSystemError } from './errors.js';
 
 export interface InstanceLock {
   path: string;

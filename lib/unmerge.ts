@@ -1,8 +1,8 @@
 // Writing run=2 unmerges every KSM page at once: each merged mapping needs its own page again.
 // Without free memory to absorb that the OOM killer steps in, so nothing in samepage writes
 // run=2 unless MemAvailable covers the pages it would take back plus a reserve.
-import { readKsm, restoreSettings, setKsm } from '../sysfs.js';
-import type { KsmOptions, KsmSnapshot } from '../sysfs.js';
+import { readKsm, restoreSettings, setKsm } from './sysfs.js';
+import type { KsmOptions, KsmSnapshot } from './sysfs.js';
 import { readMemory, PAGE_SIZE } from './sample.js';
 
 export interface Headroom {

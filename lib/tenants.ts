@@ -2,10 +2,22 @@
 // Shui, VUsion): a VM can tell whether another VM holds a page by timing a write to its copy. The
 // operator marks VMs with tenants; this finds KSM pages shared between VMs of different tenants,
 // and VMs that should be kept out of KSM (opted out in the config, or mem-merge=off) but are not.
-import { livePages } from '../live.js';
-import type { Vm } from '../vms.js';
+import { livePages } from './live.js';
+import type { Vm } from './vms.js';
 import { vmLabel } from './attribution.js';
-import type { AgentConfig } from './config.js';
+
+/** What the operator says of one VM (the agent's config file, key "vms"). */
+export interface VmPolicy {
+  /** Tenant (security domain); VMs of different tenants sharing pages raise a warning. */
+  tenant?: string;
+  /** Keep this VM out of estimates and warn while KSM merges its pages (see README.md, section ksm-agent). */
+  optOut?: boolean;
+}
+
+/** The per-VM policies, keyed by VM name (or pid). */
+export interface VmPolicies {
+  vms: Record<string, VmPolicy>;
+}
 
 export interface CrossTenantSharing {
   vm: string;
@@ -17,7 +29,7 @@ export interface CrossTenantSharing {
 }
 
 /** A VM is opted out by the config, or by QEMU itself (-machine mem-merge=off). */
-export function optedOut(vm: Vm, cfg: Pick<AgentConfig, 'vms'>): { out: boolean; by?: 'config' | 'qemu' } {
+export function optedOut(vm: Vm, cfg: VmPolicies): { out: boolean; by?: 'config' | 'qemu' } {
   if (cfg.vms[vmLabel(vm)]?.optOut === true) return { out: true, by: 'config' };
   if (!vm.memMerge) return { out: true, by: 'qemu' };
   return { out: false };
@@ -29,7 +41,7 @@ export function optedOut(vm: Vm, cfg: Pick<AgentConfig, 'vms'>): { out: boolean;
  * over itself and the VMs of other tenants: O(n²) page-table reads, so the daemon runs it every
  * tenantCheckSeconds, not every tick.
  */
-export async function findCrossTenantSharing(vms: readonly Vm[], cfg: Pick<AgentConfig, 'vms'>): Promise<CrossTenantSharing[]> {
+export async function findCrossTenantSharing(vms: readonly Vm[], cfg: VmPolicies): Promise<CrossTenantSharing[]> {
   const tagged = vms.map((vm) => ({ vm, tenant: cfg.vms[vmLabel(vm)]?.tenant })).filter((t): t is { vm: Vm; tenant: string } => t.tenant !== undefined);
   const out: CrossTenantSharing[] = [];
   for (const { vm, tenant } of tagged) {

@@ -2,9 +2,9 @@
 // the two cannot drift apart. The attribution gives the figures; the caller says each VM's tenant
 // and opt-out (the CLI from the config file and the VM's QEMU flags, the daemon from its own).
 import type { Attribution, VmSaving } from './attribution.js';
-import type { VmRow } from './web/api-types.js';
+import type { VmRow } from './api-types.js';
 
-export type { VmRow } from './web/api-types.js';
+export type { VmRow } from './api-types.js';
 
 export interface RowPolicy {
   tenant: string | null;

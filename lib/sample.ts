@@ -2,9 +2,9 @@
 // (from /proc/<ksmd>/stat), the memory figures the start threshold uses, and cow_ksm. Two
 // readings give rates: pages scanned per second, ksmd's share of a core, new merges per page.
 import { performance } from 'node:perf_hooks';
-import { readKsm } from '../sysfs.js';
-import type { KsmState } from '../sysfs.js';
-import { USER_HZ, findKsmd, readMeminfo, readProcStat, readVmstat } from '../procfs.js';
+import { readKsm } from './sysfs.js';
+import type { KsmState } from './sysfs.js';
+import { USER_HZ, findKsmd, readMeminfo, readProcStat, readVmstat } from './procfs.js';
 
 export const PAGE_SIZE = 4096;
 

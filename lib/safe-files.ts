@@ -3,7 +3,7 @@
 // crash never leaves half a state file behind.
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { errnoOf, fromSystemError } from '../errors.js';
+import { errnoOf, fromSystemError } from './errors.js';
 
 /** The file's text, or undefined when it does not exist; other failures are typed errors. */
 export async function readTextIfExists(file: string, op = 'read'): Promise<string | undefined> {

@@ -9,9 +9,9 @@
 // (= (pages_sharing + ksm_zero_pages) × 4096 − rmap_items × 64) when the VMs are the only KSM
 // users. Any other KSM user's part is reported as one "other processes" remainder, so the column
 // always sums to general_profit.
-import { livePages } from '../live.js';
-import { readKsmStat } from '../procfs.js';
-import type { Vm } from '../vms.js';
+import { livePages } from './live.js';
+import { readKsmStat } from './procfs.js';
+import type { Vm } from './vms.js';
 import { PAGE_SIZE } from './sample.js';
 
 /** Bytes of one rmap_item on 64-bit kernels: KSM's tracking cost per scanned page. */

@@ -1,0 +1,14 @@
+// Where samepage's own files live on a host. ksm-agent, as root, writes only these (and the KSM
+// knobs): its config under /etc/samepage, its state under /var/lib/samepage, its lock under /run.
+// Every command uses the same names, so `status`, `set` and `restore` find what `run` wrote.
+
+/** The agent's JSON configuration. */
+export const DEFAULT_CONFIG_PATH = '/etc/samepage/agent.json';
+/** The daemon's record of the KSM settings it found at start (restored at exit or next start). */
+export const DEFAULT_STATE_FILE = '/var/lib/samepage/agent-state.json';
+/** The daemon's single-instance lock (flock). */
+export const DEFAULT_LOCK_FILE = '/run/samepage/ksm-agent.lock';
+/** What `ksm-agent set` found before its first change, for `ksm-agent restore`. */
+export const SAVED_SETTINGS_PATH = '/var/lib/samepage/cli-saved-settings.json';
+/** MemAvailable kept free when unmerging (run=2): percent of MemTotal. */
+export const UNMERGE_RESERVE_PERCENT = 5;

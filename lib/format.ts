@@ -1,5 +1,8 @@
 // How ksm-agent prints figures for people: byte sizes in binary units, percentages, rates, and
-// plain-text tables whose columns line up. JSON output never goes through here.
+// plain-text tables whose columns line up. JSON output never goes through here. Every cell and
+// value of a table goes through escapeText: cells carry VM names, process names and disk paths that
+// other processes chose, which must not move the cursor or add a row.
+import { escapeText } from './escape.js';
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'] as const;
 
@@ -40,6 +43,8 @@ export type Align = 'left' | 'right';
 
 /** Rows of cells as aligned text; the first row is the header. Numbers align right. */
 export function renderTable(header: string[], rows: string[][], align: Align[] = []): string {
+  header = header.map(escapeText);
+  rows = rows.map((r) => r.map(escapeText));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]): string =>
     cells
@@ -49,8 +54,9 @@ export function renderTable(header: string[], rows: string[][], align: Align[] =
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-/** "key   value" lines with the values in one column. */
+/** "key   value" lines with the values in one column; keys and values escaped, one line each. */
 export function renderPairs(pairs: [string, string][]): string {
-  const width = Math.max(0, ...pairs.map(([k]) => k.length));
-  return pairs.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
+  const escaped = pairs.map(([k, v]) => [escapeText(k), escapeText(v)] as const);
+  const width = Math.max(0, ...escaped.map(([k]) => k.length));
+  return escaped.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n');
 }

@@ -1,12 +1,19 @@
 // Finds the QEMU processes on this host and describes each as a VM: its name (libvirt, Proxmox or
 // the QEMU command line), RAM size, where guest RAM sits in the process, whether KSM may merge it,
 // and the disk images it uses (named on the command line or open as files).
-import { readFile, readdir, readlink, realpath } from 'node:fs/promises';
+//
+// A process is a VM only when the kernel runs a root-installed QEMU binary in it (lib/qemu-exe.ts);
+// its argv and comm are its own words and prove nothing. Its name and command line are still its
+// own words: they are bounded here (MAX_NAME_CHARS, MAX_ARG_CHARS, MAX_ARGS) and escaped by every
+// printer (lib/escape.ts); a disk merely named on the command line is listed but never opened.
+import { readFile, readdir, readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AmbiguousError, NotFoundError, SamepageError, errnoOf } from './errors.js';
+import { MAX_NAME_CHARS, boundText, escapeText } from './escape.js';
 import { guestRamFromSmaps } from './guest-ram.js';
 import type { GuestRam } from './guest-ram.js';
-import { checkPid, listPids, readCmdline, readComm, readExe, readOpenFiles, readSmaps, readStatus } from './procfs.js';
+import { checkPid, listPids, readCmdline, readComm, readOpenFiles, readSmaps, readStatus } from './procfs.js';
+import { qemuExeVerdict } from './qemu-exe.js';
 import {
   cmdlineDisksOf,
   guestNameOf,
@@ -34,12 +41,18 @@ export interface VmDisk {
   readOnly?: boolean;
   /** The open file was deleted from its directory. */
   deleted?: boolean;
+  /**
+   * "dev:ino" of the file open at `fd` when it was listed (stat through /proc/PID/fd/N): the
+   * exclusive-cache scrub reopens the fd and examines it only if it is still this file.
+   */
+  openFileId?: string;
 }
 
 export type NameSource = 'libvirt' | 'proxmox' | 'cmdline';
 
 export interface Vm {
   pid: number;
+  /** At most MAX_NAME_CHARS (256) characters, then "…[+N chars]"; raw otherwise: escape it to print. */
   name?: string;
   nameSource?: NameSource;
   /** Proxmox VM id, when a Proxmox pid file names this process. */
@@ -56,7 +69,9 @@ export interface Vm {
   /** False when the command line says -machine mem-merge=off. */
   memMerge: boolean;
   disks: VmDisk[];
+  /** The command line, bounded: MAX_ARGS arguments of MAX_ARG_CHARS each, then a marker. */
   cmdline: string[];
+  /** /proc/PID/exe, a root-installed QEMU binary (" (deleted)" after a package upgrade). */
   exe?: string;
   /** What could not be found out, one line each (e.g. no permission to read smaps). */
   warnings: string[];
@@ -72,9 +87,10 @@ export interface VmOptions {
   memory?: boolean;
 }
 
-const QEMU_BINARY = /^(qemu-system-[A-Za-z0-9_.-]+|qemu-kvm|kvm)$/;
-// comm is cut to 15 characters ("qemu-system-x86"); -name ...,process=qemu:NAME renames it.
-const QEMU_COMM = /^(qemu-system-|qemu-kvm$|kvm$|qemu:)/;
+/** Longest command-line argument kept in Vm.cmdline (a -blockdev JSON fits easily). */
+export const MAX_ARG_CHARS = 4096;
+/** Most command-line arguments kept in Vm.cmdline (libvirt's run to a few hundred). */
+export const MAX_ARGS = 1024;
 
 interface Named {
   name: string;
@@ -100,30 +116,33 @@ export async function findVm(nameOrPid: string | number, opts: VmOptions = {}): 
   if (typeof nameOrPid === 'number' || /^\d+$/.test(nameOrPid)) {
     const pid = Number(nameOrPid);
     checkPid(pid);
-    const argv = await readCmdline(pid);
-    if (!(await isQemu(pid, argv))) {
-      const comm = await readComm(pid);
-      throw new NotFoundError(`process ${pid} (${comm}) is not a QEMU process: pass the pid or name of a VM (ksm-agent vms lists them)`, { pid });
+    const verdict = await qemuExeVerdict(pid);
+    if (!verdict.qemu) {
+      const comm = boundText(await readComm(pid), 64);
+      throw new NotFoundError(
+        `process ${pid} (${escapeText(comm)}) is not a QEMU process: ${escapeText(verdict.why)}; pass the pid or name of a VM (ksm-agent vms lists them)`,
+        { pid },
+      );
     }
-    return describe(pid, argv, names, opts);
+    return describe(pid, verdict.exe, await readCmdline(pid), names, opts);
   }
   const vms = await listVms(opts);
   const hits = vms.filter((vm) => vm.name === nameOrPid);
   if (hits.length === 1) return hits[0] as Vm;
+  // Names in messages are escaped: the CLI prints a message as one line on a terminal.
+  const shown = escapeText(boundText(nameOrPid, MAX_NAME_CHARS));
   if (hits.length > 1) {
-    throw new AmbiguousError(`${hits.length} QEMU processes are named "${nameOrPid}" (pids ${hits.map((v) => v.pid).join(', ')}): pass the pid instead`);
+    throw new AmbiguousError(`${hits.length} QEMU processes are named "${shown}" (pids ${hits.map((v) => v.pid).join(', ')}): pass the pid instead`);
   }
-  const known = vms.map((v) => v.name ?? `pid ${v.pid}`);
-  throw new NotFoundError(
-    `no QEMU VM named "${nameOrPid}"; ${known.length === 0 ? 'no QEMU processes are running' : `running: ${known.join(', ')}`}`,
-  );
+  const known = vms.map((v) => (v.name === undefined ? `pid ${v.pid}` : escapeText(v.name)));
+  throw new NotFoundError(`no QEMU VM named "${shown}"; ${known.length === 0 ? 'no QEMU processes are running' : `running: ${known.join(', ')}`}`);
 }
 
 async function tryDescribe(pid: number, names: Map<number, Named>, opts: VmOptions): Promise<Vm | undefined> {
   try {
-    const argv = await readCmdline(pid);
-    if (!(await isQemu(pid, argv))) return undefined;
-    return await describe(pid, argv, names, opts);
+    const verdict = await qemuExeVerdict(pid);
+    if (!verdict.qemu) return undefined;
+    return await describe(pid, verdict.exe, await readCmdline(pid), names, opts);
   } catch (err) {
     // A process that exited while we looked, or one hidden from us (hidepid), is not listed.
     if (err instanceof SamepageError && (err.code === 'PROCESS_GONE' || err.code === 'NOT_PERMITTED')) return undefined;
@@ -131,34 +150,32 @@ async function tryDescribe(pid: number, names: Map<number, Named>, opts: VmOptio
   }
 }
 
-async function isQemu(pid: number, argv: readonly string[]): Promise<boolean> {
-  if (argv.length === 0) return false; // kernel threads and zombies
-  if (QEMU_BINARY.test(path.basename(argv[0] as string))) return true;
-  const exe = await readExe(pid).catch(() => undefined);
-  if (exe !== undefined && QEMU_BINARY.test(path.basename(exe.replace(/ \(deleted\)$/, '')))) return true;
-  return QEMU_COMM.test(await readComm(pid));
+/** argv cut to MAX_ARGS arguments of at most MAX_ARG_CHARS each, with markers where it was cut. */
+export function boundedCmdline(argv: readonly string[]): string[] {
+  const kept = argv.slice(0, MAX_ARGS).map((a) => boundText(a, MAX_ARG_CHARS));
+  if (argv.length > MAX_ARGS) kept.push(`…[+${argv.length - MAX_ARGS} args]`);
+  return kept;
 }
 
-async function describe(pid: number, argv: string[], names: Map<number, Named>, opts: VmOptions): Promise<Vm> {
+async function describe(pid: number, exe: string, argv: string[], names: Map<number, Named>, opts: VmOptions): Promise<Vm> {
+  // Parsed whole (the kernel bounds a command line); only what is kept and shown is bounded.
   const args = parseQemuArgs(argv.slice(1));
   const status = await readStatus(pid);
   const warnings: string[] = [];
-  const vm: Vm = { pid, uid: status.uid.real, memMerge: memMergeOf(args), disks: [], cmdline: argv, warnings };
+  const vm: Vm = { pid, uid: status.uid.real, memMerge: memMergeOf(args), disks: [], cmdline: boundedCmdline(argv), exe, warnings };
 
   const managed = names.get(pid);
   const cmdName = guestNameOf(args);
   if (managed !== undefined) {
-    vm.name = managed.name;
+    vm.name = boundText(managed.name, MAX_NAME_CHARS);
     vm.nameSource = managed.source;
     if (managed.vmid !== undefined) vm.vmid = managed.vmid;
   } else if (cmdName !== undefined) {
-    vm.name = cmdName;
+    vm.name = boundText(cmdName, MAX_NAME_CHARS);
     vm.nameSource = 'cmdline';
   }
   const uuid = uuidOf(args);
-  if (uuid !== undefined) vm.uuid = uuid;
-  const exe = await readExe(pid).catch(() => undefined);
-  if (exe !== undefined) vm.exe = exe;
+  if (uuid !== undefined) vm.uuid = boundText(uuid, 64);
 
   try {
     vm.ramBytes = ramBytesOf(args);
@@ -189,8 +206,10 @@ async function disksOf(pid: number, args: QemuArgs, warnings: string[]): Promise
   const abs = (p: string): string => path.resolve(cwd, p);
   const byPath = new Map<string, VmDisk>();
 
+  // A path named on the command line is only resolved, to match it with an open fd; it is never
+  // opened or read: the process may name any file (-drive file=/etc/shadow) without opening it.
   for (const d of cmdlineDisksOf(args)) {
-    const real = await realPathOf(abs(d.path));
+    const real = boundText(await realPathOf(abs(d.path)), PATH_MAX);
     if (byPath.has(real)) continue;
     const disk: VmDisk = { path: real, source: 'cmdline', open: false, option: d.option };
     if (d.format !== undefined) disk.format = d.format;
@@ -215,19 +234,37 @@ async function disksOf(pid: number, args: QemuArgs, warnings: string[]): Promise
     if (!(f.regularFile || f.blockDevice) || f.access === 'w' || f.target.startsWith('/memfd:')) continue;
     const real = f.deleted ? f.target : await realPathOf(f.target);
     if (notDisks.has(real)) continue;
+    const id = await openFileIdOf(pid, f.fd);
+    if (id === undefined) continue; // closed meanwhile
     const known = byPath.get(real);
     if (known !== undefined) {
+      if (known.open) continue; // the same image open twice: the first fd stands for it
       known.open = true;
-      known.fd ??= f.fd;
+      known.fd = f.fd;
+      known.openFileId = id;
       if (f.deleted) known.deleted = true;
       continue;
     }
-    const disk: VmDisk = { path: real, source: 'fd', open: true, fd: f.fd };
+    const disk: VmDisk = { path: real, source: 'fd', open: true, fd: f.fd, openFileId: id };
     if (f.access === 'r') disk.readOnly = true;
     if (f.deleted) disk.deleted = true;
     byPath.set(real, disk);
   }
   return [...byPath.values()];
+}
+
+/** Linux's PATH_MAX: no path the kernel opens is longer. */
+const PATH_MAX = 4096;
+
+/** "dev:ino" of the file open at fd N of process pid, or undefined once the fd is closed. */
+async function openFileIdOf(pid: number, fd: number): Promise<string | undefined> {
+  try {
+    const st = await stat(`/proc/${pid}/fd/${fd}`, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw err;
+  }
 }
 
 async function realPathOf(p: string): Promise<string> {

@@ -3,11 +3,20 @@
 // scans the guests' RAM with the engine, then drops from the host cache the pages of the VMs'
 // disk images that a guest already holds. Clean pages only; no file is ever written; no file is
 // examined but the VMs' own disk images and the files the caller lists.
-import { stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+//
+// A VM's disk images are the regular files its QEMU process has open, never paths its command
+// line merely names: a process may write -drive file=/etc/shadow without opening it. Each image is
+// reopened through /proc/PID/fd/N (the file the fd refers to, not a path lookup that a rename
+// could redirect; O_NOFOLLOW cannot apply, that entry is itself a link the kernel must follow) and
+// kept only if it is still the file listVms saw there (st_dev, st_ino). The engine then opens our
+// own fd's /proc/self/fd/M, so the file examined is the one checked, whatever happens to the names.
+import { open, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { InvalidArgumentError, NotFoundError, errnoOf, fromSystemError } from './errors.js';
+import { escapeText } from './escape.js';
 import { Scanner } from './scanner.js';
 import type { CachePassResult } from './scanner.js';
 import { findVm, listVms } from './vms.js';
@@ -16,8 +25,16 @@ import type { Vm } from './vms.js';
 export interface ScrubOptions {
   /** VMs by name, pid or listVms() object (default: every QEMU VM on the host). */
   vms?: (Vm | string | number)[];
-  /** Regular files to examine besides the VMs' disk images; nothing else is touched. */
+  /**
+   * Regular files to examine besides the VMs' disk images; nothing else is touched. The library
+   * takes them as the caller's word; see filesMustBeOpen.
+   */
   files?: string[];
+  /**
+   * Accept a listed file only when a QEMU VM on this host has it open (the CLI's --file): it may
+   * add another VM's image to the scrub, never an arbitrary file.
+   */
+  filesMustBeOpen?: boolean;
   /** Find and count the duplicated pages, drop none. */
   dryRun?: boolean;
   /**
@@ -79,62 +96,145 @@ async function resolveVms(wanted: ScrubOptions['vms']): Promise<Vm[]> {
   return [...byPid.values()];
 }
 
-/** stat() that says "gone" with undefined and any other failure with a typed error. */
-async function statOrGone(file: string, pid?: number): Promise<Stats | undefined> {
-  try {
-    return await stat(file);
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return undefined;
-    throw fromSystemError(err, { op: 'stat', path: file, ...(pid === undefined ? {} : { pid }) });
-  }
-}
-
-interface FileKey {
-  file: string;
+/** A file to examine, held open so that the engine sees exactly the file that was checked. */
+interface HeldFile {
+  /** What the result reports: the image's path as the VM has it, or the listed path. */
+  shown: string;
   /** dev:ino, so one image under two names (a hard link, another symlink) is one cache. */
   key: string;
+  handle: FileHandle;
 }
 
-async function imageFiles(vm: Vm): Promise<FileKey[]> {
-  const out: FileKey[] = [];
-  for (const disk of vm.disks) {
-    const viaFd = disk.deleted === true && disk.fd !== undefined;
-    const file = viaFd ? `/proc/${vm.pid}/fd/${String(disk.fd)}` : disk.path;
-    const st = await statOrGone(file, viaFd ? vm.pid : undefined);
-    if (st === undefined || !st.isFile()) continue;
-    const key = `${st.dev}:${st.ino}`;
-    if (!out.some((f) => f.key === key)) out.push({ file, key });
-  }
-  return out;
+function idOf(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}`;
 }
 
 /**
- * The files whose host cache can hold a VM's disk blocks: regular files named by its disk options
- * or open in the QEMU process (block devices, sockets and the rest left out), each once. An image
- * deleted while open is reached through /proc/PID/fd/N.
+ * Opens `file` read-only and returns the handle with its fstat; undefined when it is gone (or is
+ * an fd that was closed). `pid` says the path is under /proc/PID, for error messages.
  */
-export async function vmCacheFiles(vm: Vm): Promise<string[]> {
-  return (await imageFiles(vm)).map((f) => f.file);
+async function openChecked(file: string, pid?: number): Promise<{ handle: FileHandle; st: BigIntStats } | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, 'r');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw fromSystemError(err, { op: 'open', path: file, ...(pid === undefined ? {} : { pid }) });
+  }
+  try {
+    return { handle, st: await handle.stat({ bigint: true }) };
+  } catch (err) {
+    await handle.close();
+    throw fromSystemError(err, { op: 'stat', path: file });
+  }
 }
 
-/** The listed files, checked: each must exist and be a regular file. */
-async function listedFiles(files: string[]): Promise<FileKey[]> {
-  const out: FileKey[] = [];
-  for (const [i, given] of files.entries()) {
-    if (typeof given !== 'string' || given === '') throw new InvalidArgumentError(`scrubCache: files[${i}] must be a path, got ${JSON.stringify(given)}`);
-    const file = path.resolve(given);
-    const st = await statOrGone(file);
-    if (st === undefined) throw new NotFoundError(`scrubCache: file ${file} does not exist`, { path: file, errno: 'ENOENT' });
-    if (!st.isFile()) throw new InvalidArgumentError(`scrubCache: ${file} is not a regular file: only disk image files have a page cache to scrub`, { path: file });
-    out.push({ file, key: `${st.dev}:${st.ino}` });
+/**
+ * The VM's disk images that are regular files it has open now, each opened through
+ * /proc/PID/fd/N and kept only while that fd still holds the file listVms saw (openFileId). A
+ * path only named on the command line (no fd) is never opened.
+ */
+async function heldImages(vm: Vm): Promise<HeldFile[]> {
+  const out: HeldFile[] = [];
+  try {
+    for (const disk of vm.disks) {
+      if (!disk.open || disk.fd === undefined || disk.openFileId === undefined) continue;
+      const opened = await openChecked(`/proc/${vm.pid}/fd/${disk.fd}`, vm.pid).catch((err: unknown) => {
+        // The VM exited since it was listed: it has no images left to scrub.
+        if ((err as { code?: unknown }).code === 'PROCESS_GONE') return undefined;
+        throw err;
+      });
+      if (opened === undefined) continue;
+      const key = idOf(opened.st);
+      // The fd now holds another file (QEMU closed the image and reused the number), or a file
+      // that has no page cache of its own (a block device): leave it.
+      if (key !== disk.openFileId || !opened.st.isFile() || out.some((f) => f.key === key)) {
+        await opened.handle.close();
+        continue;
+      }
+      out.push({ shown: disk.path, key, handle: opened.handle });
+    }
+  } catch (err) {
+    await closeAll(out);
+    throw err;
   }
   return out;
 }
 
-/** The paths to examine: the VMs' images, then the listed files, each inode once. */
-async function pathsFor(vms: Vm[], listed: FileKey[]): Promise<string[]> {
-  const all = [...(await Promise.all(vms.map(imageFiles))).flat(), ...listed];
-  return all.filter((f, i) => all.findIndex((g) => g.key === f.key) === i).map((f) => f.file);
+async function closeAll(files: HeldFile[]): Promise<void> {
+  await Promise.all(files.map((f) => f.handle.close().catch(() => undefined)));
+}
+
+/**
+ * The files whose host cache can hold a VM's disk blocks: the regular files its QEMU process has
+ * open (block devices, sockets and paths only named on the command line left out), each once, as
+ * the VM names them.
+ */
+export async function vmCacheFiles(vm: Vm): Promise<string[]> {
+  const held = await heldImages(vm);
+  await closeAll(held);
+  return held.map((f) => f.shown);
+}
+
+/** "dev:ino" of every regular file a QEMU VM on this host has open. */
+async function openImageIds(): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (const vm of await listVms({ memory: false })) {
+    for (const d of vm.disks) if (d.openFileId !== undefined) ids.add(d.openFileId);
+  }
+  return ids;
+}
+
+/** The listed files, opened and checked: each must exist and be a regular file (and open in a VM). */
+async function listedFiles(files: string[], mustBeOpen: boolean): Promise<HeldFile[]> {
+  const out: HeldFile[] = [];
+  try {
+    for (const [i, given] of files.entries()) {
+      if (typeof given !== 'string' || given === '') throw new InvalidArgumentError(`scrubCache: files[${i}] must be a path, got ${JSON.stringify(given)}`);
+      const file = path.resolve(given);
+      const shown = escapeText(file);
+      // stat first: a FIFO or a device must not be opened at all (open could block or act).
+      const pre = await stat(file).catch((err: unknown) => {
+        if (errnoOf(err) === 'ENOENT') throw new NotFoundError(`scrubCache: file ${shown} does not exist`, { path: file, errno: 'ENOENT' });
+        throw fromSystemError(err, { op: 'stat', path: file });
+      });
+      if (!pre.isFile()) throw new InvalidArgumentError(`scrubCache: ${shown} is not a regular file: only disk image files have a page cache to scrub`, { path: file });
+      const opened = await openChecked(file);
+      if (opened === undefined) throw new NotFoundError(`scrubCache: file ${shown} does not exist`, { path: file, errno: 'ENOENT' });
+      const key = idOf(opened.st);
+      out.push({ shown: file, key, handle: opened.handle });
+      if (!opened.st.isFile()) throw new InvalidArgumentError(`scrubCache: ${shown} is not a regular file: only disk image files have a page cache to scrub`, { path: file });
+    }
+    const openIds = mustBeOpen && out.length > 0 ? await openImageIds() : undefined;
+    const stray = openIds === undefined ? undefined : out.find((f) => !openIds.has(f.key));
+    if (stray !== undefined) {
+      throw new NotFoundError(
+        `scrubCache: no QEMU VM on this host has ${escapeText(stray.shown)} open: only a running VM's disk image can be scrubbed (ksm-agent vms lists the VMs)`,
+        { path: stray.shown },
+      );
+    }
+  } catch (err) {
+    await closeAll(out);
+    throw err;
+  }
+  return out;
+}
+
+/** The files to examine: the VMs' images, then the listed files, each inode once; open. */
+async function filesFor(vms: Vm[], listed: HeldFile[]): Promise<HeldFile[]> {
+  const all: HeldFile[] = [];
+  try {
+    for (const vm of vms) all.push(...(await heldImages(vm)));
+  } catch (err) {
+    await closeAll([...all, ...listed]);
+    throw err;
+  }
+  all.push(...listed);
+  const kept: HeldFile[] = [];
+  const dropped: HeldFile[] = [];
+  for (const f of all) (kept.some((g) => g.key === f.key) ? dropped : kept).push(f);
+  await closeAll(dropped);
+  return kept;
 }
 
 const NOTHING: CachePassResult = {
@@ -170,9 +270,21 @@ export async function scrubCache(opts: ScrubOptions = {}): Promise<ScrubResult> 
     throw new InvalidArgumentError(`scrubCache: passes ${opts.passes} is too few for a new scanner: a guest page enters the engine's indexes on its second pass; use passes >= 2`);
   }
   // The caller's own input first, so a typo fails before any /proc walk.
-  const listed = await listedFiles(opts.files ?? []);
-  const vms = await resolveVms(opts.vms);
-  const paths = await pathsFor(vms, listed);
+  const listed = await listedFiles(opts.files ?? [], opts.filesMustBeOpen ?? false);
+  const vms = await resolveVms(opts.vms).catch(async (err: unknown) => {
+    await closeAll(listed);
+    throw err;
+  });
+  const files = await filesFor(vms, listed);
+  try {
+    return await scrubHeld(vms, files, opts);
+  } finally {
+    await closeAll(files);
+  }
+}
+
+async function scrubHeld(vms: Vm[], files: HeldFile[], opts: ScrubOptions): Promise<ScrubResult> {
+  const paths = files.map((f) => f.shown);
   const result = (cache: CachePassResult, elapsedMs: number, cpuMs: number): ScrubResult => ({
     ...cache,
     vms: vms.map((vm) => ({ name: label(vm), pid: vm.pid })),
@@ -180,7 +292,7 @@ export async function scrubCache(opts: ScrubOptions = {}): Promise<ScrubResult> 
     elapsedMs,
     cpuMs,
   });
-  if (paths.length === 0) return result(NOTHING, 0, 0);
+  if (files.length === 0) return result(NOTHING, 0, 0);
 
   const started = performance.now();
   const cpu = process.cpuUsage();
@@ -202,7 +314,11 @@ export async function scrubCache(opts: ScrubOptions = {}): Promise<ScrubResult> 
         ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       });
     }
-    const cache = await scanner.cachePass(paths, { dryRun: opts.dryRun ?? false });
+    // Our own descriptors: the engine opens exactly the files checked above.
+    const cache = await scanner.cachePass(
+      files.map((f) => `/proc/self/fd/${f.handle.fd}`),
+      { dryRun: opts.dryRun ?? false },
+    );
     const used = process.cpuUsage(cpu);
     return result(cache, performance.now() - started, (used.user + used.system) / 1000);
   } finally {

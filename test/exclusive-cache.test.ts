@@ -9,7 +9,7 @@
  */
 import test from 'ava';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, linkSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statfsSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { InvalidArgumentError, NotFoundError } from '../lib/errors.js';
 import { scrubCache, vmCacheFiles } from '../lib/exclusive-cache.js';
@@ -75,7 +75,7 @@ test.serial('bad input fails with one clear line naming the thing', async (t) =>
   }
 });
 
-test.serial('vmCacheFiles: the regular files among a VM disks, each inode once, a deleted open one by its fd', async (t) => {
+test.serial('vmCacheFiles: the regular files a VM has open, each inode once, a deleted one too; never a path only named', async (t) => {
   const d = mkdtempSync('/var/tmp/sp-xcache-files-');
   t.teardown(() => rmSync(d, { recursive: true, force: true }));
   const a = path.join(d, 'a.img');
@@ -83,12 +83,28 @@ test.serial('vmCacheFiles: the regular files among a VM disks, each inode once, 
   linkSync(a, path.join(d, 'hardlink.img'));
   symlinkSync(a, path.join(d, 'symlink.img'));
   mkdirSync(path.join(d, 'dir'));
-  // A real deleted-but-open image: this process holds it.
+  const other = path.join(d, 'other.img');
+  writeFileSync(other, 'z'.repeat(PAGE));
+  // This process stands in for QEMU: what it holds open is what a VM has open.
+  const held = (file: string): number => {
+    const fd = openSync(file, 'r');
+    t.teardown(() => closeSync(fd));
+    return fd;
+  };
+  const idOf = (fd: number): string => {
+    const st = fstatSync(fd, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  };
+  const viaLink = held(path.join(d, 'hardlink.img'));
+  const viaA = held(a);
+  const devNull = held('/dev/null');
+  // A real deleted-but-open image.
   const gone = path.join(d, 'gone.img');
   writeFileSync(gone, 'y'.repeat(PAGE));
-  const fd = openSync(gone, 'r');
-  t.teardown(() => closeSync(fd));
+  const goneFd = held(gone);
   unlinkSync(gone);
+  // An fd that now holds another file than the one listed (QEMU closed the image, reused the number).
+  const reused = held(other);
   const vm: Vm = {
     pid: process.pid,
     uid: 0,
@@ -97,15 +113,18 @@ test.serial('vmCacheFiles: the regular files among a VM disks, each inode once, 
     warnings: [],
     disks: [
       { path: a, source: 'cmdline', open: false },
-      { path: path.join(d, 'hardlink.img'), source: 'fd', open: true, fd: 90 },
+      { path: path.join(d, 'hardlink.img'), source: 'fd', open: true, fd: viaLink, openFileId: idOf(viaLink) },
+      { path: a, source: 'fd', open: true, fd: viaA, openFileId: idOf(viaA) },
       { path: path.join(d, 'symlink.img'), source: 'cmdline', open: false },
       { path: path.join(d, 'dir'), source: 'cmdline', open: false },
       { path: path.join(d, 'missing.img'), source: 'cmdline', open: false },
-      { path: '/dev/null', source: 'fd', open: true, fd: 91 },
-      { path: gone, source: 'fd', open: true, fd, deleted: true },
+      { path: '/dev/null', source: 'fd', open: true, fd: devNull, openFileId: idOf(devNull) },
+      { path: gone, source: 'fd', open: true, fd: goneFd, deleted: true, openFileId: idOf(goneFd) },
+      { path: path.join(d, 'listed-then-closed.img'), source: 'fd', open: true, fd: reused, openFileId: idOf(viaLink) },
+      { path: path.join(d, 'no-id.img'), source: 'fd', open: true, fd: reused },
     ],
   };
-  t.deepEqual(await vmCacheFiles(vm), [a, `/proc/${process.pid}/fd/${fd}`]);
+  t.deepEqual(await vmCacheFiles(vm), [path.join(d, 'hardlink.img'), gone]);
 });
 
 test.serial('the guest reads its disk: host and guest page caches both hold the image', async (t) => {

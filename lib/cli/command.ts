@@ -1,5 +1,8 @@
-// What every ksm-agent command is: a name, one line for the command list, its --help text, and a
+// What every ksm-agent command is: a name, one line for the command list, its option table (the
+// one its run() parses with, args.ts), its --help text (made from that table, help.ts), and a
 // run function returning the exit code. Output goes through Io so the CLI writes in one place.
+import type { OptionSpec } from './args.js';
+
 export interface Io {
   out(text: string): void;
   err(text: string): void;
@@ -13,6 +16,8 @@ export interface Io {
 export interface Command {
   name: string;
   summary: string;
+  /** every option run() accepts besides -h/--help */
+  options: readonly OptionSpec[];
   help: string;
   run(argv: string[], io: Io): Promise<number>;
 }

@@ -3,40 +3,42 @@
 // cache (lib/exclusive-cache.ts). --dry-run only counts them.
 import { scrubCache } from '../../exclusive-cache.js';
 import { flag, noPositionals, num, parse, strs } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
 import { formatBytes, formatCount, formatDuration, renderPairs } from '../../format.js';
 
-const HELP = `Usage: ksm-agent cache [--dry-run] [--vm NAME]... [--file PATH]... [--passes N] [--json]
+const OPTIONS = [
+  { name: 'dry-run', type: 'boolean', description: 'find and count the duplicated pages, drop none' },
+  { name: 'vm', type: 'string', value: 'NAME', multiple: true, description: 'a VM by name or pid', default: 'every QEMU VM' },
+  { name: 'file', type: 'string', value: 'PATH', multiple: true, description: 'also examine this regular file' },
+  { name: 'passes', type: 'string', value: 'N', description: 'engine passes before the cache pass; a page enters the indexes on its second pass', default: '2' },
+  {
+    name: 'json',
+    type: 'boolean',
+    description: 'the result as JSON: files, cache_pages_total, cache_pages_in_guest, cache_pages_dropped, cache_bytes_reclaimed, dirty_skipped, vms, paths, ...',
+  },
+] as const satisfies readonly OptionSpec[];
 
-Exclusive caching: with QEMU's host caching on (cache=writeback), a disk block a guest has read
+const HELP = commandHelp({
+  command: 'cache',
+  options: OPTIONS,
+  about: `Exclusive caching: with QEMU's host caching on (cache=writeback), a disk block a guest has read
 sits in RAM twice, in the guest's page cache and in the host's. This scans the guests' RAM with
 samepage's engine, then drops from the host page cache the pages of the VMs' disk images that a
 guest already holds. Clean pages only (dirty ones are counted, never dropped); no file is written;
-only the VMs' own disk images and the files listed are examined.
-
-Options:
-  --vm NAME     a VM by name or pid (repeatable; default every QEMU VM)
-  --file PATH   also examine this regular file (repeatable)
-  --dry-run     find and count the duplicated pages, drop none
-  --passes N    engine passes before the cache pass (default 2: a page enters the indexes on its
-                second pass)
-  --json        the result as JSON: files, cache_pages_total, cache_pages_in_guest,
-                cache_pages_dropped, cache_bytes_reclaimed, dirty_skipped, vms, paths, ...
-The daemon can do this periodically: "cache": {"enabled": true} in its config.
-Needs root.`;
+only the VMs' own disk images and the files listed are examined.`,
+  notes: `The daemon can do this periodically: "cache": {"enabled": true} in its config.
+Needs root.`,
+});
 
 export const cache: Command = {
   name: 'cache',
   summary: "drop host page cache of VM disk images that the guests already cache (exclusive caching)",
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
-    const p = parse('cache', argv, {
-      'dry-run': { type: 'boolean' },
-      vm: { type: 'string', multiple: true },
-      file: { type: 'string', multiple: true },
-      passes: { type: 'string' },
-      json: { type: 'boolean' },
-    });
+    const p = parse('cache', argv, OPTIONS);
     noPositionals('cache', p);
     const passes = num('cache', p, 'passes', 2, 1000, true);
     const vms = strs(p, 'vm');

@@ -10,40 +10,49 @@ import { Scanner } from '../../scanner.js';
 import type { ScanResult } from '../../scanner.js';
 import { findVm, listVms } from '../../vms.js';
 import { bool01, flag, noPositionals, num, parse, str, strs } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
+import { DEFAULT_CONFIG_PATH } from '../../paths.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
 import { formatBytes, formatCount, formatDuration, renderTable } from '../../format.js';
 import { progressBar } from '../progress.js';
 
-const HELP = `Usage: ksm-agent estimate [--pid PID]... [--vm NAME]... [--all] [--passes N] [--interval S]
-                         [--use-zero-pages 0|1] [--max-page-sharing N] [--smart-scan 0|1] [--json]
+const TARGETS = 'Targets (at least one)';
 
-What KSM would save on these processes, computed now by samepage's engine (the kernel's rules
+const OPTIONS = [
+  { name: 'pid', type: 'string', value: 'PID', multiple: true, group: TARGETS, description: 'a process: its mergeable ranges, as KSM would scan them' },
+  { name: 'vm', type: 'string', value: 'NAME', multiple: true, group: TARGETS, description: 'a QEMU VM by name or pid, as ksm-agent vms lists them' },
+  { name: 'all', type: 'boolean', group: TARGETS, description: 'every QEMU VM except those opted out by the agent config or mem-merge=off' },
+  { name: 'passes', type: 'string', value: 'N', description: "full passes, like ksmd's; a page needs two to merge, and the kernel converges in 3-5", default: '4' },
+  { name: 'interval', type: 'string', value: 'S', description: "seconds between passes, like ksmd's sleep, so pages that change look volatile", default: '0.1' },
+  { name: 'use-zero-pages', type: 'string', value: '0|1', description: 'model this use_zero_pages', default: "the host's" },
+  { name: 'max-page-sharing', type: 'string', value: 'N', description: 'model this max_page_sharing', default: "the host's" },
+  { name: 'smart-scan', type: 'string', value: '0|1', description: 'model this smart_scan', default: "the host's" },
+  {
+    name: 'thp-zero-apart',
+    type: 'string',
+    value: '0|1',
+    description: 'leave zero-filled THP subpages out: the kernel maps them to the zero page outside KSM when it splits the huge page',
+    default: '1 as root, else 0',
+  },
+  { name: 'config', type: 'string', value: 'PATH', description: 'the agent config naming opted-out VMs, for --all', default: `${DEFAULT_CONFIG_PATH}, read when it exists` },
+  {
+    name: 'json',
+    type: 'boolean',
+    description:
+      'pages_shared, pages_sharing, ksm_zero_pages, general_profit, sources [{pid, name, pages, present_pages, merging_pages, ...}], matrix (matrix[i][j]: pages of source i merged with a page of source j), settings',
+  },
+] as const satisfies readonly OptionSpec[];
+
+const HELP = commandHelp({
+  command: 'estimate',
+  options: OPTIONS,
+  about: `What KSM would save on these processes, computed now by samepage's engine (the kernel's rules
 and counters) over their live memory, before or without enabling KSM. It reads the memory
-through /proc/PID/mem and never writes it, and it changes no KSM setting.
-
-Targets (at least one):
-  --pid PID           a process (its mergeable ranges, as KSM would scan them); repeatable
-  --vm NAME           a QEMU VM by name or pid (ksm-agent vms lists them); repeatable
-  --all               every QEMU VM except those opted out (agent config, or mem-merge=off)
-
-Options:
-  --passes N          full passes, like ksmd's (default 4: a page needs two to merge, and the
-                      kernel converges in 3-5)
-  --interval S        seconds between passes, like ksmd's sleep, so pages that change look
-                      volatile (default 0.1)
-  --use-zero-pages 0|1, --max-page-sharing N, --smart-scan 0|1
-                      model these instead of the host's current values
-  --thp-zero-apart 0|1
-                      leave zero-filled THP subpages out (the kernel maps them to the zero page
-                      outside KSM when it splits the huge page); default 1 as root
-  --config PATH       the agent config naming opted-out VMs (default /etc/samepage/agent.json)
-  --json              pages_shared, pages_sharing, ksm_zero_pages, general_profit, sources
-                      [{pid, name, pages, present_pages, merging_pages, ...}], matrix
-                      (matrix[i][j]: pages of source i merged with a page of source j), settings
-  -h, --help          this text
-
-A progress bar shows on a terminal. Needs root for other users' processes (QEMU).`;
+through /proc/PID/mem and never writes it, and it changes no KSM setting.`,
+  notes: 'A progress bar shows on a terminal. Needs root for other users\' processes (QEMU).',
+});
 
 export interface EstimateJson {
   pages_shared: number;
@@ -141,21 +150,10 @@ function humanReport(e: EstimateJson): string {
 export const estimate: Command = {
   name: 'estimate',
   summary: 'what KSM would save on processes/VMs, computed from their live memory (changes nothing)',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
-    const p = parse('estimate', argv, {
-      pid: { type: 'string', multiple: true },
-      vm: { type: 'string', multiple: true },
-      all: { type: 'boolean' },
-      passes: { type: 'string' },
-      interval: { type: 'string' },
-      'use-zero-pages': { type: 'string' },
-      'max-page-sharing': { type: 'string' },
-      'smart-scan': { type: 'string' },
-      'thp-zero-apart': { type: 'string' },
-      config: { type: 'string' },
-      json: { type: 'boolean' },
-    });
+    const p = parse('estimate', argv, OPTIONS);
     noPositionals('estimate', p);
     const passes = num('estimate', p, 'passes', 1, 1000, true) ?? 4;
     const interval = num('estimate', p, 'interval', 0, 60) ?? 0.1;

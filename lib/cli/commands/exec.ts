@@ -4,22 +4,35 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { setMemoryMerge } from '../../merging.js';
+import { parse } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
 
-const HELP = `Usage: ksm-agent exec [--] COMMAND [ARGS...]
+/** exec takes no options of its own: everything after them is COMMAND's. */
+const OPTIONS = [] as const satisfies readonly OptionSpec[];
 
-Runs COMMAND with prctl(PR_SET_MEMORY_MERGE, 1): every compatible anonymous mapping of it (and of
+const HELP = commandHelp({
+  command: 'exec',
+  operands: '[--] COMMAND [ARGS...]',
+  options: OPTIONS,
+  about: `Runs COMMAND with prctl(PR_SET_MEMORY_MERGE, 1): every compatible anonymous mapping of it (and of
 its children) becomes a KSM candidate, without changes to the program (Linux 6.4+). KSM still
-merges only while ksmd runs (run=1: ksm-agent run, or ksm-agent set run=1).
+merges only while ksmd runs (run=1: ksm-agent run, or ksm-agent set run=1).`,
+  notes: `Only an option before COMMAND is ksm-agent's; use -- when COMMAND itself begins with a dash.
 Exit status: COMMAND's, or 128+N when a signal N ended it; 127 when it cannot be started.
-Signals sent to ksm-agent (SIGINT, SIGTERM, SIGHUP) are passed on to COMMAND.`;
+Signals sent to ksm-agent (SIGINT, SIGTERM, SIGHUP) are passed on to COMMAND.`,
+});
 
 export const exec: Command = {
   name: 'exec',
   summary: 'run a program with PR_SET_MEMORY_MERGE (KSM for all of its memory)',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
+    // A dash before COMMAND is a (mistyped) option of ours, not a program: refuse it as parse() does.
+    if (argv[0] !== undefined && argv[0] !== '--' && argv[0].startsWith('-')) parse('exec', argv.slice(0, 1), OPTIONS);
     const args = argv[0] === '--' ? argv.slice(1) : argv;
     if (args.length === 0) throw new UsageError('no command to run: ksm-agent exec -- COMMAND [ARGS...]; see ksm-agent exec --help');
     setMemoryMerge(true);

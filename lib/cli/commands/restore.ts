@@ -11,6 +11,8 @@ import { kernelRelease } from '../../kernel.js';
 import { readKsm, restoreSettings } from '../../sysfs.js';
 import type { KsmSnapshot } from '../../sysfs.js';
 import { flag, noPositionals, parse, str } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
 import { SAVED_PATH, readSaved, removeSaved } from '../saved.js';
@@ -32,26 +34,37 @@ export const KERNEL_DEFAULTS: Record<string, string> = {
   advisor_target_scan_time: '200',
 };
 
-const HELP = `Usage: ksm-agent restore [--from FILE | --defaults] [--state-file PATH] [--saved PATH] [--force] [--json]
+const OPTIONS = [
+  { name: 'from', type: 'string', value: 'FILE', description: 'a snapshot file, as the state file\'s "snapshot" or as ksm-agent set saves it' },
+  {
+    name: 'defaults',
+    type: 'boolean',
+    alternativeTo: 'from',
+    description:
+      "the kernel's boot values (run=0 pages_to_scan=100 sleep_millisecs=20 use_zero_pages=0 max_page_sharing=256 merge_across_nodes=1 smart_scan=1 advisor_mode=none ...), for the files this kernel has",
+  },
+  { name: 'state-file', type: 'string', value: 'PATH', description: "the daemon's state file", default: DEFAULT_STATE_FILE },
+  { name: 'saved', type: 'string', value: 'PATH', description: 'the settings ksm-agent set saved', default: SAVED_PATH },
+  { name: 'force', type: 'boolean', description: 'restore even when MemAvailable cannot absorb the unmerge it needs' },
+  { name: 'json', type: 'boolean', description: 'what was restored, as JSON' },
+] as const satisfies readonly OptionSpec[];
 
-Puts KSM settings back, from the first of:
-  --from FILE    a snapshot file (JSON as the state file's "snapshot", or as ksm-agent set saves)
-  --defaults     the kernel's boot values (run=0 pages_to_scan=100 sleep_millisecs=20
-                 use_zero_pages=0 max_page_sharing=256 merge_across_nodes=1 smart_scan=1
-                 advisor_mode=none ...), for the files this kernel has
-  the daemon's state file (${DEFAULT_STATE_FILE}), left when ksm-agent run did not exit
-                 cleanly (SIGKILL, OOM): the settings it found at its start
-  the settings ksm-agent set saved before its first change (${SAVED_PATH})
+const HELP = commandHelp({
+  command: 'restore',
+  options: OPTIONS,
+  about: `Puts KSM settings back, from the first of:
+  the snapshot file given with --from
+  the kernel's boot values, with --defaults
+  the daemon's state file (--state-file), left when ksm-agent run did not exit cleanly (SIGKILL,
+    OOM): the settings it found at its start
+  the settings ksm-agent set saved before its first change (--saved)
 The file used is deleted afterwards (not --from). Refused while ksm-agent run is running: it
 restores its own settings when it stops.
 
 Restoring max_page_sharing or merge_across_nodes while pages are merged needs run=2 first; that is
-skipped (and reported) unless MemAvailable can absorb the unmerge. --force restores regardless.
-
-Options:
-  --state-file PATH, --saved PATH   other locations of those files
-  --json         what was restored, as JSON
-Needs root.`;
+skipped (and reported) unless MemAvailable can absorb the unmerge. --force restores regardless.`,
+  notes: 'Needs root.',
+});
 
 async function readSnapshotFile(file: string): Promise<KsmSnapshot> {
   const text = await readTextIfExists(file);
@@ -80,16 +93,10 @@ async function defaultsSnapshot(): Promise<KsmSnapshot> {
 export const restore: Command = {
   name: 'restore',
   summary: 'put KSM settings back (crashed daemon, ksm-agent set, a file, or boot defaults)',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
-    const p = parse('restore', argv, {
-      from: { type: 'string' },
-      defaults: { type: 'boolean' },
-      'state-file': { type: 'string' },
-      saved: { type: 'string' },
-      force: { type: 'boolean' },
-      json: { type: 'boolean' },
-    });
+    const p = parse('restore', argv, OPTIONS);
     noPositionals('restore', p);
     if (str(p, 'from') !== undefined && flag(p, 'defaults')) throw new UsageError('--from and --defaults exclude each other; see ksm-agent restore --help');
     const holder = await lockHolder(DEFAULT_LOCK_FILE);

@@ -3,50 +3,44 @@ import path from 'node:path';
 import { runDaemon } from '../../agent/daemon.js';
 import { DEFAULTS, DEFAULT_CONFIG_PATH } from '../../agent/config.js';
 import { flag, noPositionals, num, parse, str } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
 
-const HELP = `Usage: ksm-agent run [--config PATH] [--listen HOST:PORT | --no-listen] [--interval S]
-                    [--cpu-budget PERCENT] [--state-file PATH] [--lock-file PATH]
-                    [--ksmtuned-conf PATH | --no-ksmtuned-conf] [--verbose]
+const OPTIONS = [
+  { name: 'config', type: 'string', value: 'PATH', description: 'JSON config', default: `${DEFAULT_CONFIG_PATH}, used when it exists` },
+  { name: 'listen', type: 'string', value: 'HOST:PORT', configKey: 'listen', description: 'metrics and status page address; port 0 = any', default: DEFAULTS.listen ?? 'none' },
+  { name: 'no-listen', type: 'boolean', alternativeTo: 'listen', description: 'serve no metrics and no status page' },
+  { name: 'interval', type: 'string', value: 'S', configKey: 'intervalSeconds', description: 'seconds between ticks', default: String(DEFAULTS.intervalSeconds) },
+  { name: 'cpu-budget', type: 'string', value: 'PERCENT', configKey: 'cpuBudgetPercent', description: 'ksmd CPU budget, % of one core', default: String(DEFAULTS.cpuBudgetPercent) },
+  { name: 'state-file', type: 'string', value: 'PATH', configKey: 'stateFile', description: 'where the settings found at start are kept until a clean exit', default: DEFAULTS.stateFile },
+  { name: 'lock-file', type: 'string', value: 'PATH', configKey: 'lockFile', description: 'the one-instance lock', default: DEFAULTS.lockFile },
+  { name: 'ksmtuned-conf', type: 'string', value: 'PATH', configKey: 'ksmtunedConf', description: "ksmtuned's config, read for its keys", default: DEFAULTS.ksmtunedConf ?? 'none' },
+  { name: 'no-ksmtuned-conf', type: 'boolean', alternativeTo: 'ksmtuned-conf', description: "ignore ksmtuned's config" },
+  { name: 'verbose', short: 'v', type: 'boolean', description: 'log every settings change too' },
+] as const satisfies readonly OptionSpec[];
 
-The KSM daemon. It starts KSM when memory use crosses a threshold (ksmtuned's rule and
+const HELP = commandHelp({
+  command: 'run',
+  options: OPTIONS,
+  about: `The KSM daemon. It starts KSM when memory use crosses a threshold (ksmtuned's rule and
 /etc/ksmtuned.conf keys), ramps pages_to_scan and sleep_millisecs by measured yield inside a
 ksmd CPU budget (or hands the rate to the kernel's scan-time advisor on big hosts), stops
 scanning when full passes gain nothing, and serves Prometheus metrics and a status page (/,
 JSON under /api/: README.md, section The status page). On SIGTERM/SIGINT it
 restores the KSM settings it found; after a crash its next start does (state file). One instance
 at a time. SIGHUP re-reads the config, SIGUSR1 retunes at once. Logs go to stderr (journald).
-See the README (section ksm-agent) for the policy, every config key and every metric.
-
-Options (each overrides the config key in brackets):
-  --config PATH          JSON config (default ${DEFAULT_CONFIG_PATH}, used when it exists)
-  --listen HOST:PORT     metrics and status page address [listen] (default ${DEFAULTS.listen}; port 0 = any)
-  --no-listen            serve no metrics and no status page
-  --interval S           seconds between ticks [intervalSeconds] (default ${DEFAULTS.intervalSeconds})
-  --cpu-budget PERCENT   ksmd CPU budget, % of one core [cpuBudgetPercent] (default ${DEFAULTS.cpuBudgetPercent})
-  --state-file PATH      [stateFile] (default ${DEFAULTS.stateFile})
-  --lock-file PATH       [lockFile] (default ${DEFAULTS.lockFile})
-  --ksmtuned-conf PATH   [ksmtunedConf] (default ${DEFAULTS.ksmtunedConf}; --no-ksmtuned-conf: ignore it)
-  --verbose              log every settings change too
-Needs root.`;
+See the README (section ksm-agent) for the policy, every config key and every metric.`,
+  notes: 'Needs root.',
+});
 
 export const run: Command = {
   name: 'run',
   summary: 'the daemon: threshold start, yield-driven tuning, metrics, safe restore',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], _io: Io): Promise<number> {
-    const p = parse('run', argv, {
-      config: { type: 'string' },
-      listen: { type: 'string' },
-      'no-listen': { type: 'boolean' },
-      interval: { type: 'string' },
-      'cpu-budget': { type: 'string' },
-      'state-file': { type: 'string' },
-      'lock-file': { type: 'string' },
-      'ksmtuned-conf': { type: 'string' },
-      'no-ksmtuned-conf': { type: 'boolean' },
-      verbose: { type: 'boolean', short: 'v' },
-    });
+    const p = parse('run', argv, OPTIONS);
     noPositionals('run', p);
     const overrides: Record<string, unknown> = {};
     const listen = str(p, 'listen');

@@ -8,31 +8,37 @@ import { parseSettingInput } from '../../ksm-files.js';
 import type { KsmSettings } from '../../ksm-files.js';
 import { readKsmSettings, setKsm, snapshotSettings } from '../../sysfs.js';
 import { flag, parse, str } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
 import { formatBytes } from '../../format.js';
 import { SAVED_PATH, readSaved, writeSaved } from '../saved.js';
 
-const HELP = `Usage: ksm-agent set KEY=VALUE... [--force] [--no-save] [--saved PATH] [--json]
+const OPTIONS = [
+  { name: 'force', type: 'boolean', description: 'write run=2 even without that headroom (the OOM killer may act)' },
+  { name: 'no-save', type: 'boolean', description: 'do not save the settings for restore' },
+  { name: 'saved', type: 'string', value: 'PATH', description: 'where to save them', default: SAVED_PATH },
+  { name: 'json', type: 'boolean', description: 'print the settings after the change as JSON' },
+] as const satisfies readonly OptionSpec[];
 
-Changes KSM settings (files of /sys/kernel/mm/ksm), e.g.
+const HELP = commandHelp({
+  command: 'set',
+  operands: 'KEY=VALUE...',
+  options: OPTIONS,
+  about: `Changes KSM settings (files of /sys/kernel/mm/ksm), e.g.
   ksm-agent set run=1 pages_to_scan=1000 sleep_millisecs=20
   ksm-agent set use_zero_pages=1 advisor_mode=scan-time advisor_max_cpu=30
 Every value is checked before anything is written; writes go in an order the kernel accepts;
 if one fails, the ones done are undone. Booleans take 1/0, yes/no, on/off, true/false.
 
-Before the first change the current settings are saved (${SAVED_PATH}); "ksm-agent restore" puts
-them back. A later set keeps that first snapshot.
+Before the first change the current settings are saved (--saved); "ksm-agent restore" puts them
+back. A later set keeps that first snapshot.
 
 run=2 stops ksmd and unmerges every page, which needs a free page for each merged one: it is
-refused unless MemAvailable covers pages_sharing + ksm_zero_pages plus 5% of RAM.
-
-Options:
-  --force        write run=2 even without that headroom (the OOM killer may act)
-  --no-save      do not save the settings for restore
-  --saved PATH   where to save them (default ${SAVED_PATH})
-  --json         print the settings after the change as JSON
-Needs root. While "ksm-agent run" manages KSM it may change these again.`;
+refused unless MemAvailable covers pages_sharing + ksm_zero_pages plus 5% of RAM.`,
+  notes: 'Needs root. While "ksm-agent run" manages KSM it may change these again.',
+});
 
 export function parseAssignments(words: string[]): KsmSettings {
   if (words.length === 0) throw new UsageError('nothing to set: give KEY=VALUE pairs, e.g. ksm-agent set run=1 pages_to_scan=1000; see ksm-agent set --help');
@@ -48,9 +54,10 @@ export function parseAssignments(words: string[]): KsmSettings {
 export const set: Command = {
   name: 'set',
   summary: 'change KSM settings (saved first, for restore)',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
-    const p = parse('set', argv, { force: { type: 'boolean' }, 'no-save': { type: 'boolean' }, saved: { type: 'string' }, json: { type: 'boolean' } }, true);
+    const p = parse('set', argv, OPTIONS, true);
     const changes = parseAssignments(p.positionals);
     const holder = await lockHolder(DEFAULT_LOCK_FILE);
     if (holder !== undefined) io.err(`ksm-agent set: note: ksm-agent run (pid ${holder}) manages KSM and may change these settings again`);

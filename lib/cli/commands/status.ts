@@ -6,22 +6,28 @@ import { lockHolder } from '../../instance-lock.js';
 import { fullPassSeconds, rates, takeSample } from '../../sample.js';
 import type { Rates, Sample } from '../../sample.js';
 import { flag, noPositionals, num, parse } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
 import { formatBytes, formatCount, formatDuration, formatPercent, renderPairs } from '../../format.js';
 
-const HELP = `Usage: ksm-agent status [--json] [--sample SECONDS]
+const OPTIONS = [
+  {
+    name: 'json',
+    type: 'boolean',
+    description:
+      'machine-readable: "ksm" holds every file of /sys/kernel/mm/ksm by its name (numbers as the kernel prints them, advisor_mode as its selected word), plus saved_bytes (= general_profit), sharing_ratio, scan and CPU figures',
+  },
+  { name: 'sample', type: 'string', value: 'SECONDS', description: 'measure rates over this long; 0: settings and counters only', default: '1' },
+] as const satisfies readonly OptionSpec[];
 
-KSM on this host at a glance: running or not, memory saved (general_profit), the sharing ratio,
-the scan rate and the time one full pass takes, ksmd's CPU share, and every setting.
-
-Options:
-  --json            machine-readable: "ksm" holds every file of /sys/kernel/mm/ksm by its name
-                    (numbers as the kernel prints them, advisor_mode as its selected word), plus
-                    saved_bytes (= general_profit), sharing_ratio, scan and CPU figures
-  --sample SECONDS  measure rates over this long (default 1; 0 = settings and counters only)
-  -h, --help        this text
-
-Works as any user (sysfs and ksmd's /proc/PID/stat are world-readable).`;
+const HELP = commandHelp({
+  command: 'status',
+  options: OPTIONS,
+  about: `KSM on this host at a glance: running or not, memory saved (general_profit), the sharing ratio,
+the scan rate and the time one full pass takes, ksmd's CPU share, and every setting.`,
+  notes: "Works as any user (sysfs and ksmd's /proc/PID/stat are world-readable).",
+});
 
 /** Every KSM file by name, with the value as the kernel prints it (booleans as 0/1). */
 export function ksmJson(s: Sample): Record<string, number | string> {
@@ -117,9 +123,10 @@ export function statusJson(r: StatusReport): Record<string, unknown> {
 export const status: Command = {
   name: 'status',
   summary: 'KSM at a glance: saved memory, sharing, scan rate, ksmd CPU, settings',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
-    const p = parse('status', argv, { json: { type: 'boolean' }, sample: { type: 'string' } });
+    const p = parse('status', argv, OPTIONS);
     noPositionals('status', p);
     const seconds = num('status', p, 'sample', 0, 60) ?? 1;
     const report = await readStatus(seconds);

@@ -10,12 +10,26 @@ import { readKsm } from '../../sysfs.js';
 import { listVms } from '../../vms.js';
 import type { Vm } from '../../vms.js';
 import { flag, noPositionals, parse, str } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
+import { DEFAULT_CONFIG_PATH } from '../../paths.js';
 import type { Command, Io } from '../command.js';
 import { formatBytes, formatCount, renderTable } from '../../format.js';
 
-const HELP = `Usage: ksm-agent vms [--json] [--config PATH]
+const OPTIONS = [
+  {
+    name: 'json',
+    type: 'boolean',
+    description:
+      'an array, one object per VM: name, pid, ram_bytes, ksm_pages, ksm_zero_pages, rmap_items, fair_pages, saved_bytes, top_peer {name, pid, pages}, tenant, opted_out; plus a last entry {"name": "(other processes)", ...} when non-VM processes use KSM',
+  },
+  { name: 'config', type: 'string', value: 'PATH', description: 'the agent config that names tenants and opt-outs', default: `${DEFAULT_CONFIG_PATH}, read when it exists` },
+] as const satisfies readonly OptionSpec[];
 
-Every QEMU VM on this host with what KSM saves for it now:
+const HELP = commandHelp({
+  command: 'vms',
+  options: OPTIONS,
+  about: `Every QEMU VM on this host with what KSM saves for it now:
   NAME, PID, RAM (guest RAM from -m), KSM PAGES (its pages mapped to KSM pages, as
   /proc/PID/ksm_merging_pages), SAVED, SHARES MOST WITH (the VM it has most KSM pages in common
   with), and its tenant / opt-out from the agent config.
@@ -26,17 +40,9 @@ How SAVED is attributed (fair, and it adds up):
   (m − 1)/m of a page (pagemap + kpageflags + kpagecount). ksm_zero_pages and ksm_rmap_items are
   the VM's own (/proc/PID/ksm_stat). The fair pages of all KSM users sum to pages_sharing, so the
   SAVED column sums to general_profit; KSM users that are not VMs show as one "(other processes)"
-  row, so the total is always general_profit. Rounded to whole bytes by largest remainder.
-
-Options:
-  --json         an array, one object per VM: name, pid, ram_bytes, ksm_pages, ksm_zero_pages,
-                 rmap_items, fair_pages, saved_bytes, top_peer {name, pid, pages}, tenant,
-                 opted_out; plus a last entry {"name": "(other processes)", ...} when non-VM
-                 processes use KSM
-  --config PATH  the agent config that names tenants and opt-outs (default /etc/samepage/agent.json)
-  -h, --help     this text
-
-Needs root (page frame numbers in /proc/PID/pagemap need CAP_SYS_ADMIN).`;
+  row, so the total is always general_profit. Rounded to whole bytes by largest remainder.`,
+  notes: 'Needs root (page frame numbers in /proc/PID/pagemap need CAP_SYS_ADMIN).',
+});
 
 export type { VmRow } from '../../vm-rows.js';
 
@@ -73,9 +79,10 @@ export function vmTable(rows: VmRow[], generalProfit: number): string {
 export const vms: Command = {
   name: 'vms',
   summary: 'per-VM savings (fair, summing to general_profit) and who shares with whom',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
-    const p = parse('vms', argv, { json: { type: 'boolean' }, config: { type: 'string' } });
+    const p = parse('vms', argv, OPTIONS);
     noPositionals('vms', p);
     const { rows, generalProfit } = await readVmRows(str(p, 'config'));
     if (flag(p, 'json')) io.out(JSON.stringify(rows, null, 2));

@@ -4,25 +4,30 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fullPassSeconds, rates, takeSample } from '../../sample.js';
 import type { Sample } from '../../sample.js';
 import { flag, noPositionals, num, parse, str } from '../args.js';
+import type { OptionSpec } from '../args.js';
+import { commandHelp } from '../help.js';
+import { DEFAULT_CONFIG_PATH } from '../../paths.js';
 import type { Command, Io } from '../command.js';
 import { formatBytes, formatCount, formatPercent, renderPairs } from '../../format.js';
 import { readStatus, statusJson, statusLines } from './status.js';
 import type { StatusReport } from './status.js';
 import { readVmRows, vmTable } from './vms.js';
 
-const HELP = `Usage: ksm-agent watch [--interval S] [--count N] [--no-vms] [--json] [--config PATH]
+const OPTIONS = [
+  { name: 'interval', type: 'string', value: 'S', description: 'seconds between refreshes', default: '1' },
+  { name: 'count', type: 'string', value: 'N', description: 'stop after N refreshes', default: 'until Ctrl-C' },
+  { name: 'no-vms', type: 'boolean', description: 'leave out the per-VM table, which needs root' },
+  { name: 'json', type: 'boolean', description: 'NDJSON: one JSON object per refresh' },
+  { name: 'config', type: 'string', value: 'PATH', description: 'agent config for tenants and opt-outs in the VM table', default: `${DEFAULT_CONFIG_PATH}, read when it exists` },
+] as const satisfies readonly OptionSpec[];
 
-A live view of KSM, refreshed every second: what status shows plus the per-VM table (as vms).
+const HELP = commandHelp({
+  command: 'watch',
+  options: OPTIONS,
+  about: `A live view of KSM, refreshed every second: what status shows plus the per-VM table (as vms).
 On a terminal the screen is redrawn in place; piped, one line per refresh; --json writes one JSON
-object per refresh (status --json plus "vms").
-
-Options:
-  --interval S   seconds between refreshes (default 1)
-  --count N      stop after N refreshes (default: until Ctrl-C)
-  --no-vms       leave out the per-VM table (it needs root)
-  --config PATH  agent config for tenants and opt-outs in the VM table
-  --json         NDJSON
-  -h, --help     this text`;
+object per refresh (status --json plus "vms").`,
+});
 
 function oneLine(s: Sample, r: StatusReport): string {
   const c = s.ksm.counters;
@@ -42,9 +47,10 @@ function oneLine(s: Sample, r: StatusReport): string {
 export const watch: Command = {
   name: 'watch',
   summary: 'a live view of KSM and the VMs, refreshed every second',
+  options: OPTIONS,
   help: HELP,
   async run(argv: string[], io: Io): Promise<number> {
-    const p = parse('watch', argv, { interval: { type: 'string' }, count: { type: 'string' }, 'no-vms': { type: 'boolean' }, json: { type: 'boolean' }, config: { type: 'string' } });
+    const p = parse('watch', argv, OPTIONS);
     noPositionals('watch', p);
     const interval = num('watch', p, 'interval', 0.2, 3600) ?? 1;
     const count = num('watch', p, 'count', 1, Number.MAX_SAFE_INTEGER, true);

@@ -10,10 +10,18 @@ import { takeSample } from '../lib/sample.js';
 test('24 h at 10 s: 8640 points at most, the oldest dropped, the memory fixed', (t) => {
   t.is(RESOLUTION_SECONDS, 10);
   t.is(DAY_POINTS, 8640);
+  // The README's figure, written out: 11 columns × 8640 points × 8 bytes = 760 320 bytes (0.76 MB).
+  t.is(HISTORY_COLUMNS.length, 11);
+  const before = process.memoryUsage().arrayBuffers;
   const tl = new Timeline();
+  const allocated = process.memoryUsage().arrayBuffers - before;
   t.is(tl.capacity, 8640);
+  // byteLength sums the typed arrays the timeline really holds.
   const bytes = tl.byteLength;
-  t.is(bytes, HISTORY_COLUMNS.length * 8640 * 8);
+  t.is(bytes, 760_320);
+  // And the process's array-buffer memory grew by that much when the timeline was made (a
+  // collection in between could free other buffers: allow 64 KiB less, never more than 64 KiB over).
+  t.true(allocated > 760_320 - 64 * 1024 && allocated < 760_320 + 64 * 1024, `new Timeline() allocated ${allocated} bytes of array buffers`);
   const heap = process.memoryUsage().arrayBuffers;
   for (let i = 0; i < 3 * 8640 + 7; i++) tl.push({ t: 1000 + i * 10, saved_bytes: i, pages_sharing: 2 * i });
   t.is(tl.size, 8640);

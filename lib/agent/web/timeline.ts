@@ -26,9 +26,9 @@ export class Timeline {
     return this.count;
   }
 
-  /** Bytes held by the columns: constant from construction on. */
+  /** Bytes the columns' typed arrays hold (measured on the arrays): constant from construction on. */
   get byteLength(): number {
-    return HISTORY_COLUMNS.length * this.capacity * Float64Array.BYTES_PER_ELEMENT;
+    return Object.values<Float64Array>(this.columns).reduce((sum, column) => sum + column.byteLength, 0);
   }
 
   push(p: TimelinePoint): void {

@@ -4,9 +4,10 @@
 import { SETTING_NAMES, formatSetting } from '../ksm-files.js';
 import type { KsmSettings, SettingName } from '../ksm-files.js';
 import { DEFAULT_CONFIG_PATH, DEFAULT_LOCK_FILE, DEFAULT_STATE_FILE, UNMERGE_RESERVE_PERCENT } from '../paths.js';
-import { readTextIfExists } from '../safe-files.js';
+import { readOwnFile } from '../safe-files.js';
 import type { VmPolicy } from '../tenants.js';
 import { ConfigError } from './config-error.js';
+import { parseHost } from './http-host.js';
 import { KSMTUNED_KEYS, readKsmtunedConf } from './ksmtuned-conf.js';
 import type { KsmtunedConf } from './ksmtuned-conf.js';
 
@@ -39,6 +40,10 @@ export interface AgentConfig {
   settlePasses: number;
   recheckSeconds: number;
   listen: string | null;
+  /** Extra Host names the HTTP server answers (NAME or NAME:PORT); see http-host.ts. */
+  allowedHosts: string[];
+  /** A root-only file holding the HTTP bearer token; null = no token. */
+  tokenFile: string | null;
   stateFile: string;
   lockFile: string;
   ksmtunedConf: string | null;
@@ -69,6 +74,8 @@ export const DEFAULTS: AgentConfig = {
   settlePasses: 3,
   recheckSeconds: 120,
   listen: '127.0.0.1:9662',
+  allowedHosts: [],
+  tokenFile: null,
   stateFile: DEFAULT_STATE_FILE,
   lockFile: DEFAULT_LOCK_FILE,
   ksmtunedConf: '/etc/ksmtuned.conf',
@@ -120,6 +127,14 @@ const listen: Check = (v, where) => {
   if (v === null || v === false) return null;
   if (typeof v !== 'string' || parseListen(v) === undefined) fail(where, 'must be "HOST:PORT" (port 0-65535; 127.0.0.1:9662 by default) or null to serve no metrics', v);
   return v;
+};
+const allowedHosts: Check = (v, where) => {
+  const shape = 'must be an array of host names or addresses the HTTP server answers to, each NAME or NAME:PORT (no wildcards: they would let DNS rebinding through)';
+  if (!Array.isArray(v) || v.length > 64) fail(where, shape, v);
+  for (const entry of v as unknown[]) {
+    if (typeof entry !== 'string' || parseHost(entry) === undefined) fail(where, shape, entry);
+  }
+  return [...(v as string[])];
 };
 
 const vmsCheck: Check = (v, where) => {
@@ -195,6 +210,8 @@ const SCHEMA: Record<keyof AgentConfig, Check> = {
   settlePasses: num(1, 100, true),
   recheckSeconds: num(5, 86400),
   listen,
+  allowedHosts,
+  tokenFile: pathOrNull,
   stateFile: path,
   lockFile: path,
   ksmtunedConf: pathOrNull,
@@ -278,7 +295,7 @@ export interface LoadOptions {
 }
 
 async function readJson(file: string, required: boolean): Promise<unknown> {
-  const text = await readTextIfExists(file);
+  const text = await readOwnFile({ path: file, what: 'the config file' });
   if (text === undefined && !required) return undefined;
   if (text === undefined) throw new ConfigError(`config file ${file} does not exist: create it (see README.md, section ksm-agent) or leave out --config`);
   try {

@@ -11,6 +11,7 @@ import { Agent } from './agent.js';
 import { loadConfig, parseListen } from './config.js';
 import type { AgentConfig, LoadedConfig } from './config.js';
 import { Router, startHttpServer } from './http.js';
+import { readTokenFile } from './token-file.js';
 import type { HttpServer } from './http.js';
 import { acquireInstanceLock } from '../instance-lock.js';
 import type { InstanceLock } from '../instance-lock.js';
@@ -92,6 +93,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   }
   let loaded = await load(opts);
   let cfg = loaded.config;
+  // Read before the lock and the state file: a token file that is not root-only changes nothing.
+  const token = cfg.listen === null || cfg.tokenFile === null ? undefined : await readTokenFile(cfg.tokenFile);
   const initial = await readKsm(); // KSM present? (KsmUnavailableError otherwise)
   const lock: InstanceLock = await acquireInstanceLock(cfg.lockFile);
   let server: HttpServer | undefined;
@@ -169,9 +172,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
       const registry = createMetrics(a.metricsSource());
       const router = new Router()
         .get('/metrics', async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
-        .get('/healthz', () => ({ body: `ok ${a.lastDecision?.state ?? 'starting'}\n` }));
+        .get('/healthz', () => ({ body: `ok ${a.lastDecision?.state ?? 'starting'}\n` }), 'public');
       statusPage = mountStatusPage(router, a, log);
-      server = await startHttpServer(router, where.host, where.port, (err) => log.warning(`http: ${err.message}`));
+      server = await startHttpServer(router, { host: where.host, port: where.port, allowedHosts: cfg.allowedHosts, log, ...(token === undefined ? {} : { token }) });
       log.notice(`serving metrics on ${server.url}/metrics`);
     }
 

@@ -1,25 +1,51 @@
 // The agent's HTTP side: a small router (method + exact path) and a server bound to 127.0.0.1 by
-// default. /metrics and /healthz are registered by the daemon; a status page at / or JSON under
-// /api/ is one more router.get() (the daemon's History holds the series such routes need).
+// default. /metrics and /healthz are registered by the daemon; the status page at / and JSON under
+// /api/ by web/status-page.ts. Every request passes a gate before any handler runs:
+//   414  a URL longer than maxUrlBytes
+//   400  two Host headers; 403 a Host header that does not name this agent (DNS rebinding: http-host.ts)
+//   405  any method but GET and HEAD; 413 a GET that carries a body (neither body is read)
+//   401  no valid token, when "tokenFile" is set (every route but the public /healthz)
+//   403  side-channel routes (/api/vms, /api/matrix) on a non-loopback listen without a token
+// and the server itself bounds connections, header size and the time a request may take
+// (slowloris), answering 431 and 408 itself. A handler that throws gives `500 internal error`:
+// the message, which may name files or pids, goes to the log only.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SamepageError, fromSystemError } from '../errors.js';
+import { AUTH_CHALLENGE } from './http-auth.js';
+import type { BearerToken } from './http-auth.js';
+import { hostAllowed, hostPolicy, isLoopback } from './http-host.js';
+import type { HostPolicy } from './http-host.js';
+import type { Logger } from './log.js';
 
 export interface Reply {
   status?: number;
   contentType?: string;
   body: string | Buffer;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | string[]>;
 }
 
 export type Handler = (req: http.IncomingMessage, url: URL) => Promise<Reply> | Reply;
 
+/**
+ * Who may read a route: `public` needs no token (a liveness probe), `side-channel` tells which VMs
+ * share pages with which (what a cross-VM dedup attack wants), `normal` is everything else.
+ */
+export type Access = 'public' | 'normal' | 'side-channel';
+
+/** "/api/vms/" and "/api/vms" are one route (the API handler strips trailing slashes too). */
+function routeKey(pathname: string): string {
+  return pathname.length > 1 ? pathname.replace(/\/+$/, '') : pathname;
+}
+
 export class Router {
   private readonly routes = new Map<string, Handler>();
   private readonly prefixes: [string, Handler][] = [];
+  private readonly access = new Map<string, Access>();
 
-  get(path: string, handler: Handler): this {
+  get(path: string, handler: Handler, access: Access = 'normal'): this {
     this.routes.set(`GET ${path}`, handler);
+    if (access !== 'normal') this.access.set(routeKey(path), access);
     return this;
   }
 
@@ -27,6 +53,16 @@ export class Router {
   getPrefix(prefix: string, handler: Handler): this {
     this.prefixes.push([prefix, handler]);
     return this;
+  }
+
+  /** Marks paths served by a prefix handler as side-channel data. */
+  sideChannel(...paths: string[]): this {
+    for (const p of paths) this.access.set(routeKey(p), 'side-channel');
+    return this;
+  }
+
+  accessOf(pathname: string): Access {
+    return this.access.get(routeKey(pathname)) ?? 'normal';
   }
 
   paths(): string[] {
@@ -47,6 +83,44 @@ export class Router {
   }
 }
 
+export interface HttpLimits {
+  /** Open connections at once; more are closed as they arrive (a browser opens ~6, Prometheus 1). */
+  maxConnections: number;
+  /** From the connection's first byte to the end of its headers (slowloris). */
+  headersTimeoutMs: number;
+  /** From the first byte to the end of the request. */
+  requestTimeoutMs: number;
+  /** How often the two timeouts above are checked (Node's default is 30 s). */
+  checkIntervalMs: number;
+  /** A socket with no traffic this long is closed (a client that stops reading its answer). */
+  idleTimeoutMs: number;
+  /** Request line and headers together; more gets 431. */
+  maxHeaderBytes: number;
+  /** The request target; longer gets 414. */
+  maxUrlBytes: number;
+}
+
+export const HTTP_LIMITS: Readonly<HttpLimits> = {
+  maxConnections: 32,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  checkIntervalMs: 1000,
+  idleTimeoutMs: 30_000,
+  maxHeaderBytes: 8192,
+  maxUrlBytes: 2048,
+};
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  /** Extra Host names to answer (config "allowedHosts"): NAME (any port) or NAME:PORT. */
+  allowedHosts?: readonly string[];
+  /** When set, every route but the public ones needs it (config "tokenFile"). */
+  token?: BearerToken;
+  log: Logger;
+  limits?: Partial<HttpLimits>;
+}
+
 export interface HttpServer {
   /** "http://127.0.0.1:9662" with the port actually bound (for listen port 0). */
   url: string;
@@ -54,38 +128,128 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export async function startHttpServer(router: Router, host: string, port: number, onError: (err: Error) => void): Promise<HttpServer> {
-  const server = http.createServer((req, res) => {
-    router
-      .handle(req)
-      .catch((err: unknown): Reply => {
-        onError(err instanceof Error ? err : new Error(String(err)));
-        return { status: 500, contentType: 'text/plain; charset=utf-8', body: `${err instanceof Error ? err.message : String(err)}\n` };
-      })
+const TEXT = 'text/plain; charset=utf-8';
+
+function refusal(status: number, body: string, headers: Record<string, string | string[]> = {}): Reply {
+  // The connection is closed after a refusal: any body the client sent is left unread.
+  return { status, contentType: TEXT, body, headers: { Connection: 'close', 'Cache-Control': 'no-store', ...headers } };
+}
+
+interface Gate {
+  limits: HttpLimits;
+  hosts: HostPolicy;
+  token: BearerToken | undefined;
+  loopbackListen: boolean;
+  router: Router;
+}
+
+/** The answer for a request that must not reach a handler, or undefined when it may. */
+function gate(g: Gate, req: http.IncomingMessage): Reply | undefined {
+  const target = req.url ?? '/';
+  if (Buffer.byteLength(target) > g.limits.maxUrlBytes) return refusal(414, `URI too long: at most ${g.limits.maxUrlBytes} bytes\n`);
+  // Node keeps the first of two Host headers; RFC 9112 says such a request gets 400.
+  if (req.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'host').length > 1) return refusal(400, 'bad request: more than one Host header\n');
+  if (!hostAllowed(g.hosts, req.headers.host)) {
+    return refusal(403, 'forbidden: the Host header does not name this agent; add the name to "allowedHosts" in the agent config\n');
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') return refusal(405, 'method not allowed: GET and HEAD only\n', { Allow: 'GET, HEAD' });
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+    return refusal(413, 'request bodies are not accepted\n');
+  }
+  const pathname = new URL(target, 'http://localhost').pathname;
+  const access = g.router.accessOf(pathname);
+  if (g.token !== undefined) {
+    if (access !== 'public' && !g.token.matches(req.headers.authorization)) {
+      return refusal(401, 'unauthorized: send the token from "tokenFile" as Authorization: Bearer TOKEN\n', { 'WWW-Authenticate': AUTH_CHALLENGE });
+    }
+  } else if (access === 'side-channel' && !g.loopbackListen) {
+    return refusal(403, 'forbidden: this endpoint tells which VMs share memory; on a non-loopback listen address it needs "tokenFile" set (or listen on 127.0.0.1)\n');
+  }
+  return undefined;
+}
+
+export async function startHttpServer(router: Router, opts: HttpServerOptions): Promise<HttpServer> {
+  const limits: HttpLimits = { ...HTTP_LIMITS, ...opts.limits };
+  const { log } = opts;
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionsCheckingInterval: limits.checkIntervalMs,
+    // Scrapes are short; do not keep idle keep-alive sockets (and their timers) around.
+    keepAliveTimeout: 1000,
+    // HTTP/1.1 without Host is answered 400 by Node itself (http-host.ts says why 1.0 is let through).
+    requireHostHeader: true,
+  });
+  server.maxConnections = limits.maxConnections;
+  // A socket idle this long is destroyed (no 'timeout' listener: Node's default does that).
+  server.setTimeout(limits.idleTimeoutMs);
+  let lastDropWarning = 0;
+  server.on('drop', () => {
+    if (Date.now() - lastDropWarning < 60_000) return;
+    lastDropWarning = Date.now();
+    log.warning(`http: ${limits.maxConnections} connections are open, the limit: closing new ones as they arrive (warned at most once a minute)`);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(listenError(err, opts.host, opts.port)));
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  server.on('error', (err) => log.warning(`http: ${err.message}`));
+  const address = server.address() as AddressInfo;
+  const g: Gate = {
+    limits,
+    hosts: hostPolicy(opts.host, address.port, opts.allowedHosts ?? []),
+    token: opts.token,
+    loopbackListen: isLoopback(address.address),
+    router,
+  };
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const refused = gate(g, req);
+    const answer = refused !== undefined ? Promise.resolve(refused) : router.handle(req).catch((err: unknown): Reply => {
+      // The message may name files, pids or VMs: the log gets it, the client a fixed line.
+      const pathname = (req.url ?? '/').split('?')[0];
+      log.error(`http: ${req.method ?? 'GET'} ${pathname} failed: ${err instanceof Error ? err.message : String(err)}`);
+      if (err instanceof Error && err.stack !== undefined) log.debug(`http: ${err.stack}`);
+      return refusal(500, 'internal error\n');
+    });
+    answer
       .then((reply) => {
-        res.writeHead(reply.status ?? 200, { 'Content-Type': reply.contentType ?? 'text/plain; charset=utf-8', ...reply.headers });
+        res.writeHead(reply.status ?? 200, { 'Content-Type': reply.contentType ?? TEXT, 'X-Content-Type-Options': 'nosniff', ...reply.headers });
         res.end(req.method === 'HEAD' ? undefined : reply.body);
       })
-      .catch(onError);
+      .catch((err: unknown) => {
+        log.warning(`http: could not answer: ${err instanceof Error ? err.message : String(err)}`);
+        res.destroy();
+      });
   });
-  // Scrapes are short; do not keep idle keep-alive sockets (and their timers) around.
-  server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(listenError(err, host, port)));
-    server.listen(port, host, () => resolve());
-  });
-  server.on('error', (err) => onError(err));
-  const bound = (server.address() as AddressInfo).port;
-  const shownHost = host.includes(':') ? `[${host}]` : host;
+
+  const shownHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  const url = `http://${shownHost}:${address.port}`;
+  if (!g.loopbackListen) warnExposed(log, url, opts.token !== undefined);
   return {
-    url: `http://${shownHost}:${bound}`,
-    port: bound,
+    url,
+    port: address.port,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+}
+
+/** A listen address other hosts reach: say what they can read, and what to do about it. */
+function warnExposed(log: Logger, url: string, withToken: boolean): void {
+  if (withToken) {
+    log.notice(`listening on ${url}, not a loopback address: every route but /healthz needs the bearer token from "tokenFile"`);
+    return;
+  }
+  log.warning(
+    `listening on ${url}, not a loopback address, without a token: anyone who reaches it reads /metrics, which exposes per-VM data (each VM's merged pages and savings, cross-tenant sharing); ` +
+      `/api/vms and /api/matrix (which VMs share pages with which) are refused until "tokenFile" is set; set "tokenFile" to a root-only file holding a token, or listen on 127.0.0.1`,
+  );
 }
 
 function listenError(err: unknown, host: string, port: number): Error {
@@ -95,3 +259,4 @@ function listenError(err: unknown, host: string, port: number): Error {
   }
   return fromSystemError(err, { op: `listen on ${host}:${port} for`, path: 'metrics' });
 }
+

@@ -6,6 +6,19 @@
 //   /api/matrix      VM-by-VM shared KSM pages, from the live page tables
 //   /api/cache       the exclusive-cache scrub: configuration and bytes reclaimed
 // Shapes: api-types.ts. Errors: {"error": "..."} with 400 (bad query) or 404 (no such endpoint).
+//
+// Who can read them. /api/vms and /api/matrix are side-channel data: which VMs share how many
+// pages with which, exactly what a cross-VM deduplication attack (CAIN, Dedup Est Machina, VUsion)
+// wants to know before timing writes. They are served:
+//   - with "tokenFile" set: only to a client sending the token (like every route but /healthz);
+//   - without a token on a loopback listen (the default 127.0.0.1:9662): to every process on the
+//     host, any user, and to guests on QEMU user-mode networking (SLIRP without restrict=on
+//     forwards a guest's 10.0.2.2 to the host's 127.0.0.1): set "tokenFile" on such hosts;
+//   - without a token on any other listen address: to nobody (403; http.ts), since anyone on the
+//     network would otherwise read them. /metrics still answers there, with per-VM series, and the
+//     agent logs a warning at start saying so.
+// Browsers on other sites cannot read any of it: Host must name the agent (DNS rebinding,
+// http-host.ts) and no CORS header is sent.
 import os from 'node:os';
 import type { Handler, Reply } from '../http.js';
 import { readKsm } from '../../sysfs.js';
@@ -31,6 +44,9 @@ export interface StatusSource {
   vmSavings(): Promise<Attribution | undefined>;
   vmPolicies(): { vm: string; tenant?: string; optedOut: boolean }[];
 }
+
+/** Endpoints whose answers tell which VMs share memory with which (see the top of this file). */
+export const SIDE_CHANNEL_ENDPOINTS = ['/api/vms', '/api/matrix'];
 
 const ENDPOINTS: IndexResponse['endpoints'] = [
   { path: '/api/summary', what: 'KSM counters read now, the agent state and the last tick rates' },

@@ -4,7 +4,7 @@
 import type { Agent } from '../agent.js';
 import type { Reply, Router } from '../http.js';
 import type { Logger } from '../log.js';
-import { apiHandler } from './api.js';
+import { SIDE_CHANNEL_ENDPOINTS, apiHandler } from './api.js';
 import type { StatusSource } from './api.js';
 import { loadAssets } from './assets.js';
 import type { Asset } from './assets.js';
@@ -61,7 +61,8 @@ export function mountStatusPage(router: Router, agent: Agent, log: Logger): Stat
       const a = assets.get(url.pathname);
       return a === undefined ? { status: 404, body: `no asset ${url.pathname}\n` } : { contentType: a.contentType, body: a.body, headers: COMMON_HEADERS };
     })
-    .getPrefix('/api/', apiHandler(src, timeline, () => matrix.get()));
+    .getPrefix('/api/', apiHandler(src, timeline, () => matrix.get()))
+    .sideChannel(...SIDE_CHANNEL_ENDPOINTS);
   sampler.start();
   return { timeline, close: () => sampler.close() };
 }

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { runDaemon } from '../../agent/daemon.js';
 import { DEFAULTS, DEFAULT_CONFIG_PATH } from '../../agent/config.js';
-import { flag, noPositionals, num, parse, str } from '../args.js';
+import { flag, noPositionals, num, parse, str, strs } from '../args.js';
 import type { OptionSpec } from '../args.js';
 import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
@@ -11,6 +11,8 @@ const OPTIONS = [
   { name: 'config', type: 'string', value: 'PATH', description: 'JSON config', default: `${DEFAULT_CONFIG_PATH}, used when it exists` },
   { name: 'listen', type: 'string', value: 'HOST:PORT', configKey: 'listen', description: 'metrics and status page address; port 0 = any', default: DEFAULTS.listen ?? 'none' },
   { name: 'no-listen', type: 'boolean', alternativeTo: 'listen', description: 'serve no metrics and no status page' },
+  { name: 'token-file', type: 'string', value: 'PATH', configKey: 'tokenFile', description: 'a root-only file (mode 0600/0400) holding a bearer token every route but /healthz then needs', default: 'none' },
+  { name: 'allowed-host', type: 'string', value: 'NAME[:PORT]', multiple: true, configKey: 'allowedHosts', description: 'also answer requests whose Host is NAME (a reverse proxy, a DNS name of this host); the loopback names always are' },
   { name: 'interval', type: 'string', value: 'S', configKey: 'intervalSeconds', description: 'seconds between ticks', default: String(DEFAULTS.intervalSeconds) },
   { name: 'cpu-budget', type: 'string', value: 'PERCENT', configKey: 'cpuBudgetPercent', description: 'ksmd CPU budget, % of one core', default: String(DEFAULTS.cpuBudgetPercent) },
   { name: 'state-file', type: 'string', value: 'PATH', configKey: 'stateFile', description: 'where the settings found at start are kept until a clean exit', default: DEFAULTS.stateFile },
@@ -46,6 +48,10 @@ export const run: Command = {
     const listen = str(p, 'listen');
     if (listen !== undefined) overrides['listen'] = listen;
     if (flag(p, 'no-listen')) overrides['listen'] = null;
+    const tokenFile = str(p, 'token-file');
+    if (tokenFile !== undefined) overrides['tokenFile'] = path.resolve(tokenFile);
+    const hosts = strs(p, 'allowed-host');
+    if (hosts.length > 0) overrides['allowedHosts'] = hosts;
     const interval = num('run', p, 'interval', 0.2, 60);
     if (interval !== undefined) overrides['intervalSeconds'] = interval;
     const budget = num('run', p, 'cpu-budget', 1, 100);

@@ -277,9 +277,23 @@ test('listen 0.0.0.0 without a token: a warning naming /metrics, /api/vms and to
   const vms = await get(open.server.port, '/api/vms');
   t.is(vms.status, 403);
   t.false(vms.body.includes(SECRET));
-  t.is((await get(open.server.port, '/api/vms/')).status, 403, 'a trailing slash is the same route');
+  // Every spelling the URL parser reads as /api/vms is the same route, refused alike.
+  for (const spelling of ['/api/vms/', '/api/vms?since=0', '/api/./vms', '/api/%2e/vms', '/api/x/../vms', '//other.example/api/vms']) {
+    const r = await get(open.server.port, spelling);
+    t.is(r.status, 403, spelling);
+    t.false(r.body.includes(SECRET), spelling);
+  }
   t.is((await get(open.server.port, '/metrics')).status, 200);
   t.is((await get(open.server.port, '/api/summary')).status, 200);
+  // On an all-addresses listen, the host's own addresses are names of the agent (IP literals cannot
+  // be rebound); on 127.0.0.1 they are not. The request still goes to 127.0.0.1: only Host differs.
+  const own = Object.values(os.networkInterfaces())
+    .flat()
+    .find((a) => a !== undefined && !a.internal && a.family === 'IPv4');
+  if (own !== undefined) {
+    t.is((await get(open.server.port, '/metrics', { Host: `${own.address}:${open.server.port}` })).status, 200, `Host ${own.address} on 0.0.0.0`);
+    t.is((await get(quiet.server.port, '/metrics', { Host: `${own.address}:${quiet.server.port}` })).status, 403, `Host ${own.address} on 127.0.0.1`);
+  }
   // With a token the side-channel routes are served to whoever sends it; the warning becomes a notice.
   const guarded = await serve({ host: '0.0.0.0', token: TOKEN });
   t.false(guarded.log.some((l) => l.startsWith('ksm-agent warning:')), guarded.log.join('\n'));

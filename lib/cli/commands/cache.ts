@@ -6,6 +6,7 @@ import { flag, noPositionals, num, parse, strs } from '../args.js';
 import type { OptionSpec } from '../args.js';
 import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
+import { escapeText } from '../../escape.js';
 import { formatBytes, formatCount, formatDuration, renderPairs } from '../../format.js';
 
 const OPTIONS = [
@@ -45,6 +46,8 @@ export const cache: Command = {
     const files = strs(p, 'file');
     const r = await scrubCache({
       dryRun: flag(p, 'dry-run'),
+      // --file adds another VM's open image, never an arbitrary file, even one root names.
+      filesMustBeOpen: true,
       ...(vms.length > 0 ? { vms } : {}),
       ...(files.length > 0 ? { files } : {}),
       ...(passes === undefined ? {} : { passes }),
@@ -74,7 +77,7 @@ export const cache: Command = {
       return 0;
     }
     if (r.paths.length === 0) {
-      io.out(`no disk image files to examine for ${r.vms.map((v) => v.name).join(', ') || 'the VMs'} (no regular files among their disks)`);
+      io.out(`no disk image files to examine for ${escapeText(r.vms.map((v) => v.name).join(', ')) || 'the VMs'} (no regular files open among their disks)`);
       return 0;
     }
     io.out(

@@ -15,6 +15,7 @@ import { commandHelp } from '../help.js';
 import { DEFAULT_CONFIG_PATH } from '../../paths.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
+import { escapeText } from '../../escape.js';
 import { formatBytes, formatCount, formatDuration, renderTable } from '../../format.js';
 import { progressBar } from '../progress.js';
 
@@ -185,7 +186,7 @@ export const estimate: Command = {
       const kept = all.filter((vm) => !optedOut(vm, policies).out);
       if (kept.length === 0 && targets.size === 0) {
         throw new InvalidArgumentError(
-          all.length === 0 ? 'no QEMU VMs are running: start some, or name processes with --pid' : `every running VM is opted out of KSM (${all.map(vmLabel).join(', ')}): nothing to estimate`,
+          all.length === 0 ? 'no QEMU VMs are running: start some, or name processes with --pid' : `every running VM is opted out of KSM (${escapeText(all.map(vmLabel).join(', '))}): nothing to estimate`,
         );
       }
       for (const vm of kept) targets.set(vm.pid, vmLabel(vm));

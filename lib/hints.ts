@@ -31,6 +31,16 @@ export const HINT_RESERVED_BITS = 0xe0;
  * 4 GiB. A hole must lie below the split for host address = RAM start + gpa to hold.
  */
 export const HINT_LINEAR_GPA_LIMIT = 2 ** 31;
+/**
+ * The most guest page frames a table may describe whatever the guest says: 2^28 frames is a 1 TiB
+ * guest, a 256 MiB table. The header is the guest's word (a guest kernel, or whatever wrote those
+ * bytes) and its counts decide how much the host allocates, so they are checked against this and
+ * against the guest's own RAM before anything is allocated.
+ */
+export const HINT_MAX_PAGE_COUNT = 2 ** 28;
+/** Guest-physical space below 4 GiB that is not RAM (the PCI hole): at most 2 GiB on x86 (q35). */
+const PCI_HOLE_MAX_BYTES = 2 ** 31;
+const PAGE_BYTES = 4096;
 
 export interface HintHeader {
   magic: number;
@@ -119,13 +129,55 @@ export function parseHintHeader(bytes: Uint8Array, where: string): HintHeader {
       `hint table at ${where} has version ${header.version}; this reader understands version ${HINT_VERSION}: update samepage`,
     );
   }
-  if (header.headerSize < HINT_HEADER_BYTES || !Number.isSafeInteger(header.pageCount) || header.pageCount <= 0) {
+  const pageCount = view.getBigUint64(24, true);
+  if (header.headerSize < HINT_HEADER_BYTES || pageCount === 0n || pageCount > BigInt(HINT_MAX_PAGE_COUNT)) {
     throw new HintTableError(
       'BAD_HEADER',
-      `hint table at ${where} has a bad header (header_size ${header.headerSize}, page_count ${header.pageCount}): the hole holds something else, or the guest overwrote it`,
+      `hint table at ${where} has a bad header (header_size ${header.headerSize}, page_count ${pageCount}, at most ${HINT_MAX_PAGE_COUNT}): the hole holds something else, or the guest overwrote it`,
+    );
+  }
+  if (header.firstPfn + pageCount > BigInt(HINT_MAX_PAGE_COUNT)) {
+    throw new HintTableError(
+      'BAD_HEADER',
+      `hint table at ${where} has a bad header (first_pfn ${header.firstPfn} + page_count ${pageCount} is past frame ${HINT_MAX_PAGE_COUNT}): the hole holds something else, or the guest overwrote it`,
     );
   }
   return header;
+}
+
+/**
+ * Checks a parsed header against the guest it came from, before the table is allocated or read:
+ * the table must lie inside guest RAM below the linear split (`ramEnd`, from gpa 0), fit the hole
+ * when its size is known, and describe no more page frames than a guest of `ramBytes` can have
+ * (its RAM plus the PCI hole). Every figure is a BigInt, so no sum can overflow or round.
+ */
+export function checkHintBounds(
+  header: HintHeader,
+  gpa: bigint,
+  ram: { ramBytes: number; ramEnd: bigint; holeBytes?: number },
+  where: string,
+  details: ErrorDetails = {},
+): void {
+  const pageCount = BigInt(header.pageCount);
+  const tableEnd = gpa + BigInt(header.headerSize) + pageCount;
+  if (tableEnd > ram.ramEnd) {
+    throw new HintTableError(
+      'OUTSIDE_RAM',
+      `hint table at ${where} claims ${header.pageCount} pages, which runs past the guest's ${ram.ramBytes} bytes of RAM: the hole holds something else`,
+      details,
+    );
+  }
+  if (ram.holeBytes !== undefined && tableEnd - gpa > BigInt(ram.holeBytes)) {
+    throw new HintTableError('BAD_HEADER', `hint table at ${where} needs ${tableEnd - gpa} bytes but the hole is ${ram.holeBytes}: check the page_hints= size`, details);
+  }
+  const maxFrames = (BigInt(ram.ramBytes) + BigInt(PCI_HOLE_MAX_BYTES) + BigInt(PAGE_BYTES - 1)) / BigInt(PAGE_BYTES);
+  if (header.firstPfn + pageCount > maxFrames) {
+    throw new HintTableError(
+      'BAD_HEADER',
+      `hint table at ${where} describes frames ${header.firstPfn} to ${header.firstPfn + pageCount - 1n}, past the ${maxFrames} frames a guest of ${ram.ramBytes} bytes can have: the hole holds something else`,
+      details,
+    );
+  }
 }
 
 /**
@@ -159,21 +211,8 @@ export async function readHintTable(pid: number, loc: HintLocation, options: Rea
     const base = ram.start + gpa;
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       const header = parseHintHeader(await readAt(fh, base, HINT_HEADER_BYTES, path, pid), where);
-      const tableEnd = gpa + BigInt(header.headerSize) + BigInt(header.pageCount);
-      if (tableEnd > ramEnd) {
-        throw new HintTableError(
-          'OUTSIDE_RAM',
-          `hint table at ${where} claims ${header.pageCount} pages, which runs past the guest's ${ram.bytes} bytes of RAM: the hole holds something else`,
-          { pid },
-        );
-      }
-      if (loc.holeBytes !== undefined && tableEnd - gpa > BigInt(loc.holeBytes)) {
-        throw new HintTableError(
-          'BAD_HEADER',
-          `hint table at ${where} needs ${tableEnd - gpa} bytes but the hole is ${loc.holeBytes}: check the page_hints= size`,
-          { pid },
-        );
-      }
+      // Before the table is allocated: its size is the guest's word.
+      checkHintBounds(header, gpa, { ramBytes: ram.bytes, ramEnd, ...(loc.holeBytes === undefined ? {} : { holeBytes: loc.holeBytes }) }, where, { pid });
       if (header.seq % 2 === 0) {
         const flags = await readAt(fh, base + BigInt(header.headerSize), header.pageCount, path, pid);
         const after = new DataView((await readAt(fh, base + 8n, 4, path, pid)).buffer).getUint32(0, true);

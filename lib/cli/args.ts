@@ -66,7 +66,7 @@ export function parse<const T extends readonly OptionSpec[]>(command: string, ar
   } catch (err) {
     const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/, '');
     const unknown = /^Unknown option '(--?[^'=]+)'/.exec(msg)?.[1];
-    const guess = unknown === undefined ? undefined : closestOption(unknown, options);
+    const guess = unknown === undefined ? undefined : closestOption(unknown, [...options, HELP_OPTION]);
     throw new UsageError(`${msg}${guess === undefined ? '' : ` (did you mean --${guess}?)`}; see ksm-agent ${command} --help`);
   }
 }

@@ -234,7 +234,7 @@ test('slowloris: headers trickled byte by byte are cut off after headersTimeout;
   t.deepEqual(handled, []);
 });
 
-test('request bodies: a POST of 100 MB gets 405 before the body is sent, a GET with a body 413, neither read', async (t) => {
+test('request bodies and targets: a POST of 100 MB gets 405 before the body is sent, a GET with a body 413, an unparsable target 400; none reaches a handler', async (t) => {
   const { server, handled } = await serve();
   const host = `Host: 127.0.0.1:${server.port}`;
   // Only 1 KiB of the announced 100 MB is ever sent: the answer cannot wait for (or buffer) the rest.
@@ -250,6 +250,12 @@ test('request bodies: a POST of 100 MB gets 405 before the body is sent, a GET w
   for (const method of ['PUT', 'DELETE', 'OPTIONS', 'PATCH']) t.is((await get(server.port, '/metrics', {}, method)).status, 405, method);
   t.deepEqual(handled, [], 'no handler ran');
   t.is((await get(server.port, '/metrics', {}, 'HEAD')).status, 200, 'HEAD is a GET without the body');
+  // A target the URL parser throws on is a 400, not an exception in the server (the daemon would stop).
+  for (const target of ['//[', 'http://[', 'http://a:99999/']) {
+    const r = await exchange(server.port, [`GET ${target} HTTP/1.1\r\n${host}\r\n\r\n`]);
+    t.is(statusOf(r.text), 400, `${target}: ${r.text}`);
+  }
+  t.is((await get(server.port, '/healthz')).status, 200, 'the server is still up');
 });
 
 test('a handler that throws: 500 "internal error" with no message, path or stack; the log has the detail', async (t) => {

@@ -143,6 +143,15 @@ interface Gate {
   router: Router;
 }
 
+/** The path the router will see: the same parser, so a check and the route cannot disagree. */
+function pathOf(target: string): string | undefined {
+  try {
+    return new URL(target, 'http://localhost').pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The answer for a request that must not reach a handler, or undefined when it may. */
 function gate(g: Gate, req: http.IncomingMessage): Reply | undefined {
   const target = req.url ?? '/';
@@ -157,7 +166,9 @@ function gate(g: Gate, req: http.IncomingMessage): Reply | undefined {
   if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
     return refusal(413, 'request bodies are not accepted\n');
   }
-  const pathname = new URL(target, 'http://localhost').pathname;
+  const pathname = pathOf(target);
+  // A target the URL parser refuses ("//[", "http://a:99999/") would throw in every handler.
+  if (pathname === undefined) return refusal(400, 'bad request: the request target is not a URL path\n');
   const access = g.router.accessOf(pathname);
   if (g.token !== undefined) {
     if (access !== 'public' && !g.token.matches(req.headers.authorization)) {
@@ -207,15 +218,17 @@ export async function startHttpServer(router: Router, opts: HttpServerOptions): 
   };
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const refused = gate(g, req);
-    const answer = refused !== undefined ? Promise.resolve(refused) : router.handle(req).catch((err: unknown): Reply => {
-      // The message may name files, pids or VMs: the log gets it, the client a fixed line.
-      const pathname = (req.url ?? '/').split('?')[0];
-      log.error(`http: ${req.method ?? 'GET'} ${pathname} failed: ${err instanceof Error ? err.message : String(err)}`);
-      if (err instanceof Error && err.stack !== undefined) log.debug(`http: ${err.stack}`);
-      return refusal(500, 'internal error\n');
-    });
-    answer
+    // Inside the promise chain: whatever throws, the gate included, is a 500 here and never an
+    // uncaught exception (which would stop the daemon).
+    Promise.resolve()
+      .then(() => gate(g, req) ?? router.handle(req))
+      .catch((err: unknown): Reply => {
+        // The message may name files, pids or VMs: the log gets it, the client a fixed line.
+        const pathname = (req.url ?? '/').split('?')[0];
+        log.error(`http: ${req.method ?? 'GET'} ${pathname} failed: ${err instanceof Error ? err.message : String(err)}`);
+        if (err instanceof Error && err.stack !== undefined) log.debug(`http: ${err.stack}`);
+        return refusal(500, 'internal error\n');
+      })
       .then((reply) => {
         res.writeHead(reply.status ?? 200, { 'Content-Type': reply.contentType ?? TEXT, 'X-Content-Type-Options': 'nosniff', ...reply.headers });
         res.end(req.method === 'HEAD' ? undefined : reply.body);

@@ -1,7 +1,11 @@
 // lib/sysfs.ts against the real /sys/kernel/mm/ksm of this host. Every test that writes runs
-// serially inside withSavedKsm, which restores all settings (and unmerges) even when an assertion
-// fails. Fake trees appear only for kernels this host is not (no KSM, 6.1, a newer kernel).
+// serially inside withSavedKsm, which holds the project's KSM lock (shared with the C tests and the
+// other ava files) for the whole write and restore, and restores all settings (and unmerges) even
+// when an assertion fails; each checks that it holds the lock before it writes. The test that
+// compares the files with readKsm() holds the lock too, so no writer moves a setting in between.
+// Fake trees, which need no lock, appear only for kernels this host is not (no KSM, 6.1, newer).
 import test from 'ava';
+import type { ExecutionContext } from 'ava';
 import { readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -25,6 +29,7 @@ import {
   snapshotSettings,
 } from '../lib/sysfs.js';
 import { KSM_6_1, KSM_6_18, makeFakeKsm, missingKsmRoot, removeFakeTrees } from './helpers/fake-sysfs.js';
+import { KSM_LOCK_PATH, lockKsm } from '../lib/ksm-lock.js';
 import { withSavedKsm } from './helpers/ksm.js';
 import { runNodeAsNobody, startMergeChild } from './helpers/processes.js';
 import { waitFor } from './helpers/wait.js';
@@ -35,7 +40,24 @@ async function raw(name: string, root = ROOT): Promise<string> {
   return (await readFile(path.join(root, name), 'utf8')).trim();
 }
 
+/** This process holds the KSM lock: /proc/locks lists an exclusive flock by our pid on its inode. */
+async function holdsKsmLock(): Promise<boolean> {
+  const { ino } = await stat(KSM_LOCK_PATH);
+  const held = new RegExp(`^\\d+: FLOCK +ADVISORY +WRITE +${process.pid} [0-9a-f]+:[0-9a-f]+:${ino} `, 'm');
+  return held.test(await readFile('/proc/locks', 'utf8'));
+}
+
 test.serial('reads every file of the real KSM directory, typed; files are present exactly when the kernel has them', async (t) => {
+  const release = await lockKsm();
+  try {
+    await readsEveryFile(t);
+  } finally {
+    release();
+  }
+});
+
+async function readsEveryFile(t: ExecutionContext): Promise<void> {
+  t.true(await holdsKsmLock(), 'the KSM lock is held while the files are compared');
   const names = await readdir(ROOT);
   const state = await readKsm();
   t.true(names.length >= 8, `expected the KSM files, found ${names.join(', ')}`);
@@ -63,41 +85,45 @@ test.serial('reads every file of the real KSM directory, typed; files are presen
   t.deepEqual(state.writable, writable.sort());
   t.true(state.writable.includes('run'));
   t.false(state.writable.includes('pages_shared'));
-});
+}
 
 test.serial('setKsm writes every kind of setting and restoreSettings puts each one back', async (t) => {
-  const before = await snapshotSettings();
-  const cur = await readKsmSettings();
-  const other = (n: number | undefined, a: number): number => (n === a ? a + 1 : a);
-  const changes: KsmSettings = {
-    pages_to_scan: other(cur.pages_to_scan, 1234),
-    sleep_millisecs: other(cur.sleep_millisecs, 7),
-    stable_node_chains_prune_millisecs: other(cur.stable_node_chains_prune_millisecs, 3001),
-  };
-  if (cur.use_zero_pages !== undefined) changes.use_zero_pages = !cur.use_zero_pages;
-  if (cur.smart_scan !== undefined) changes.smart_scan = !cur.smart_scan;
-  if (cur.advisor_mode !== undefined) {
-    changes.advisor_max_cpu = other(cur.advisor_max_cpu, 41);
-    changes.advisor_min_pages_to_scan = other(cur.advisor_min_pages_to_scan, 501);
-    changes.advisor_max_pages_to_scan = other(cur.advisor_max_pages_to_scan, 30001);
-    changes.advisor_target_scan_time = other(cur.advisor_target_scan_time, 201);
-  }
-  try {
-    await setKsm(changes);
-    for (const [name, value] of Object.entries(changes)) {
-      t.is(await raw(name), typeof value === 'boolean' ? (value ? '1' : '0') : String(value), `${name} in the kernel`);
+  // withSavedKsm restores too, should an assertion throw; the restore under test is the explicit one.
+  await withSavedKsm(async (before) => {
+    t.true(await holdsKsmLock(), 'the KSM lock is held while writing');
+    const cur = await readKsmSettings();
+    const other = (n: number | undefined, a: number): number => (n === a ? a + 1 : a);
+    const changes: KsmSettings = {
+      pages_to_scan: other(cur.pages_to_scan, 1234),
+      sleep_millisecs: other(cur.sleep_millisecs, 7),
+      stable_node_chains_prune_millisecs: other(cur.stable_node_chains_prune_millisecs, 3001),
+    };
+    if (cur.use_zero_pages !== undefined) changes.use_zero_pages = !cur.use_zero_pages;
+    if (cur.smart_scan !== undefined) changes.smart_scan = !cur.smart_scan;
+    if (cur.advisor_mode !== undefined) {
+      changes.advisor_max_cpu = other(cur.advisor_max_cpu, 41);
+      changes.advisor_min_pages_to_scan = other(cur.advisor_min_pages_to_scan, 501);
+      changes.advisor_max_pages_to_scan = other(cur.advisor_max_pages_to_scan, 30001);
+      changes.advisor_target_scan_time = other(cur.advisor_target_scan_time, 201);
     }
-    t.like(await readKsmSettings(), changes);
-  } finally {
-    await restoreSettings(before);
-  }
-  t.deepEqual((await snapshotSettings()).files, before.files);
+    try {
+      await setKsm(changes);
+      for (const [name, value] of Object.entries(changes)) {
+        t.is(await raw(name), typeof value === 'boolean' ? (value ? '1' : '0') : String(value), `${name} in the kernel`);
+      }
+      t.like(await readKsmSettings(), changes);
+    } finally {
+      await restoreSettings(before);
+    }
+    t.deepEqual((await snapshotSettings()).files, before.files);
+  });
 });
 
 test.serial('advisor_mode=scan-time owns pages_to_scan: refused before the kernel, and restore brings both back', async (t) => {
-  const cur = await readKsmSettings();
-  if (cur.advisor_mode === undefined) return t.fail(`this kernel has no advisor_mode; the host is expected to run 6.8+ (it runs ${(await snapshotSettings()).kernel})`);
-  await withSavedKsm(async () => {
+  await withSavedKsm(async (saved) => {
+    const cur = await readKsmSettings();
+    if (cur.advisor_mode === undefined) return t.fail(`this kernel has no advisor_mode; the host is expected to run 6.8+ (it runs ${saved.kernel})`);
+    t.true(await holdsKsmLock(), 'the KSM lock is held while writing');
     await setKsm({ advisor_mode: 'none', pages_to_scan: 777 });
     const mid = await snapshotSettings();
     await setKsm({ advisor_min_pages_to_scan: 600, advisor_mode: 'scan-time' });
@@ -124,8 +150,10 @@ test.serial('advisor_mode=scan-time owns pages_to_scan: refused before the kerne
     t.is(s.advisor_mode, 'none');
     t.is(s.pages_to_scan, 777, 'pages_to_scan restored after advisor_mode, which resets it');
     t.is(s.advisor_min_pages_to_scan, cur.advisor_min_pages_to_scan);
+    // Back to where the test started, still under the lock (withSavedKsm would do it regardless).
+    await restoreSettings(saved);
+    t.deepEqual(await readKsmSettings(), cur);
   });
-  t.deepEqual(await readKsmSettings(), cur);
 });
 
 test.serial('out-of-range and mistyped values are rejected before anything is written', async (t) => {
@@ -149,6 +177,7 @@ test.serial('out-of-range and mistyped values are rejected before anything is wr
     [{ pages_to_scan: (cur.pages_to_scan ?? 100) + 1, sleep_millisecs: -5 }, /sleep_millisecs=-5/],
   ];
   await withSavedKsm(async (saved) => {
+    t.true(await holdsKsmLock(), 'the KSM lock is held while writing');
     for (const [changes, message] of cases) {
       const err = await t.throwsAsync(setKsm(changes as KsmSettings), { instanceOf: InvalidSettingError }, JSON.stringify(changes));
       t.is(err?.code, 'INVALID_SETTING');
@@ -160,6 +189,7 @@ test.serial('out-of-range and mistyped values are rejected before anything is wr
 
 test.serial('the kernel rejecting a write (EINVAL) maps to InvalidSettingError naming the setting', async (t) => {
   await withSavedKsm(async () => {
+    t.true(await holdsKsmLock(), 'the KSM lock is held while writing');
     // Bypass our validation to reach the kernel's own check: run accepts only 0, 1 and 2.
     const err: unknown = await writeFile(path.join(ROOT, 'run'), '3').catch((e: unknown) => e);
     t.is((err as { code?: string }).code, 'EINVAL');
@@ -172,6 +202,7 @@ test.serial('the kernel rejecting a write (EINVAL) maps to InvalidSettingError n
 
 test.serial('max_page_sharing and merge_across_nodes are busy while pages are merged; run=2 in the same call clears it', async (t) => {
   await withSavedKsm(async (saved) => {
+    t.true(await holdsKsmLock(), 'the KSM lock is held while writing');
     const child = await startMergeChild(64);
     try {
       await setKsm({ pages_to_scan: 1000, sleep_millisecs: 10, run: 1 });
@@ -212,6 +243,7 @@ test.serial('max_page_sharing and merge_across_nodes are busy while pages are me
 
 test.serial('a process that is not root gets NotPermittedError when it writes a setting', async (t) => {
   await withSavedKsm(async (saved) => {
+    t.true(await holdsKsmLock(), 'the KSM lock is held while the child tries to write');
     const target = Number(saved.files['pages_to_scan']) + 1;
     const script = (lib: string): string => `
       const s = require(${JSON.stringify(path.join(lib, 'sysfs.js'))});

@@ -154,6 +154,17 @@ export class AlreadyRunningError extends SamepageError {
   }
 }
 
+/**
+ * A file ksm-agent would open as root is not safely its own (a symbolic link, not a regular file,
+ * another user's, writable by others, in a directory others may write, or holding something that
+ * is not what ksm-agent writes there): it is refused untouched. Bad input, so exit 2.
+ */
+export class UnsafeFileError extends SamepageError {
+  constructor(opts: { path: string; what: string; problem: string; remedy: string }) {
+    super('INVALID_ARGUMENT', `refusing to use ${opts.path} as ${opts.what}: it ${opts.problem}; ${opts.remedy}`, { path: opts.path });
+  }
+}
+
 export interface RestoreFailure {
   file: string;
   error: Error;

@@ -7,52 +7,58 @@
 // flock(1) exits, for as long as the descriptor is open. (A blocking flock on the thread pool
 // cannot be abandoned: the refused process would hang in exit waiting for it.)
 import { spawnSync } from 'node:child_process';
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
-import { AlreadyRunningError, SamepageError, fromSystemError } from './errors.js';
+import { readFile, stat } from 'node:fs/promises';
+import { AlreadyRunningError, SamepageError } from './errors.js';
+import { openOwnLockFile, readOwnFile } from './safe-files.js';
+import type { OwnFile } from './safe-files.js';
+
+/** What ksm-agent writes in its lock file: nothing yet, or the holder's pid. */
+const LOCK_TEXT = /^(\d+)\n?$/;
+
+function lockFile(file: string): OwnFile {
+  return { path: file, what: 'the lock file' };
+}
 
 export interface InstanceLock {
   path: string;
   release(): void;
 }
 
-/** The pid recorded by the instance holding `file`, if any. */
+/** The pid recorded by the instance holding `file`, if any (read with the checks of safe-files.ts). */
 export async function lockOwner(file: string): Promise<number | undefined> {
-  const text = await readFile(file, 'utf8').catch(() => '');
-  const m = /^(\d+)/.exec(text.trim());
+  const text = await readOwnFile(lockFile(file)).catch(() => undefined);
+  const m = text === undefined ? null : LOCK_TEXT.exec(text);
   return m === null ? undefined : Number(m[1]);
 }
 
 export async function acquireInstanceLock(file: string): Promise<InstanceLock> {
-  let fd: number;
-  try {
-    await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
-    fd = openSync(file, 'a+', 0o644);
-  } catch (err) {
-    throw fromSystemError(err, { op: 'open the lock file', path: file });
-  }
-  const r = spawnSync('flock', ['--nonblock', '--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
+  // Opened without truncating, and refused when it is anything but a lock file of ours: a
+  // --lock-file pointed at another file (/etc/passwd) must leave it as it is.
+  const fh = await openOwnLockFile(lockFile(file), (text) => text === '' || LOCK_TEXT.test(text), 'a ksm-agent lock file (empty, or a pid)');
+  const r = spawnSync('flock', ['--nonblock', '--exclusive', '3'], { stdio: ['ignore', 'ignore', 'pipe', fh.fd], encoding: 'utf8' });
   if (r.error !== undefined || (r.status !== 0 && r.status !== 1)) {
-    closeSync(fd);
+    await fh.close();
     const why = r.error !== undefined ? r.error.message : `exit ${String(r.status)}: ${r.stderr.trim()}`;
     throw new SamepageError('IO', `cannot lock ${file} with flock(1) (${why}): install util-linux, or check the file`, { path: file });
   }
   if (r.status === 1) {
-    closeSync(fd);
+    await fh.close();
     const owner = await lockOwner(file);
     throw new AlreadyRunningError(
       `another ksm-agent is already running${owner === undefined ? '' : ` (pid ${owner})`}: it holds ${file}; stop it first (systemctl stop ksm-agent, or kill ${owner ?? 'PID'}) — only one agent may tune KSM`,
       { path: file, ...(owner === undefined ? {} : { pid: owner }) },
     );
   }
-  ftruncateSync(fd, 0);
-  writeSync(fd, `${process.pid}\n`);
+  // Ours now: only the holder rewrites the pid.
+  await fh.truncate(0);
+  await fh.write(`${process.pid}\n`, 0);
   let held = true;
   return {
     path: file,
     release: () => {
-      if (held) closeSync(fd);
+      // Closing the descriptor drops the flock (the kernel drops it at exit anyway). The handle
+      // is kept referenced here for the life of the lock: collected, it would be closed.
+      if (held) void fh.close();
       held = false;
     },
   };

@@ -12,3 +12,8 @@ export const DEFAULT_LOCK_FILE = '/run/samepage/ksm-agent.lock';
 export const SAVED_SETTINGS_PATH = '/var/lib/samepage/cli-saved-settings.json';
 /** MemAvailable kept free when unmerging (run=2): percent of MemTotal. */
 export const UNMERGE_RESERVE_PERCENT = 5;
+/**
+ * The running daemon's record of itself (pid, start time, lock and state file), at a fixed place
+ * whatever --lock-file it was given, so `status`, `set`, `restore` and a second `run` find it.
+ */
+export const AGENT_RECORD_PATH = '/run/samepage/agent.pid';

@@ -25,7 +25,7 @@ import {
   parseSettingText,
   selectedChoice,
 } from './ksm-files.js';
-import type { KsmCounters, KsmSettings } from './ksm-files.js';
+import type { KsmCounters, KsmSettings, SettingName } from './ksm-files.js';
 
 export type { AdvisorMode, CounterName, KsmCounters, KsmSettings, SettingName, SettingValue } from './ksm-files.js';
 
@@ -268,20 +268,29 @@ async function rollBack(root: string, done: readonly [string, string][]): Promis
   return failures;
 }
 
-/** Every writable KSM file's value, as plain JSON (the agent keeps it in its state file). */
+/** Every writable KSM setting's value, as plain JSON (the agent keeps it in its state file). */
 export interface KsmSnapshot {
+  /**
+   * Where it was taken, for people reading the file. Never used as a place to write: a snapshot
+   * is data, often read from a file, and restoring writes under DEFAULT_KSM_ROOT (or the root a
+   * test passes in KsmOptions) whatever this says.
+   */
   root: string;
   kernel: string;
   takenAt: string;
-  /** File name → canonical text (advisor_mode as its selected word). */
+  /** Setting name (SETTING_SPECS) → canonical text (advisor_mode as its selected word). */
   files: Record<string, string>;
 }
 
+/**
+ * The known settings (SETTING_SPECS) that are writable here. A newer kernel's unknown files are
+ * left out: restoring writes known settings only, so a snapshot never holds anything else.
+ */
 export async function snapshotSettings(opts: KsmOptions = {}): Promise<KsmSnapshot> {
   const { root, kernel } = resolve(opts);
   const files: Record<string, string> = {};
   for (const [name, file] of await readAll(root, kernel)) {
-    if (file.writable) files[name] = normalize(name, file.raw);
+    if (file.writable && isSettingName(name)) files[name] = normalize(name, file.raw);
   }
   return { root, kernel, takenAt: new Date().toISOString(), files };
 }
@@ -290,13 +299,22 @@ export async function snapshotSettings(opts: KsmOptions = {}): Promise<KsmSnapsh
  * Puts every file of a snapshot back, in the safe order. max_page_sharing and merge_across_nodes
  * refuse changes while merged pages exist: then run=2 unmerges first (the saved run value is
  * written last, so ksmd restarts if it was running). pages_to_scan is left to the advisor when
- * the saved advisor_mode is scan-time, because the kernel refuses it then. Failures do not stop
- * the rest; they are reported together in a RestoreIncompleteError.
+ * the saved advisor_mode is scan-time, because the kernel refuses it then. The snapshot is checked
+ * whole before anything is written (parseSnapshot: known names, valid values). Failures of single
+ * writes do not stop the rest; they are reported together in a RestoreIncompleteError.
  */
 export async function restoreSettings(snapshot: KsmSnapshot, opts: KsmOptions = {}): Promise<void> {
-  const root = opts.root ?? snapshot.root;
-  const kernel = opts.kernel ?? kernelRelease();
-  const wanted = validateSnapshot(snapshot);
+  const failures = await applySnapshot(snapshot, opts);
+  if (failures.length > 0) throw new RestoreIncompleteError(failures, { path: resolve(opts).root });
+}
+
+/**
+ * restoreSettings without the throw at the end: the settings it could not write, each with its
+ * error. A snapshot that is not valid throws before anything is written.
+ */
+export async function applySnapshot(snapshot: KsmSnapshot, opts: KsmOptions = {}): Promise<RestoreFailure[]> {
+  const { root, kernel } = resolve(opts);
+  const wanted = new Map(Object.entries(parseSnapshot(snapshot, 'the snapshot').files));
   const present = await readAll(root, kernel);
   const failures: RestoreFailure[] = [];
   let unmerged = false;
@@ -330,32 +348,55 @@ export async function restoreSettings(snapshot: KsmSnapshot, opts: KsmOptions = 
       failures.push({ file: name, error });
     }
   }
-  if (failures.length > 0) throw new RestoreIncompleteError(failures, { path: root });
+  return failures;
 }
 
-/** Checks a snapshot (it may come from a state file) and returns file → text to write. */
-function validateSnapshot(snapshot: KsmSnapshot): Map<string, string> {
-  const bad = (allowed: string): InvalidSettingError =>
-    new InvalidSettingError({ setting: '(snapshot)', value: snapshot, allowed });
-  if (typeof snapshot !== 'object' || snapshot === null || typeof snapshot.files !== 'object' || snapshot.files === null) {
-    throw bad('a snapshot is an object with a "files" map, as snapshotSettings() returns');
+/** The canonical text of a snapshot value, or why it is not one. */
+function snapshotValue(name: SettingName, text: unknown): { text: string } | { problem: string } {
+  if (typeof text !== 'string') return { problem: `${name} must map to a string (the text KSM prints), got ${JSON.stringify(text) ?? String(text)}` };
+  const spec = SETTING_SPECS[name];
+  const trimmed = text.trim();
+  // Booleans are exactly 0 or 1 as KSM prints them (parseSettingText would read "7" as true).
+  if (spec.kind === 'boolean' && trimmed !== '0' && trimmed !== '1') return { problem: `${name}=${JSON.stringify(text)} is not 0 or 1` };
+  try {
+    // Parse and re-format: a corrupt file must not write garbage into the kernel, but a value
+    // someone else set (advisor_max_cpu 150) is restored as long as the kernel takes it.
+    return { text: formatSetting(name, parseSettingText(name, trimmed), true) };
+  } catch (err) {
+    return { problem: `${name}=${JSON.stringify(text)}: ${err instanceof InvalidSettingError ? err.allowed : (err as Error).message}` };
   }
-  const out = new Map<string, string>();
-  for (const [name, text] of Object.entries(snapshot.files)) {
-    if (typeof text !== 'string') throw bad(`file ${name} must map to a string`);
-    if (isSettingName(name)) {
-      // Parse and re-format: a corrupt state file must not write garbage into the kernel, but a
-      // value someone else set (advisor_max_cpu 150) is restored as long as the kernel takes it.
-      let value;
-      try {
-        value = parseSettingText(name, text);
-      } catch (err) {
-        throw new InvalidSettingError({ setting: name, value: text, allowed: (err as Error).message });
-      }
-      out.set(name, formatSetting(name, value, true));
-    } else {
-      out.set(name, text.trim());
-    }
+}
+
+/**
+ * Checks a snapshot that came from anywhere (the state file, saved settings, --from FILE) and
+ * returns it with canonical values. Only known settings (SETTING_SPECS) with valid values pass;
+ * every problem is named at once, and nothing is written from a snapshot that has any. `source`
+ * names where it came from in the error.
+ */
+export function parseSnapshot(data: unknown, source: string): KsmSnapshot {
+  const refuse = (problems: string): SamepageError =>
+    new SamepageError('INVALID_SETTING', `refusing ${source}: ${problems}; nothing was written: fix or remove those entries, or restore with --defaults`);
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw refuse('a snapshot is a JSON object with a "files" map');
+  const snap = data as Partial<Record<keyof KsmSnapshot, unknown>>;
+  if (typeof snap.files !== 'object' || snap.files === null || Array.isArray(snap.files)) throw refuse('it has no "files" map of setting name to value');
+  const entries = Object.entries(snap.files as Record<string, unknown>);
+  const unknown = entries.map(([n]) => n).filter((n) => !isSettingName(n));
+  const problems: string[] = [];
+  if (unknown.length > 0) {
+    problems.push(`${unknown.map((n) => JSON.stringify(n)).join(', ')} ${unknown.length === 1 ? 'is not a KSM setting' : 'are not KSM settings'} (settings are ${Object.keys(SETTING_SPECS).join(', ')})`);
   }
-  return out;
+  const files: Record<string, string> = {};
+  for (const [name, value] of entries) {
+    if (!isSettingName(name)) continue;
+    const v = snapshotValue(name, value);
+    if ('problem' in v) problems.push(v.problem);
+    else files[name] = v.text;
+  }
+  if (problems.length > 0) throw refuse(problems.join('; '));
+  return {
+    root: typeof snap.root === 'string' ? snap.root : DEFAULT_KSM_ROOT,
+    kernel: typeof snap.kernel === 'string' ? snap.kernel : '',
+    takenAt: typeof snap.takenAt === 'string' ? snap.takenAt : '',
+    files,
+  };
 }

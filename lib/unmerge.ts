@@ -1,7 +1,9 @@
 // Writing run=2 unmerges every KSM page at once: each merged mapping needs its own page again.
 // Without free memory to absorb that the OOM killer steps in, so nothing in samepage writes
 // run=2 unless MemAvailable covers the pages it would take back plus a reserve.
-import { readKsm, restoreSettings, setKsm } from './sysfs.js';
+import { RestoreIncompleteError } from './errors.js';
+import type { RestoreFailure } from './errors.js';
+import { applySnapshot, parseSnapshot, readKsm, setKsm } from './sysfs.js';
 import type { KsmOptions, KsmSnapshot } from './sysfs.js';
 import { readMemory, PAGE_SIZE } from './sample.js';
 
@@ -23,23 +25,44 @@ export async function unmergeHeadroom(reservePercent: number, opts: KsmOptions =
 /** Settings whose change needs every KSM page unmerged first (the kernel says EBUSY otherwise). */
 const NEEDS_UNMERGE = ['max_page_sharing', 'merge_across_nodes'] as const;
 
+/** What a restore did not do: settings left out for want of memory, and writes that failed. */
+export interface RestoreOutcome {
+  leftOut: string[];
+  failures: RestoreFailure[];
+}
+
+/** The settings an outcome did not put back (left out or failed): what a record must keep. */
+export function notRestored(outcome: RestoreOutcome): string[] {
+  return [...outcome.leftOut, ...outcome.failures.map((f) => f.file)];
+}
+
 /**
- * Restores a snapshot, but when that would need run=2 (max_page_sharing or merge_across_nodes
- * differ while pages are merged) and memory is short, those files are left as they are.
- * Returns the files left out.
+ * Restores a snapshot as far as is safe: when that would need run=2 (max_page_sharing or
+ * merge_across_nodes differ while pages are merged) and memory is short, those files are left as
+ * they are (unless `force`). Failed writes do not stop the rest. An invalid snapshot throws before
+ * anything is written. Returns what was not restored, so the caller can keep a record of it.
  */
-export async function restoreWithHeadroom(snapshot: KsmSnapshot, reservePercent: number, opts: KsmOptions = {}): Promise<string[]> {
+export async function restoreAsFarAsSafe(snapshot: KsmSnapshot, reservePercent: number, opts: KsmOptions & { force?: boolean } = {}): Promise<RestoreOutcome> {
+  const checked = parseSnapshot(snapshot, 'the snapshot');
   const { settings, counters } = await readKsm(opts);
   const merged = (counters.pages_shared ?? 0) + (counters.pages_sharing ?? 0) + (counters.ksm_zero_pages ?? 0);
-  const differing = NEEDS_UNMERGE.filter((n) => n in snapshot.files && snapshot.files[n] !== formatCurrent(settings[n]));
-  if (merged === 0 || differing.length === 0 || (await unmergeHeadroom(reservePercent, opts)).ok) {
-    await restoreSettings(snapshot, opts);
-    return [];
+  const differing = NEEDS_UNMERGE.filter((n) => n in checked.files && checked.files[n] !== formatCurrent(settings[n]));
+  if (opts.force === true || merged === 0 || differing.length === 0 || (await unmergeHeadroom(reservePercent, opts)).ok) {
+    return { leftOut: [], failures: await applySnapshot(checked, opts) };
   }
-  const files = { ...snapshot.files };
+  const files = { ...checked.files };
   for (const n of differing) delete files[n];
-  await restoreSettings({ ...snapshot, files }, opts);
-  return [...differing];
+  return { leftOut: [...differing], failures: await applySnapshot({ ...checked, files }, opts) };
+}
+
+/**
+ * restoreAsFarAsSafe for callers that treat any failed write as an error: throws
+ * RestoreIncompleteError then; returns the files left out for want of memory.
+ */
+export async function restoreWithHeadroom(snapshot: KsmSnapshot, reservePercent: number, opts: KsmOptions = {}): Promise<string[]> {
+  const outcome = await restoreAsFarAsSafe(snapshot, reservePercent, opts);
+  if (outcome.failures.length > 0) throw new RestoreIncompleteError(outcome.failures);
+  return outcome.leftOut;
 }
 
 function formatCurrent(v: number | boolean | undefined): string | undefined {

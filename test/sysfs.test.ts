@@ -310,7 +310,7 @@ test('a kernel without CONFIG_NUMA lacks merge_across_nodes: the error names the
   t.notRegex(err?.message ?? '', /upgrade/);
 });
 
-test('a newer kernel adds files: kept raw, snapshotted and restored', async (t) => {
+test('a newer kernel adds files: kept raw, never snapshotted or written', async (t) => {
   const root = await makeFakeKsm({
     ...KSM_6_18,
     frobnicate_millisecs: ['5\n', 0o644],
@@ -322,14 +322,22 @@ test('a newer kernel adds files: kept raw, snapshotted and restored', async (t) 
   t.deepEqual(state.extra, { frobnicate_millisecs: '5', pages_frobbed: '17', frob_mode: 'always [never]' });
   t.is(state.counters.general_profit, -4096);
   const snap = await snapshotSettings(opts);
-  t.is(snap.files['frobnicate_millisecs'], '5');
+  t.false('frobnicate_millisecs' in snap.files, 'only known settings are snapshotted (only they are ever written)');
   t.false('pages_frobbed' in snap.files, 'read-only files are not settings');
   await writeFile(path.join(root, 'frobnicate_millisecs'), '9');
   await setKsm({ pages_to_scan: 4000, run: 1 }, opts);
   await restoreSettings(snap, opts);
-  t.is(await raw('frobnicate_millisecs', root), '5');
+  t.is(await raw('frobnicate_millisecs', root), '9');
   t.is(await raw('pages_to_scan', root), '100');
   t.is(await raw('run', root), '0');
+  // A snapshot naming an unknown file is refused whole: nothing written, the name in the error.
+  await setKsm({ pages_to_scan: 4000 }, opts);
+  const bad = { ...snap, files: { ...snap.files, frobnicate_millisecs: '5' } };
+  const err = await t.throwsAsync(restoreSettings(bad, opts));
+  t.is((err as SamepageError).code, 'INVALID_SETTING');
+  t.regex(err?.message ?? '', /"frobnicate_millisecs" is not a KSM setting/);
+  t.is(await raw('frobnicate_millisecs', root), '9');
+  t.is(await raw('pages_to_scan', root), '4000');
 });
 
 test('a failing later write rolls back the earlier ones', async (t) => {

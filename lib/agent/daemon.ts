@@ -4,12 +4,12 @@
 // start, delete the state file, release the lock. SIGHUP re-reads the config; SIGUSR1 retunes at
 // once (ksmtuned's signal, sent by libvirt hooks when a guest starts or stops).
 import { readFile } from 'node:fs/promises';
-import { NotPermittedError, RestoreIncompleteError, SamepageError } from '../errors.js';
+import { AlreadyRunningError, NotPermittedError, RestoreIncompleteError, SamepageError } from '../errors.js';
 import { readKsm, snapshotSettings, setKsm } from '../sysfs.js';
 import type { KsmSettings, KsmSnapshot } from '../sysfs.js';
 import { Agent } from './agent.js';
 import { loadConfig, parseListen } from './config.js';
-import type { AgentConfig, LoadedConfig } from './config.js';
+import type { LoadedConfig } from './config.js';
 import { Router, startHttpServer } from './http.js';
 import { readTokenFile } from './token-file.js';
 import type { HttpServer } from './http.js';
@@ -20,8 +20,10 @@ import { createLogger } from './log.js';
 import type { Logger } from './log.js';
 import { createMetrics } from './metrics.js';
 import { readMemory } from '../sample.js';
-import { readStateFile, removeStateFile, writeStateFile, STATE_VERSION } from './state-file.js';
-import { restoreWithHeadroom, unmergeAll } from '../unmerge.js';
+import { readStateFile, removeStateFile, settleStateFile, writeStateFile, STATE_VERSION } from './state-file.js';
+import type { AgentStateFile } from './state-file.js';
+import { forgetRunningAgent, isRunningAgent, recordRunningAgent, recordedAgent, selfIdentity } from '../running-agent.js';
+import { notRestored, restoreAsFarAsSafe, restoreWithHeadroom, unmergeAll } from '../unmerge.js';
 import { mountStatusPage } from './web/status-page.js';
 import type { StatusPage } from './web/status-page.js';
 
@@ -48,22 +50,41 @@ async function load(opts: DaemonOptions): Promise<LoadedConfig> {
   });
 }
 
-/** Restores what a run that did not exit cleanly left in the state file, if it is from this boot. */
-async function recoverCrashedRun(cfg: AgentConfig, log: Logger): Promise<void> {
-  const state = await readStateFile(cfg.stateFile);
-  if (state === undefined) return;
+/**
+ * Restores what a run that did not exit cleanly left in the state file, if it is from this boot.
+ * Refused while the pid in it is a live ksm-agent (one started with another lock file): those
+ * settings are its own to restore, and recovering them would undo its work under it. Returns the
+ * settings it could not put back, with their values from the file: the new run still owes them.
+ */
+async function recoverCrashedRun(stateFile: string, reservePercent: number, log: Logger): Promise<Record<string, string>> {
+  const state = await readStateFile(stateFile);
+  if (state === undefined) return {};
+  if (state.pid !== process.pid && (await isRunningAgent(state.pid, state.startTicks))) {
+    throw new AlreadyRunningError(
+      `another ksm-agent is already running (pid ${state.pid}): its state file is ${stateFile}; stop it first (systemctl stop ksm-agent, or kill ${state.pid}) — only one agent may tune KSM`,
+      { pid: state.pid, path: stateFile },
+    );
+  }
   const boot = await bootId();
   const stateBoot = state.bootId;
   if (boot !== undefined && stateBoot !== undefined && boot !== stateBoot) {
-    log.notice(`state file ${cfg.stateFile} is from an earlier boot: KSM settings are the kernel's boot values already; discarding it`);
-    await removeStateFile(cfg.stateFile);
-    return;
+    log.notice(`state file ${stateFile} is from an earlier boot: KSM settings are the kernel's boot values already; discarding it`);
+    await removeStateFile(stateFile);
+    return {};
   }
-  log.warning(`the last ksm-agent (pid ${state.pid}, started ${state.startedAt}) did not exit cleanly: restoring the KSM settings it found`, { state_file: cfg.stateFile });
-  const kept = await restoreWithHeadroom(state.snapshot, cfg.unmergeReservePercent);
-  if (kept.length > 0) log.warning(`left ${kept.join(', ')} as they are: restoring them needs every page unmerged (run=2) and MemAvailable cannot absorb that now`);
-  log.notice('restored the KSM settings left by the crashed run', { files: Object.keys(state.snapshot.files).length });
-  await removeStateFile(cfg.stateFile);
+  log.warning(`the last ksm-agent (pid ${state.pid}, started ${state.startedAt}) did not exit cleanly: restoring the KSM settings it found`, { state_file: stateFile });
+  const outcome = await restoreAsFarAsSafe(state.snapshot, reservePercent);
+  if (outcome.leftOut.length > 0) log.warning(`left ${outcome.leftOut.join(', ')} as they are: restoring them needs every page unmerged (run=2) and MemAvailable cannot absorb that now`);
+  for (const f of outcome.failures) log.warning(`could not restore ${f.file}: ${f.error.message}`);
+  const left = notRestored(outcome);
+  if (left.length === 0) {
+    log.notice('restored the KSM settings left by the crashed run', { files: Object.keys(state.snapshot.files).length });
+    await removeStateFile(stateFile);
+    return {};
+  }
+  // The state file is rewritten at once with the new run's snapshot, which keeps these values.
+  log.warning(`still to restore from the crashed run: ${left.join(', ')}; kept in the state file, put back when this run stops`);
+  return Object.fromEntries(Object.entries(state.snapshot.files).filter(([name]) => left.includes(name)));
 }
 
 function logConfig(loaded: LoadedConfig, log: Logger): void {
@@ -100,6 +121,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   let server: HttpServer | undefined;
   let statusPage: StatusPage | undefined;
   let snapshot: KsmSnapshot | undefined;
+  let state: AgentStateFile | undefined;
+  // Fixed at start (a SIGHUP may load another stateFile, which takes effect at the next start).
+  const stateFilePath = cfg.stateFile;
   let agent: Agent | undefined;
   const timers: NodeJS.Timeout[] = [];
   let stopping: Promise<number> | undefined;
@@ -126,16 +150,18 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
           }
           const kept = await restoreWithHeadroom(snapshot, cfg.unmergeReservePercent);
           if (kept.length > 0) log.warning(`left ${kept.join(', ')} as they are: restoring them needs run=2 and MemAvailable cannot absorb it`);
-          await removeStateFile(cfg.stateFile);
-          log.notice('restored the KSM settings found at start', { files: Object.keys(snapshot.files).length });
+          // A partial restore keeps what is still to restore in the state file.
+          if (state !== undefined) await settleStateFile(stateFilePath, state, kept);
+          log.notice('restored the KSM settings found at start', { files: Object.keys(snapshot.files).length - kept.length });
         } catch (err) {
           rc = 1;
           const detail = err instanceof RestoreIncompleteError ? err.message : (err as Error).message;
-          log.error(`could not restore the KSM settings: ${detail}; the state file ${cfg.stateFile} is kept, the next start restores them (or run ksm-agent restore)`);
+          log.error(`could not restore the KSM settings: ${detail}; the state file ${stateFilePath} is kept, the next start restores them (or run ksm-agent restore)`);
         }
       }
       await agent?.close().catch(() => undefined);
       if (server !== undefined) await server.close().catch(() => undefined);
+      await forgetRunningAgent().catch((err: unknown) => log.warning(`${err instanceof Error ? err.message : String(err)}`));
       lock.release();
       resolveExit(rc);
       return rc;
@@ -153,10 +179,24 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
 
   try {
     logConfig(loaded, log);
-    await recoverCrashedRun(cfg, log);
-    snapshot = await snapshotSettings();
+    // One agent per host whatever lock file each was given: the record under /run names the
+    // running one (running-agent.ts); this one records itself for status, set and restore.
+    const other = await recordedAgent();
+    if (other !== undefined && other.pid !== process.pid) {
+      throw new AlreadyRunningError(
+        `another ksm-agent is already running (pid ${other.pid}, lock file ${other.lockFile}): stop it first (systemctl stop ksm-agent, or kill ${other.pid}) — only one agent may tune KSM`,
+        { pid: other.pid },
+      );
+    }
+    await recordRunningAgent({ lockFile: cfg.lockFile, stateFile: stateFilePath });
+    const owed = await recoverCrashedRun(stateFilePath, cfg.unmergeReservePercent, log);
+    const found = await snapshotSettings();
+    // What a crashed run could not put back goes back at this run's exit, with its old values.
+    snapshot = { ...found, files: { ...found.files, ...owed } };
     const boot = await bootId();
-    await writeStateFile(cfg.stateFile, { version: STATE_VERSION, pid: process.pid, startedAt: new Date().toISOString(), snapshot, ...(boot === undefined ? {} : { bootId: boot }) });
+    const me = await selfIdentity();
+    state = { version: STATE_VERSION, pid: me.pid, startTicks: me.startTicks, startedAt: new Date().toISOString(), snapshot, ...(boot === undefined ? {} : { bootId: boot }) };
+    await writeStateFile(stateFilePath, state);
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('uncaughtException', onFatal);

@@ -2,7 +2,7 @@
 // a host moving from ksmtuned keeps its threshold and scan bounds. Only plain assignments are
 // understood; anything else is reported with its line number rather than guessed at.
 import { ConfigError } from './config-error.js';
-import { readTextIfExists } from '../safe-files.js';
+import { readOwnFile } from '../safe-files.js';
 
 /** The ksmtuned keys and the agent setting each one feeds (see README.md, section ksm-agent). */
 export const KSMTUNED_KEYS = {
@@ -56,6 +56,6 @@ export function parseKsmtunedConf(text: string, path: string): KsmtunedConf {
 
 /** Reads a ksmtuned.conf; undefined when the file does not exist (ksmtuned not installed). */
 export async function readKsmtunedConf(path: string): Promise<KsmtunedConf | undefined> {
-  const text = await readTextIfExists(path);
+  const text = await readOwnFile({ path, what: 'the ksmtuned.conf' });
   return text === undefined ? undefined : parseKsmtunedConf(text, path);
 }

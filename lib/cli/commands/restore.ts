@@ -1,21 +1,22 @@
 // ksm-agent restore: puts KSM settings back. In order of preference: a snapshot file given with
 // --from, the kernel's boot defaults with --defaults, what a daemon that did not exit cleanly
 // left in its state file, or what `ksm-agent set` saved before its first change.
-import { DEFAULT_LOCK_FILE, DEFAULT_STATE_FILE, UNMERGE_RESERVE_PERCENT } from '../../paths.js';
-import { lockHolder } from '../../instance-lock.js';
-import { readStateFile, removeStateFile } from '../../agent/state-file.js';
-import { restoreWithHeadroom } from '../../unmerge.js';
+import { DEFAULT_STATE_FILE, UNMERGE_RESERVE_PERCENT } from '../../paths.js';
+import { findRunningAgent, isRunningAgent } from '../../running-agent.js';
+import { readStateFile, settleStateFile } from '../../agent/state-file.js';
+import { notRestored, restoreAsFarAsSafe } from '../../unmerge.js';
+import type { RestoreOutcome } from '../../unmerge.js';
 import { AlreadyRunningError, NotFoundError } from '../../errors.js';
-import { readTextIfExists } from '../../safe-files.js';
+import { readOwnFile } from '../../safe-files.js';
 import { kernelRelease } from '../../kernel.js';
-import { readKsm, restoreSettings } from '../../sysfs.js';
+import { DEFAULT_KSM_ROOT, parseSnapshot, readKsm } from '../../sysfs.js';
 import type { KsmSnapshot } from '../../sysfs.js';
 import { flag, noPositionals, parse, str } from '../args.js';
 import type { OptionSpec } from '../args.js';
 import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
 import { UsageError } from '../exit-codes.js';
-import { SAVED_PATH, readSaved, removeSaved } from '../saved.js';
+import { SAVED_PATH, readSaved, settleSaved } from '../saved.js';
 
 /** The values Linux boots with (mm/ksm.c defaults, 6.8+ for the advisor files). */
 export const KERNEL_DEFAULTS: Record<string, string> = {
@@ -66,18 +67,21 @@ skipped (and reported) unless MemAvailable can absorb the unmerge. --force resto
   notes: 'Needs root.',
 });
 
+/**
+ * A --from file: a snapshot, or a state file holding one under "snapshot". Data only: its "root"
+ * is never where anything is written, and parseSnapshot refuses unknown names and bad values.
+ */
 async function readSnapshotFile(file: string): Promise<KsmSnapshot> {
-  const text = await readTextIfExists(file);
+  const text = await readOwnFile({ path: file, what: 'a snapshot file' });
   if (text === undefined) throw new NotFoundError(`snapshot file ${file} does not exist`, { path: file });
-  let data: { files?: unknown; snapshot?: { files?: unknown } };
+  let data: unknown;
   try {
-    data = JSON.parse(text) as typeof data;
+    data = JSON.parse(text);
   } catch (err) {
     throw new UsageError(`${file} is not JSON (${(err as Error).message}): pass a snapshot file`);
   }
-  const snap = (typeof data.snapshot === 'object' ? data.snapshot : data) as KsmSnapshot;
-  if (typeof snap.files !== 'object' || snap.files === null) throw new UsageError(`${file} has no "files" map: pass a snapshot (as the agent's state file or ksm-agent set saves it)`);
-  return snap;
+  const inner = typeof data === 'object' && data !== null && 'snapshot' in data ? (data as { snapshot: unknown }).snapshot : data;
+  return parseSnapshot(inner, `snapshot file ${file}`);
 }
 
 async function defaultsSnapshot(): Promise<KsmSnapshot> {
@@ -87,7 +91,86 @@ async function defaultsSnapshot(): Promise<KsmSnapshot> {
     const v = KERNEL_DEFAULTS[name];
     if (v !== undefined) files[name] = v;
   }
-  return { root: '/sys/kernel/mm/ksm', kernel: kernelRelease(), takenAt: new Date().toISOString(), files };
+  return { root: DEFAULT_KSM_ROOT, kernel: kernelRelease(), takenAt: new Date().toISOString(), files };
+}
+
+/** Where the settings come from, and what to do with that record once they are (partly) back. */
+interface Source {
+  label: string;
+  snapshot: KsmSnapshot;
+  /**
+   * Deletes the record when nothing is left, else keeps only what was not restored; returns a
+   * sentence for the user, or undefined when there is nothing to say.
+   */
+  settle(left: string[]): Promise<string | undefined>;
+  /** The file still holding what is left, if any. */
+  keptIn(left: string[]): string | undefined;
+}
+
+async function chooseSource(from: string | undefined, defaults: boolean, statePath: string, savedPath: string): Promise<Source> {
+  if (from !== undefined) {
+    return {
+      label: from,
+      snapshot: await readSnapshotFile(from),
+      settle: async (left) => (left.length > 0 ? `${from} is left as it was` : undefined),
+      keptIn: () => undefined,
+    };
+  }
+  if (defaults) return { label: 'kernel defaults', snapshot: await defaultsSnapshot(), settle: async () => undefined, keptIn: () => undefined };
+  const state = await readStateFile(statePath);
+  if (state !== undefined) {
+    // The pid in a state file is only a hint: alive, started when recorded and running
+    // `ksm-agent run`, it is the agent that owns these settings (whatever lock file it took).
+    if (await isRunningAgent(state.pid, state.startTicks)) {
+      throw new AlreadyRunningError(`ksm-agent run (pid ${state.pid}) is running and owns the state file ${statePath}: stop it instead (it restores the settings it found when it stops)`, { pid: state.pid, path: statePath });
+    }
+    return {
+      label: `${statePath} (left by ksm-agent pid ${state.pid})`,
+      snapshot: state.snapshot,
+      settle: async (left) => {
+        await settleStateFile(statePath, state, left);
+        return left.length > 0 ? `kept ${statePath} with only ${left.join(', ')}` : undefined;
+      },
+      keptIn: (left) => (left.length > 0 ? statePath : undefined),
+    };
+  }
+  const saved = await readSaved(savedPath);
+  if (saved !== undefined) {
+    return {
+      label: savedPath,
+      snapshot: saved,
+      settle: async (left) => {
+        await settleSaved(savedPath, saved, left);
+        return left.length > 0 ? `kept ${savedPath} with only ${left.join(', ')}` : undefined;
+      },
+      keptIn: (left) => (left.length > 0 ? savedPath : undefined),
+    };
+  }
+  throw new NotFoundError(`nothing to restore: no state file (${statePath}) and no settings saved by ksm-agent set (${savedPath}); use --defaults for the kernel's boot values or --from FILE`);
+}
+
+function report(io: Io, json: boolean, source: Source, outcome: RestoreOutcome, left: string[], settled: string | undefined): void {
+  const restored = Object.fromEntries(Object.entries(source.snapshot.files).filter(([name]) => !left.includes(name)));
+  if (json) {
+    io.out(
+      JSON.stringify(
+        {
+          source: source.label,
+          restored,
+          left_out: outcome.leftOut,
+          failed: outcome.failures.map((f) => ({ setting: f.file, error: f.error.message })),
+          kept_in: source.keptIn(left) ?? null,
+        },
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+  io.out(`restored ${Object.keys(restored).length} KSM settings from ${source.label}`);
+  if (outcome.leftOut.length > 0) io.err(`ksm-agent restore: left ${outcome.leftOut.join(', ')} unchanged: that needs every page unmerged (run=2) and MemAvailable cannot absorb it; free memory, or use --force`);
+  for (const f of outcome.failures) io.err(`ksm-agent restore: could not restore ${f.file}: ${f.error.message}`);
+  if (settled !== undefined) io.err(`ksm-agent restore: ${settled}; run ksm-agent restore again once that is fixed`);
 }
 
 export const restore: Command = {
@@ -99,46 +182,18 @@ export const restore: Command = {
     const p = parse('restore', argv, OPTIONS);
     noPositionals('restore', p);
     if (str(p, 'from') !== undefined && flag(p, 'defaults')) throw new UsageError('--from and --defaults exclude each other; see ksm-agent restore --help');
-    const holder = await lockHolder(DEFAULT_LOCK_FILE);
+    // Whatever lock file the daemon took: its record under /run names it (running-agent.ts).
+    const holder = await findRunningAgent();
     if (holder !== undefined) {
       throw new AlreadyRunningError(`ksm-agent run (pid ${holder}) manages KSM: stop it instead (it restores the settings it found when it stops)`, { pid: holder });
     }
-    const statePath = str(p, 'state-file') ?? DEFAULT_STATE_FILE;
-    const savedPath = str(p, 'saved') ?? SAVED_PATH;
-    let source: string;
-    let snapshot: KsmSnapshot;
-    let cleanup: () => Promise<void> = async () => undefined;
-    const from = str(p, 'from');
-    if (from !== undefined) {
-      source = from;
-      snapshot = await readSnapshotFile(from);
-    } else if (flag(p, 'defaults')) {
-      source = 'kernel defaults';
-      snapshot = await defaultsSnapshot();
-    } else {
-      const state = await readStateFile(statePath);
-      const saved = state === undefined ? await readSaved(savedPath) : undefined;
-      if (state !== undefined) {
-        source = `${statePath} (left by ksm-agent pid ${state.pid})`;
-        snapshot = state.snapshot;
-        cleanup = () => removeStateFile(statePath);
-      } else if (saved !== undefined) {
-        source = savedPath;
-        snapshot = saved;
-        cleanup = () => removeSaved(savedPath);
-      } else {
-        throw new NotFoundError(`nothing to restore: no state file (${statePath}) and no settings saved by ksm-agent set (${savedPath}); use --defaults for the kernel's boot values or --from FILE`);
-      }
-    }
-    let leftOut: string[] = [];
-    if (flag(p, 'force')) await restoreSettings(snapshot);
-    else leftOut = await restoreWithHeadroom(snapshot, UNMERGE_RESERVE_PERCENT);
-    await cleanup();
-    if (flag(p, 'json')) io.out(JSON.stringify({ source, restored: snapshot.files, left_out: leftOut }, null, 2));
-    else {
-      io.out(`restored ${Object.keys(snapshot.files).length - leftOut.length} KSM settings from ${source}`);
-      if (leftOut.length > 0) io.err(`ksm-agent restore: left ${leftOut.join(', ')} unchanged: that needs every page unmerged (run=2) and MemAvailable cannot absorb it; free memory, or use --force`);
-    }
-    return leftOut.length > 0 ? 1 : 0;
+    const source = await chooseSource(str(p, 'from'), flag(p, 'defaults'), str(p, 'state-file') ?? DEFAULT_STATE_FILE, str(p, 'saved') ?? SAVED_PATH);
+    // Written under DEFAULT_KSM_ROOT only (no root option is passed); a bad value throws before
+    // any write, and then the record is kept whole.
+    const outcome = await restoreAsFarAsSafe(source.snapshot, UNMERGE_RESERVE_PERCENT, { force: flag(p, 'force') });
+    const left = notRestored(outcome);
+    const settled = await source.settle(left);
+    report(io, flag(p, 'json'), source, outcome, left, settled);
+    return left.length > 0 ? 1 : 0;
   },
 };

@@ -1,8 +1,8 @@
 // ksm-agent set KEY=VALUE...: changes KSM settings (validated, ordered and rolled back on failure
 // by the library). The settings found before the first change are saved so that
 // `ksm-agent restore` can put them back. run=2 is refused when memory cannot absorb the unmerge.
-import { DEFAULT_LOCK_FILE, UNMERGE_RESERVE_PERCENT } from '../../paths.js';
-import { lockHolder } from '../../instance-lock.js';
+import { UNMERGE_RESERVE_PERCENT } from '../../paths.js';
+import { findRunningAgent } from '../../running-agent.js';
 import { unmergeHeadroom } from '../../unmerge.js';
 import { parseSettingInput } from '../../ksm-files.js';
 import type { KsmSettings } from '../../ksm-files.js';
@@ -59,7 +59,7 @@ export const set: Command = {
   async run(argv: string[], io: Io): Promise<number> {
     const p = parse('set', argv, OPTIONS, true);
     const changes = parseAssignments(p.positionals);
-    const holder = await lockHolder(DEFAULT_LOCK_FILE);
+    const holder = await findRunningAgent();
     if (holder !== undefined) io.err(`ksm-agent set: note: ksm-agent run (pid ${holder}) manages KSM and may change these settings again`);
     if (changes.run === 2 && !flag(p, 'force')) {
       const h = await unmergeHeadroom(UNMERGE_RESERVE_PERCENT);

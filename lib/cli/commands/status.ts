@@ -1,8 +1,7 @@
 // ksm-agent status: KSM on this host at a glance. Two readings --sample seconds apart give the
 // scan rate, the time of a full pass and ksmd's CPU share.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DEFAULT_LOCK_FILE } from '../../paths.js';
-import { lockHolder } from '../../instance-lock.js';
+import { findRunningAgent } from '../../running-agent.js';
 import { fullPassSeconds, rates, takeSample } from '../../sample.js';
 import type { Rates, Sample } from '../../sample.js';
 import { flag, noPositionals, num, parse } from '../args.js';
@@ -68,7 +67,7 @@ export interface StatusReport {
 
 export async function readStatus(sampleSeconds: number): Promise<StatusReport> {
   const first = await takeSample();
-  const holder = await lockHolder(DEFAULT_LOCK_FILE);
+  const holder = await findRunningAgent();
   if (sampleSeconds <= 0) return { sample: first, ...(holder === undefined ? {} : { agentPid: holder }) };
   await sleep(sampleSeconds * 1000);
   const second = await takeSample();

@@ -22,9 +22,22 @@ export interface HelpSource {
 }
 
 export function commandHelp(src: HelpSource): string {
+  checkTable(src);
   const parts = [usageLine(src), '', src.about.trim(), '', optionBlocks(src.options)];
   if (src.notes !== undefined) parts.push('', src.notes.trim());
   return parts.join('\n');
+}
+
+/** A table mistake fails when the command's module loads (every test that runs the CLI), not in a user's hands. */
+function checkTable(src: HelpSource): void {
+  const names = new Set<string>();
+  for (const o of [...src.options, HELP_OPTION]) {
+    if (names.has(o.name)) throw new Error(`ksm-agent ${src.command}: option --${o.name} is in its table twice (every table has --help already)`);
+    names.add(o.name);
+  }
+  for (const o of src.options) {
+    if (o.alternativeTo !== undefined && !names.has(o.alternativeTo)) throw new Error(`ksm-agent ${src.command}: --${o.name} excludes --${o.alternativeTo}, which is not in its table`);
+  }
 }
 
 /** "--vm NAME" or "--json": how an option is written on a command line. */

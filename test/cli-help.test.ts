@@ -46,7 +46,7 @@ const spelling = (o: OptionSpec): string => (o.type === 'string' ? `--${o.name} 
 const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const flagsIn = (text: string): string[] => [...new Set([...text.matchAll(/(?<![\w-])--([a-z][a-z0-9-]*)/g)].map((m) => m[1] as string))];
 
-test('the command list is what main dispatches, and every command answers --help with exit 0', async (t) => {
+test('every command ksm-agent --help lists answers --help and -h with exit 0 and its own help text', async (t) => {
   const names = await commandNames();
   t.true(names.length >= 9, `commands listed: ${names.join(', ')}`);
   for (const name of names) {

@@ -64,7 +64,8 @@ test.serial('ksm-agent cache: --dry-run changes nothing, the real run drops the 
 
 test.serial('ksm-agent cache names a VM it cannot find in one line', (t) => {
   const bad = cli(['cache', '--vm', 'sp-no-such-vm']);
-  t.not(bad.status, 0);
+  t.is(bad.status, 3, 'not found (lib/cli/exit-codes.ts), not a crash');
+  t.is(bad.stdout, '');
   t.regex(bad.stderr, /no QEMU VM named "sp-no-such-vm"/);
   t.is(bad.stderr.trim().split('\n').length, 1, bad.stderr);
 });

@@ -52,6 +52,8 @@ export { parseKsmStat, parseMaps, parseSmaps } from './proc-parse.js';
 export { findGuestRam } from './guest-ram.js';
 export type { GuestRam } from './guest-ram.js';
 export { findVm, listVms } from './vms.js';
+export { QEMU_BINARY, qemuExeVerdict, type ExeVerdict } from './qemu-exe.js';
+export { MAX_NAME_CHARS, boundText, escapeText } from './escape.js';
 export type { NameSource, Vm, VmDisk, VmOptions } from './vms.js';
 export { parseQemuArgs, parseQemuSize, splitOptionValue } from './qemu-cmdline.js';
 export { native, packageRoot } from './binding.js';

@@ -12,7 +12,7 @@ import { formatBytes, formatCount, formatDuration, renderPairs } from '../../for
 const OPTIONS = [
   { name: 'dry-run', type: 'boolean', description: 'find and count the duplicated pages, drop none' },
   { name: 'vm', type: 'string', value: 'NAME', multiple: true, description: 'a VM by name or pid', default: 'every QEMU VM' },
-  { name: 'file', type: 'string', value: 'PATH', multiple: true, description: 'also examine this regular file' },
+  { name: 'file', type: 'string', value: 'PATH', multiple: true, description: 'also examine this disk image, which a running VM must have open' },
   { name: 'passes', type: 'string', value: 'N', description: 'engine passes before the cache pass; a page enters the indexes on its second pass', default: '2' },
   {
     name: 'json',

@@ -56,6 +56,6 @@ export function parseKsmtunedConf(text: string, path: string): KsmtunedConf {
 
 /** Reads a ksmtuned.conf; undefined when the file does not exist (ksmtuned not installed). */
 export async function readKsmtunedConf(path: string): Promise<KsmtunedConf | undefined> {
-  const text = await readOwnFile({ path, what: 'the ksmtuned.conf' });
+  const text = await readOwnFile({ path, what: 'the ksmtuned configuration' });
   return text === undefined ? undefined : parseKsmtunedConf(text, path);
 }

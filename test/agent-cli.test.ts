@@ -2,7 +2,7 @@
 // /sys/kernel/mm/ksm and real processes. Commands that change KSM run inside withSavedKsm.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -90,10 +90,27 @@ test('status for people, also as an unprivileged user', async (t) => {
   t.regex(r.stdout, /settings +run=\d pages_to_scan=\d+ sleep_millisecs=\d+/);
 });
 
-test('root-only commands tell a non-root user what to do', async (t) => {
-  const set = await runCli(['set', 'pages_to_scan=123'], { asNobody: true });
-  t.is(set.code, 77);
-  t.regex(set.stderr, /^ksm-agent set: permission denied: .*run as root/);
+test.serial('root-only commands tell a non-root user what to do: set reaches the KSM write and gets 77 from sysfs', async (t) => {
+  // The saved settings go to a directory nobody owns, so nothing before the KSM write can refuse
+  // (with the default /var/lib/samepage the saved-settings write refused first): the 77 and the
+  // message must come from /sys/kernel/mm/ksm itself.
+  const home = await mkdtemp(path.join(os.tmpdir(), 'ksm-agent-cli-nobody-'));
+  try {
+    await chmod(home, 0o755);
+    await chown(home, 65534, 65534);
+    const saved = path.join(home, 'saved.json');
+    await withSavedKsm(async (snap) => {
+      const target = Number(snap.files['pages_to_scan']) + 1;
+      const set = await runCli(['set', `pages_to_scan=${target}`, '--saved', saved], { asNobody: true });
+      t.is(set.code, 77, set.stderr);
+      t.regex(set.stderr, new RegExp(`^ksm-agent set: permission denied: cannot write ${target} to /sys/kernel/mm/ksm/pages_to_scan; run as root`));
+      t.is(set.stderr.trim().split('\n').length, 1, set.stderr);
+      t.true(existsSync(saved), 'the saved-settings write before it went through');
+      t.deepEqual((await snapshotSettings()).files, snap.files);
+    });
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
 });
 
 test.serial('vms as an unprivileged user: a clear "run as root", not a stack trace', async (t) => {

@@ -4,7 +4,7 @@ import test from 'ava';
 import { open, readFile, realpath, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { InvalidArgumentError, NotPermittedError, ProcessGoneError } from '../lib/errors.js';
+import { InvalidArgumentError, ProcessGoneError } from '../lib/errors.js';
 import { parseKsmStat } from '../lib/proc-parse.js';
 import {
   findKsmd,
@@ -180,13 +180,13 @@ test('a non-root process reading root\'s ksm_stat gets NotPermittedError (and ma
       const out = { own };
       for (const [name, fn] of [['ksm_stat', p.readKsmStat], ['smaps', p.readSmaps], ['fds', p.readOpenFiles]]) {
         try { await fn(${process.pid}); out[name] = { ok: true }; }
-        catch (e) { out[name] = { code: e.code, message: e.message, capability: e.capability, errno: e.errno }; }
+        catch (e) { out[name] = { code: e.code, message: e.message, capability: e.capability, errno: e.errno, path: e.path }; }
       }
       console.log(JSON.stringify(out));
     })();`;
   const res = await runNodeAsNobody(script);
   t.is(res.code, 0, res.stderr);
-  const out = JSON.parse(res.stdout) as Record<string, { code?: string; message?: string; capability?: string; errno?: string }>;
+  const out = JSON.parse(res.stdout) as Record<string, { code?: string; message?: string; capability?: string; errno?: string; path?: string }>;
   t.truthy(out['own']);
   for (const name of ['ksm_stat', 'smaps', 'fds']) {
     const e = out[name];
@@ -195,5 +195,9 @@ test('a non-root process reading root\'s ksm_stat gets NotPermittedError (and ma
     t.regex(e?.message ?? '', new RegExp(`run as root or as the owner of process ${process.pid}`), name);
   }
   t.is(out['ksm_stat']?.errno, 'EACCES');
-  t.true(new NotPermittedError({ what: 'x', remedy: 'y' }) instanceof Error);
+  // The error names what was refused, so a user knows which file and process it was about.
+  for (const [name, file] of [['ksm_stat', 'ksm_stat'], ['smaps', 'smaps']] as const) {
+    t.true(out[name]?.message?.includes(`/proc/${process.pid}/${file}`), `${name}: ${out[name]?.message ?? ''}`);
+    t.is(out[name]?.path, `/proc/${process.pid}/${file}`, name);
+  }
 });

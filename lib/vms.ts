@@ -98,6 +98,15 @@ interface Named {
   vmid?: number;
 }
 
+/**
+ * What to say when listVms() found nothing: for a user other than root, that the VMs of others
+ * cannot be verified (their /proc/PID/exe needs ptrace access), not that none run.
+ */
+export function noVmsFound(): string {
+  if (process.geteuid?.() === 0) return 'no QEMU VMs are running';
+  return "no QEMU VMs found: as a non-root user only your own QEMU processes can be verified (another user's /proc/PID/exe cannot be read); run as root";
+}
+
 /** Every QEMU process on the host, by ascending pid. */
 export async function listVms(opts: VmOptions = {}): Promise<Vm[]> {
   const names = await managedNames(opts.root ?? '/');
@@ -135,7 +144,7 @@ export async function findVm(nameOrPid: string | number, opts: VmOptions = {}): 
     throw new AmbiguousError(`${hits.length} QEMU processes are named "${shown}" (pids ${hits.map((v) => v.pid).join(', ')}): pass the pid instead`);
   }
   const known = vms.map((v) => (v.name === undefined ? `pid ${v.pid}` : escapeText(v.name)));
-  throw new NotFoundError(`no QEMU VM named "${shown}"; ${known.length === 0 ? 'no QEMU processes are running' : `running: ${known.join(', ')}`}`);
+  throw new NotFoundError(`no QEMU VM named "${shown}"; ${known.length === 0 ? noVmsFound() : `running: ${known.join(', ')}`}`);
 }
 
 async function tryDescribe(pid: number, names: Map<number, Named>, opts: VmOptions): Promise<Vm | undefined> {

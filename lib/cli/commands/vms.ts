@@ -7,7 +7,7 @@ import type { VmRow } from '../../vm-rows.js';
 import { loadVmPolicies } from '../policies.js';
 import { optedOut } from '../../tenants.js';
 import { readKsm } from '../../sysfs.js';
-import { listVms } from '../../vms.js';
+import { listVms, noVmsFound } from '../../vms.js';
 import type { Vm } from '../../vms.js';
 import { flag, noPositionals, parse, str } from '../args.js';
 import type { OptionSpec } from '../args.js';
@@ -86,7 +86,7 @@ export const vms: Command = {
     noPositionals('vms', p);
     const { rows, generalProfit } = await readVmRows(str(p, 'config'));
     if (flag(p, 'json')) io.out(JSON.stringify(rows, null, 2));
-    else if (rows.length === 0) io.out('no QEMU VMs are running');
+    else if (rows.length === 0) io.out(noVmsFound());
     else io.out(vmTable(rows, generalProfit));
     return 0;
   },

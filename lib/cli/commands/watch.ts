@@ -12,6 +12,7 @@ import { escapeText } from '../../escape.js';
 import { formatBytes, formatCount, formatPercent, renderPairs } from '../../format.js';
 import { readStatus, statusJson, statusLines } from './status.js';
 import type { StatusReport } from './status.js';
+import { noVmsFound } from '../../vms.js';
 import { readVmRows, vmTable } from './vms.js';
 
 const OPTIONS = [
@@ -72,7 +73,7 @@ export const watch: Command = {
         if (json) {
           io.out(JSON.stringify({ ...statusJson(report), vms: vmPart instanceof Error ? { error: vmPart.message } : (vmPart?.rows ?? null) }));
         } else if (io.stdoutTty) {
-          const table = vmPart === undefined ? '' : vmPart instanceof Error ? `VMs: ${escapeText(vmPart.message)}` : vmPart.rows.length === 0 ? 'no QEMU VMs are running' : vmTable(vmPart.rows, vmPart.generalProfit);
+          const table = vmPart === undefined ? '' : vmPart instanceof Error ? `VMs: ${escapeText(vmPart.message)}` : vmPart.rows.length === 0 ? noVmsFound() : vmTable(vmPart.rows, vmPart.generalProfit);
           // Clear the screen and go home, then redraw: one frame per refresh.
           io.out(`\x1b[2J\x1b[H${renderPairs(statusLines(report))}\n\n${table}\n\n(every ${interval} s; Ctrl-C to stop)`);
         } else {

@@ -470,3 +470,28 @@ test.serial('status, set, restore and a second run find a daemon started with --
     t.deepEqual((await snapshotSettings()).files, snap.files);
   });
 });
+
+test.serial('a daemon recovering a crashed run in part keeps what is left in its own state file', async (t) => {
+  // As above, the kernel refuses pages_to_scan while advisor_mode is scan-time: the crashed run's
+  // pages_to_scan cannot go back now, and the new run's state file must still carry that value.
+  const d = await freshDir('recover-partial');
+  const config = await calmConfig(d);
+  const state = path.join(d, 'state.json');
+  await withSavedKsm(async (snap) => {
+    const sleep = String(Number(snap.files['sleep_millisecs']) + 9);
+    const pts = String(Number(snap.files['pages_to_scan']) + 13);
+    const crashed = { version: STATE_VERSION, pid: await deadPid(), startedAt: new Date().toISOString(), snapshot: JSON.parse(snapshotJson({ pages_to_scan: pts, sleep_millisecs: sleep })) as KsmSnapshot };
+    await writeFile(state, JSON.stringify(crashed), { mode: 0o600 });
+    await setKsm({ advisor_mode: 'scan-time' });
+    const a = agent(['--config', config, '--no-listen', '--state-file', state, '--lock-file', path.join(d, 'lock')]);
+    await a.waitForLine(/could not restore pages_to_scan: .*advisor/);
+    await a.waitForLine(/still to restore from the crashed run: pages_to_scan; kept in the state file/);
+    await a.waitForLine(/started pid=\d+ state=off/);
+    t.is((await snapshotSettings()).files['sleep_millisecs'], sleep, 'what could be restored was');
+    const mine = JSON.parse(await readFile(state, 'utf8')) as AgentStateFile;
+    t.is(mine.pid, a.pid);
+    t.is(mine.snapshot.files['pages_to_scan'], pts, 'the crashed run\'s value, not the one found now');
+    t.is(mine.snapshot.files['sleep_millisecs'], sleep);
+    t.is(await a.stop('SIGTERM'), 0, a.tail());
+  });
+});

@@ -128,7 +128,13 @@ export function parseQemuSize(text: string, defaultUnit: 'b' | 'm'): number {
     throw new InvalidArgumentError(`cannot parse QEMU size "${text}": expected a number with an optional K, M, G or T suffix (e.g. 2048M or 2G)`);
   }
   const unit = SIZE_UNITS[(m[2] ?? defaultUnit).toLowerCase()] as number;
-  return Math.round(Number(m[1]) * unit);
+  const bytes = Math.round(Number(m[1]) * unit);
+  // The command line is the process's own word: "-m 99999999999999999999T" must not become
+  // Infinity or a float that later sizes or offsets are computed from.
+  if (!Number.isSafeInteger(bytes)) {
+    throw new InvalidArgumentError(`QEMU size "${text.length > 64 ? `${text.slice(0, 64)}…` : text}" is too large: at most ${Number.MAX_SAFE_INTEGER} bytes`);
+  }
+  return bytes;
 }
 
 /** Guest RAM in bytes: -m (size=, suffixes), else the machine's memory-backend object, else 128 MiB. */

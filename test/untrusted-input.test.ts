@@ -14,12 +14,13 @@ import { copyFile, mkdtemp, open, readFile, readdir, readlink, rm, unlink, write
 import path from 'node:path';
 import { createLogger } from '../lib/agent/log.js';
 import { vmTable } from '../lib/cli/commands/vms.js';
-import { NotFoundError } from '../lib/errors.js';
+import { InvalidArgumentError, NotFoundError } from '../lib/errors.js';
 import { MAX_NAME_CHARS, boundText, escapeText } from '../lib/escape.js';
 import { scrubCache, vmCacheFiles } from '../lib/exclusive-cache.js';
 import { renderPairs, renderTable } from '../lib/format.js';
 import { findGuestRam } from '../lib/guest-ram.js';
 import { HINT_HEADER_BYTES, HINT_MAGIC, HINT_MAX_PAGE_COUNT, HintTableError, parseHintHeader, readHintTable } from '../lib/hints.js';
+import { parseQemuSize } from '../lib/qemu-cmdline.js';
 import { qemuExeVerdict } from '../lib/qemu-exe.js';
 import { findVm, listVms } from '../lib/vms.js';
 import type { VmRow } from '../lib/vm-rows.js';
@@ -110,6 +111,12 @@ test('boundText cuts long text with a marker and never splits a surrogate pair',
   t.is(cut, `${LONG.slice(0, MAX_NAME_CHARS)}…[+${LONG.length - MAX_NAME_CHARS} chars]`);
   const emoji = `${'a'.repeat(9)}🐧🐧`; // the penguin is two code units, at 9-10
   t.is(boundText(emoji, 10), `${'a'.repeat(9)}…[+4 chars]`);
+});
+
+test('a QEMU size too large for exact arithmetic is refused, not turned into Infinity', (t) => {
+  t.throws(() => parseQemuSize('99999999999999999999T', 'm'), { instanceOf: InvalidArgumentError, message: /is too large/ });
+  t.throws(() => parseQemuSize(`1${'0'.repeat(400)}`, 'b'), { instanceOf: InvalidArgumentError, message: /is too large/ });
+  t.is(parseQemuSize('4P', 'b'), 4 * 2 ** 50, 'a size that fits is still taken');
 });
 
 test('tables and pairs escape every cell: one line per row whatever a name holds', (t) => {

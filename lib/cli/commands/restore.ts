@@ -59,8 +59,11 @@ const HELP = commandHelp({
   the daemon's state file (--state-file), left when ksm-agent run did not exit cleanly (SIGKILL,
     OOM): the settings it found at its start
   the settings ksm-agent set saved before its first change (--saved)
-The file used is deleted afterwards (not --from). Refused while ksm-agent run is running: it
-restores its own settings when it stops.
+A snapshot is data: only the known KSM settings are written, always under /sys/kernel/mm/ksm,
+each value checked before anything is written. When every setting is back, the state or saved
+file used is deleted; when some are left (see below), it keeps exactly those. A --from file is
+never changed. Refused while ksm-agent run is running (whatever lock file it uses): it restores
+its own settings when it stops.
 
 Restoring max_page_sharing or merge_across_nodes while pages are merged needs run=2 first; that is
 skipped (and reported) unless MemAvailable can absorb the unmerge. --force restores regardless.`,

@@ -56,6 +56,8 @@ export class Agent {
   private crossTenant: CrossTenantSharing[] = [];
   private readonly warned = new Map<string, number>();
   private scanner: Scanner | undefined;
+  /** Set when the daemon began to stop: from then on nothing is written to KSM or started. */
+  private halted = false;
 
   constructor(
     private cfg: AgentConfig,
@@ -113,6 +115,8 @@ export class Agent {
         merged: r.merged,
       });
     }
+    // Stopping began while this tick read: the daemon restores what it found, so nothing to do.
+    if (this.halted) return decision;
     await this.apply(sample, decision.settings);
     // Logged once the settings are written, so the log never runs ahead of sysfs.
     if (decision.transition !== undefined) {
@@ -131,8 +135,17 @@ export class Agent {
     return decision;
   }
 
+  /**
+   * No more writes: the daemon is restoring the settings it found. A tick already past its reads
+   * leaves KSM alone (the daemon also waits for it before restoring).
+   */
+  halt(): void {
+    this.halted = true;
+  }
+
   /** Writes the settings that differ from the sample (setKsm orders and validates them). */
   private async apply(sample: Sample, wanted: KsmSettings): Promise<void> {
+    if (this.halted) return;
     const changes: KsmSettings = {};
     let any = false;
     for (const [k, v] of Object.entries(wanted) as [keyof KsmSettings, KsmSettings[keyof KsmSettings]][]) {
@@ -210,6 +223,7 @@ export class Agent {
 
   /** One exclusive-cache scrub over the configured VMs with the agent's long-lived scanner. */
   async scrubCache(): Promise<void> {
+    if (this.halted) return;
     const c = this.cfg.cache;
     const { settings } = await readKsm();
     this.scanner ??= new Scanner({

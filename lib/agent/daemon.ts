@@ -9,7 +9,7 @@ import { readKsm, snapshotSettings, setKsm } from '../sysfs.js';
 import type { KsmSettings, KsmSnapshot } from '../sysfs.js';
 import { Agent } from './agent.js';
 import { loadConfig, parseListen } from './config.js';
-import type { LoadedConfig } from './config.js';
+import type { AgentConfig, LoadedConfig } from './config.js';
 import { Router, startHttpServer } from './http.js';
 import { readTokenFile } from './token-file.js';
 import type { HttpServer } from './http.js';
@@ -25,6 +25,9 @@ import type { AgentStateFile } from './state-file.js';
 import { forgetRunningAgent, isRunningAgent, recordRunningAgent, recordedAgent, selfIdentity } from '../running-agent.js';
 import { notRestored, restoreAsFarAsSafe, restoreWithHeadroom, unmergeAll } from '../unmerge.js';
 import { mountStatusPage } from './web/status-page.js';
+import { holdSignals, onInspectorClosed, returnHeldSignal, takeHeldSignal } from '../signal-hold.js';
+import { Periodic } from './periodic.js';
+import { configChanges, describeRestart, settingsToApply } from './reload.js';
 import type { StatusPage } from './web/status-page.js';
 
 export interface DaemonOptions {
@@ -105,7 +108,13 @@ function logConfig(loaded: LoadedConfig, log: Logger): void {
 
 /** Runs until SIGTERM/SIGINT; resolves with the exit code. */
 export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
+  // Before anything that can take time: the bin holds these from its first line, a library
+  // caller gets the same from here on.
+  holdSignals(['SIGUSR1', 'SIGHUP']);
   const log = opts.logger ?? createLogger({ verbose: opts.verbose ?? false });
+  onInspectorClosed((url) =>
+    log.warning(`a SIGUSR1 came in the milliseconds before ksm-agent could handle it and Node opened its inspector on ${url}; closed it (Node 22.14+ rules this out with --disable-sigusr1)`),
+  );
   if (process.geteuid?.() !== 0) {
     throw new NotPermittedError({
       what: 'ksm-agent run tunes KSM for the whole host',
@@ -125,22 +134,26 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   // Fixed at start (a SIGHUP may load another stateFile, which takes effect at the next start).
   const stateFilePath = cfg.stateFile;
   let agent: Agent | undefined;
-  const timers: NodeJS.Timeout[] = [];
+  // The periodic jobs by name (tick, tenant check, cache scrub), and those SIGHUP stopped.
+  const jobs = new Map<string, Periodic>();
+  const retired: Promise<void>[] = [];
+  // Set first thing in stop(): from then on no tick starts and nothing writes KSM settings.
+  let shuttingDown = false;
   let stopping: Promise<number> | undefined;
   let resolveExit: (code: number) => void = () => undefined;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
 
   const stop = (why: string, code: number): Promise<number> => {
+    shuttingDown = true;
+    agent?.halt();
     stopping ??= (async () => {
       log.notice(`stopping: ${why}`);
-      for (const t of timers) clearTimeout(t);
       statusPage?.close();
       let rc = code;
-      try {
-        await inFlight;
-      } catch {
-        // the failed tick was logged already
-      }
+      // Every job disarmed and its run in progress finished, and the chain of ticks and setting
+      // writes drained: nothing writes KSM after the restore below.
+      await Promise.all([...[...jobs.values()].map((j) => j.stop()), ...retired]);
+      await inFlight;
       if (snapshot !== undefined) {
         try {
           if (cfg.unmergeOnExit) {
@@ -169,7 +182,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
     return stopping;
   };
 
+  // The tick in progress and the settings writes queued behind it; never rejects.
   let inFlight: Promise<unknown> = Promise.resolve();
+  const handlers: [NodeJS.Signals, () => void][] = [];
   let failedTicks = 0;
   const onSignal = (sig: NodeJS.Signals) => void stop(`received ${sig}`, 0);
   const onFatal = (err: unknown) => {
@@ -218,8 +233,14 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
       log.notice(`serving metrics on ${server.url}/metrics`);
     }
 
-    const runTick = (refresh: boolean): Promise<unknown> => {
-      inFlight = inFlight.then(() =>
+    /** Runs `step` after the tick or settings write in progress; never once stopping began. */
+    const serially = (step: () => Promise<unknown>): Promise<unknown> => {
+      if (shuttingDown) return inFlight;
+      inFlight = inFlight.then(() => (shuttingDown ? undefined : step())).catch((err: unknown) => log.error(`${err instanceof Error ? err.message : String(err)}`));
+      return inFlight;
+    };
+    const runTick = (refresh: boolean): Promise<unknown> =>
+      serially(() =>
         a.tick(refresh).then(
           () => (failedTicks = 0),
           (err: unknown) => {
@@ -230,40 +251,83 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
           },
         ),
       );
-      return inFlight;
+
+    const onJobError = (name: string, err: unknown): void => log.warning(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+    /** Starts, re-times or stops the job `name` so it runs every `seconds` (undefined: not at all). */
+    const syncJob = (name: string, seconds: number | undefined, job: () => Promise<unknown>): void => {
+      const running = jobs.get(name);
+      if (seconds === undefined) {
+        if (running === undefined) return;
+        jobs.delete(name);
+        retired.push(running.stop());
+        log.info(`${name}: stopped`);
+      } else if (running === undefined) {
+        jobs.set(name, new Periodic(name, seconds, job, onJobError));
+        log.info(`${name}: every ${seconds} s`);
+      } else if (running.periodSeconds !== seconds) {
+        running.setPeriod(seconds);
+        log.info(`${name}: every ${seconds} s now`);
+      }
     };
-    const every = (seconds: number, job: () => Promise<unknown>, name: string): void => {
-      const loop = () => {
-        const t = setTimeout(() => {
-          timers.splice(timers.indexOf(t), 1);
-          if (stopping !== undefined) return;
-          job()
-            .catch((err: unknown) => log.warning(`${name}: ${err instanceof Error ? err.message : String(err)}`))
-            .finally(() => stopping === undefined && loop());
-        }, seconds * 1000);
-        timers.push(t);
-      };
-      loop();
+    const syncJobs = (c: AgentConfig): void => {
+      if (shuttingDown) return;
+      syncJob('tick', c.intervalSeconds, () => runTick(false));
+      syncJob('tenant check', Object.values(c.vms).some((v) => v.tenant !== undefined) ? c.tenantCheckSeconds : undefined, () => a.checkTenants());
+      syncJob('cache scrub', c.cache.enabled ? c.cache.intervalSeconds : undefined, () => a.scrubCache());
     };
 
-    process.on('SIGUSR1', () => void runTick(true));
-    process.on('SIGHUP', () => {
-      load(opts)
-        .then((next) => {
-          loaded = next;
-          cfg = next.config;
-          a.reconfigure(cfg);
-          logConfig(next, log);
-          log.notice('configuration reloaded (listen, stateFile and lockFile take effect at the next start)');
-        })
-        .catch((err: unknown) => log.error(`configuration not reloaded, keeping the old one: ${err instanceof Error ? err.message : String(err)}`));
-    });
+    // SIGHUP: every key that can change while running does (the policy's limits at the next tick,
+    // the jobs' periods, tenants, the cache scrub, the fixed KSM settings); the keys read at start
+    // keep their value, and a warning names each that changed. Reloads run one at a time.
+    let reloading: Promise<void> = Promise.resolve();
+    const reload = (): void => {
+      reloading = reloading.then(async () => {
+        let next: LoadedConfig;
+        try {
+          next = await load(opts);
+        } catch (err) {
+          log.error(`configuration not reloaded, keeping the old one: ${err instanceof Error ? err.message : String(err)}`);
+          return;
+        }
+        if (shuttingDown) return;
+        const before = cfg;
+        const changes = configChanges(before, next.config);
+        loaded = { ...next, config: changes.next };
+        cfg = changes.next;
+        a.reconfigure(cfg);
+        a.history.resize(cfg.historySamples);
+        logConfig(loaded, log);
+        syncJobs(cfg);
+        if (changes.applied.includes('settings')) {
+          const wanted = settingsToApply(before.settings, cfg.settings, snapshot);
+          await serially(() => applyFixedSettings(wanted, cfg.unmergeReservePercent, log).catch((err: unknown) => log.error(`settings not applied: ${err instanceof Error ? err.message : String(err)}`)));
+        }
+        log.notice('configuration reloaded', { changed: changes.applied.join(',') || '(nothing)' });
+        if (changes.restart.length > 0) {
+          log.warning(`configuration reloaded, but these keys take effect only at the next start and keep their running value until then: ${describeRestart(changes.restart)}; restart ksm-agent (systemctl restart ksm-agent) to apply them`);
+        }
+      });
+    };
+    const onUsr1 = (): void => {
+      if (shuttingDown) return; // restoring the settings found at start: no retune now
+      log.info('SIGUSR1: re-listing the VMs and retuning now');
+      void runTick(true);
+    };
+    const onHup = (): void => {
+      if (shuttingDown) return;
+      log.info('SIGHUP: reloading the configuration');
+      reload();
+    };
+    // Held since the bin's first line (lib/signal-hold.ts); what came meanwhile is acted on below.
+    const earlyUsr1 = takeHeldSignal('SIGUSR1', onUsr1);
+    const earlyHup = takeHeldSignal('SIGHUP', onHup);
+    handlers.push(['SIGUSR1', onUsr1], ['SIGHUP', onHup]);
 
     await runTick(true);
     log.notice('started', { pid: process.pid, state: a.lastDecision?.state, advisor_available: a.hasAdvisor });
-    every(cfg.intervalSeconds, () => runTick(false), 'tick');
-    if (Object.keys(cfg.vms).some((k) => cfg.vms[k]?.tenant !== undefined)) every(cfg.tenantCheckSeconds, () => a.checkTenants(), 'tenant check');
-    if (cfg.cache.enabled) every(cfg.cache.intervalSeconds, () => a.scrubCache(), 'cache scrub');
+    syncJobs(cfg);
+    if (earlyUsr1 > 0) onUsr1();
+    if (earlyHup > 0) onHup();
   } catch (err) {
     await stop(`start failed: ${err instanceof Error ? err.message : String(err)}`, 1);
     throw err;
@@ -273,6 +337,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('uncaughtException', onFatal);
   process.off('unhandledRejection', onFatal);
+  for (const [sig, handler] of handlers) returnHeldSignal(sig, handler);
   return code;
 }
 

@@ -25,11 +25,21 @@ export interface HistoryPoint {
 export class History {
   private readonly points: HistoryPoint[] = [];
 
-  constructor(readonly capacity: number) {}
+  constructor(private cap: number) {}
+
+  get capacity(): number {
+    return this.cap;
+  }
+
+  /** A new bound (SIGHUP changed historySamples): the oldest points go when it shrinks. */
+  resize(capacity: number): void {
+    this.cap = capacity;
+    if (this.points.length > capacity) this.points.splice(0, this.points.length - capacity);
+  }
 
   push(p: HistoryPoint): void {
     this.points.push(p);
-    if (this.points.length > this.capacity) this.points.splice(0, this.points.length - this.capacity);
+    if (this.points.length > this.cap) this.points.splice(0, this.points.length - this.cap);
   }
 
   latest(): HistoryPoint | undefined {

@@ -6,7 +6,11 @@
 // The daemon's JavaScript is a few file reads a tick (the heavy work is in the kernel and the
 // addon), and without them its RSS drops from ~58 to ~51 MB for the same CPU (measured over
 // 120 s with two guests: 0.68% vs 0.74% of a core). --no-expose-wasm silences V8's note that
-// lite mode turns WebAssembly off (nothing here uses it).
+// lite mode turns WebAssembly off (nothing here uses it). Both also keep V8 from ever mapping
+// memory writable and executable, so the unit's MemoryDenyWriteExecute=yes holds (plain node
+// aborts under it). Not --disable-sigusr1: Node 20 rejects it (it came in 22.14); the first import
+// below holds SIGUSR1 instead, so it never opens Node's inspector.
+import './early-signals.js';
 import { SamepageError } from '../errors.js';
 import type { Command } from './command.js';
 import { processIo } from './command.js';

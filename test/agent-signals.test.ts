@@ -12,6 +12,7 @@ import { readKsm, snapshotSettings } from '../lib/index.js';
 import type { AgentProcess } from './helpers/agent.js';
 import { caughtSignals, listeningPorts, startBinAgent } from './helpers/bin.js';
 import { withSavedKsm } from './helpers/ksm.js';
+import { parseSamples } from './helpers/promql.js';
 import { startMergeChild } from './helpers/processes.js';
 import type { MergeChild } from './helpers/processes.js';
 
@@ -154,5 +155,71 @@ test.serial('SIGTERM right after SIGUSR1 while merging: no tick runs after the r
       t.deepEqual(a.lines.slice(restoredAt).filter((l) => /ksm-agent debug: tick |state \w+:/.test(l)), [], where);
       t.deepEqual((await snapshotSettings()).files, snap.files, `round ${round}: KSM after exit; log:\n${a.tail(20)}`);
     }
+  });
+});
+
+test.serial('SIGHUP applies what it can at once (tick period, jobs, KSM settings, history) and names what needs a restart', async (t) => {
+  await withSavedKsm(async (snap) => {
+    const prune = Number(snap.files['stable_node_chains_prune_millisecs']);
+    const zero = snap.files['use_zero_pages'] === '1';
+    const [pruneA, pruneB] = [prune === 2345 ? 2346 : 2345, prune === 3456 ? 3457 : 3456];
+    const file = path.join(dir, 'hup.json');
+    const write = (c: Record<string, unknown>) => writeFile(file, JSON.stringify({ ...CALM, listen: '127.0.0.1:0', ...c }));
+    await write({ intervalSeconds: 0.2, settings: { stable_node_chains_prune_millisecs: pruneA } });
+    const a = agent(['--config', file, ...files('hup')]);
+    const url = await a.metricsUrl();
+    await a.waitForLine(/started pid=\d+ state=off/);
+    const ticks = async (): Promise<number> => parseSamples(await (await fetch(url)).text()).get('samepage_agent_ticks_total') ?? NaN;
+    const rate = async (seconds: number): Promise<number> => {
+      const before = await ticks();
+      await sleep(seconds * 1000);
+      return ((await ticks()) - before) / seconds;
+    };
+    t.is((await readKsm()).settings.stable_node_chains_prune_millisecs, pruneA);
+    t.true((await rate(2)) >= 3, `about 5 ticks a second at intervalSeconds 0.2; log:\n${a.tail()}`);
+
+    // Everything changes at once.
+    let mark = a.lines.length;
+    await write({
+      intervalSeconds: 2,
+      listen: '127.0.0.1:1',
+      historySamples: 10,
+      settings: { stable_node_chains_prune_millisecs: pruneB, use_zero_pages: !zero },
+      vms: { 'some-vm': { tenant: 'acme' } },
+      cache: { enabled: true, intervalSeconds: 3600, dryRun: true },
+    });
+    process.kill(a.pid, 'SIGHUP');
+    const reloaded = await a.waitForLine(/configuration reloaded changed=(\S+)/);
+    t.deepEqual((reloaded[1] as string).split(',').sort(), ['cache', 'historySamples', 'intervalSeconds', 'settings', 'vms']);
+    const since = () => a.lines.slice(mark).join('\n');
+    t.regex(since(), /tick: every 2 s now/);
+    t.regex(since(), /tenant check: every 60 s/);
+    t.regex(since(), /cache scrub: every 3600 s/);
+    t.regex(since(), /take effect only at the next start .*: listen \("127\.0\.0\.1:0" now, "127\.0\.0\.1:1" configured\); restart ksm-agent/);
+    t.notRegex(since(), /stateFile|lockFile/);
+    t.like((await readKsm()).settings, { stable_node_chains_prune_millisecs: pruneB, use_zero_pages: !zero });
+    t.true((await rate(4.5)) <= 0.7, `one tick every 2 s now; log:\n${a.tail()}`);
+
+    // Keys taken out: the settings go back to what the daemon found, the jobs stop.
+    mark = a.lines.length;
+    await write({ intervalSeconds: 0.2 });
+    process.kill(a.pid, 'SIGHUP');
+    await a.waitForLine(/configuration reloaded changed=/);
+    await sleep(200);
+    t.regex(since(), /tenant check: stopped/);
+    t.regex(since(), /cache scrub: stopped/);
+    t.regex(since(), /tick: every 0.2 s now/);
+    t.notRegex(since(), /take effect only at the next start/, 'listen is the running one again');
+    t.deepEqual((await snapshotSettings()).files, snap.files, 'every setting is back to what the daemon found');
+    t.true((await rate(2)) >= 3);
+
+    // A bad file changes nothing.
+    mark = a.lines.length;
+    await writeFile(file, JSON.stringify({ ...CALM, intervalSeconds: 5, cpuBudgetPercent: 500 }));
+    process.kill(a.pid, 'SIGHUP');
+    await a.waitForLine(/configuration not reloaded, keeping the old one: .*key "cpuBudgetPercent": must be a number from 1 to 100, got 500/);
+    t.true((await rate(2)) >= 3, 'still the old tick period');
+    t.is(await a.stop('SIGTERM'), 0);
+    t.deepEqual((await snapshotSettings()).files, snap.files);
   });
 });

@@ -302,10 +302,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
           const wanted = settingsToApply(before.settings, cfg.settings, snapshot);
           await serially(() => applyFixedSettings(wanted, cfg.unmergeReservePercent, log).catch((err: unknown) => log.error(`settings not applied: ${err instanceof Error ? err.message : String(err)}`)));
         }
-        log.notice('configuration reloaded', { changed: changes.applied.join(',') || '(nothing)' });
         if (changes.restart.length > 0) {
-          log.warning(`configuration reloaded, but these keys take effect only at the next start and keep their running value until then: ${describeRestart(changes.restart)}; restart ksm-agent (systemctl restart ksm-agent) to apply them`);
+          log.warning(`these keys take effect only at the next start and keep their running value until then: ${describeRestart(changes.restart)}; restart ksm-agent (systemctl restart ksm-agent) to apply them`);
         }
+        log.notice('configuration reloaded', { changed: changes.applied.join(',') || '(nothing)' });
       });
     };
     const onUsr1 = (): void => {

@@ -3,11 +3,12 @@
 // /sys/kernel/mm/ksm says then; what node_exporter does not export is under samepage_ksm_*.
 // Per-VM series carry a `vm` label (the VM's name, never the pid: pids churn on restarts); the
 // agent's own series are samepage_agent_* plus the standard process_* ones.
-// Deep imports keep the package index (Pushgateway, default metrics, OpenTelemetry) unloaded:
-// 11 MB less RSS (types/prom-client-lean.d.ts).
-import Counter = require('prom-client/lib/counter');
-import Gauge = require('prom-client/lib/gauge');
-import Registry = require('prom-client/lib/registry');
+//
+// One collector per source, each run once per scrape before the registry is serialized: the KSM
+// one reads sysfs (and ksmd's stat, /proc/vmstat) once and sets every KSM series, the per-VM one
+// takes one attribution, the agent one one snapshot. A value the source lacks (a file an older
+// kernel does not have) leaves its series without a sample rather than a made-up 0.
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { KsmState } from '../sysfs.js';
 import type { Attribution } from '../attribution.js';
 import type { Decision, Pressure } from './policy.js';
@@ -56,165 +57,192 @@ function asNumber(v: number | boolean | string | undefined): number | undefined 
   return v;
 }
 
-export function createMetrics(src: MetricsSource): InstanceType<typeof Registry> {
-  const registry = new Registry();
-  const reg = [registry];
-  type Read = () => number | undefined | Promise<number | undefined>;
+/** The endpoint's view: what /metrics answers with. */
+export interface MetricsEndpoint {
+  readonly contentType: string;
+  /** Runs every collector once, then the exposition text. */
+  metrics(): Promise<string>;
+}
 
-  /** A gauge whose value is read at scrape time; absent (no sample) when the read gives nothing. */
-  const gauge = (name: string, help: string, read: Read): void => {
-    new Gauge({
-      name,
-      help,
-      registers: reg,
-      async collect() {
-        const v = await read();
-        if (v === undefined) this.reset();
-        else this.set(v);
-      },
-    });
-  };
+type Collect = () => Promise<void>;
+
+/** Series without labels, built on one registry; absent values leave no sample. */
+class Series {
+  constructor(private readonly registry: Registry) {}
+
+  gauge(name: string, help: string): (v: number | undefined) => void {
+    const g = new Gauge({ name, help, registers: [this.registry] });
+    return (v) => (v === undefined ? g.remove() : g.set(v));
+  }
+
   /** A counter that mirrors a total kept elsewhere (the kernel's, or the agent's). */
-  const total = (name: string, help: string, read: Read): void => {
-    new Counter({
-      name,
-      help,
-      registers: reg,
-      async collect() {
-        const v = await read();
-        this.reset();
-        if (v !== undefined) this.inc(v);
-      },
-    });
-  };
-  /** A gauge with one series per label value, 1 for the current one and 0 for the others. */
-  const oneHot = (name: string, help: string, label: string, values: string[], current: () => string): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames: [label],
-      registers: reg,
-      collect() {
-        const now = current();
-        for (const v of values) this.set({ [label]: v }, v === now ? 1 : 0);
-      },
-    });
-  };
+  total(name: string, help: string): (v: number | undefined) => void {
+    const c = new Counter({ name, help, registers: [this.registry] });
+    return (v) => {
+      c.reset();
+      if (v === undefined) c.remove();
+      else c.inc(v);
+    };
+  }
 
-  // Each scrape reads sysfs once; every collect of that scrape shares the reading.
-  let reading: Promise<KsmState> | undefined;
-  const ksm = (): Promise<KsmState> => (reading ??= src.readKsm().finally(() => setImmediate(() => (reading = undefined))));
-  const file = (name: string) => async (): Promise<number | undefined> => {
-    const k = await ksm();
-    return asNumber(k.settings[name as keyof typeof k.settings] ?? k.counters[name as keyof typeof k.counters]);
-  };
+  /** One series per label value, 1 for the current one and 0 for the others. */
+  oneHot(name: string, help: string, label: string, values: string[]): (current: string) => void {
+    const g = new Gauge({ name, help, labelNames: [label], registers: [this.registry] });
+    return (current) => {
+      for (const v of values) g.set({ [label]: v }, v === current ? 1 : 0);
+    };
+  }
+}
 
-  for (const [name, help] of NODE_KSMD_GAUGES) gauge(`node_ksmd_${name}`, help, file(name));
-  total('node_ksmd_full_scans_total', 'How many times all mergeable areas have been scanned.', file('full_scans'));
-  gauge('node_ksmd_sleep_seconds', 'Seconds ksmd sleeps between batches (sleep_millisecs / 1000).', async () => {
-    const v = await file('sleep_millisecs')();
-    return v === undefined ? undefined : v / 1000;
-  });
-  gauge('node_ksmd_general_profit_bytes', 'Net bytes KSM saves: merged pages minus the rmap_items that track candidates (can be negative).', file('general_profit'));
-
+/** sysfs, ksmd's CPU time and cow_ksm: read once per scrape. */
+function ksmCollector(registry: Registry, series: Series, src: MetricsSource): Collect {
+  const files = NODE_KSMD_GAUGES.map(([name, help]) => [name, series.gauge(`node_ksmd_${name}`, help)] as const);
+  const fullScans = series.total('node_ksmd_full_scans_total', 'How many times all mergeable areas have been scanned.');
+  const sleepSeconds = series.gauge('node_ksmd_sleep_seconds', 'Seconds ksmd sleeps between batches (sleep_millisecs / 1000).');
+  const generalProfit = series.gauge('node_ksmd_general_profit_bytes', 'Net bytes KSM saves: merged pages minus the rmap_items that track candidates (can be negative).');
   // Beyond node_exporter.
-  total('samepage_ksm_pages_scanned_total', 'Pages ksmd has scanned (6.7+).', file('pages_scanned'));
-  total('samepage_ksm_pages_skipped_total', 'Pages smart_scan skipped (6.7+).', file('pages_skipped'));
-  gauge('samepage_ksm_zero_pages', 'Empty pages KSM mapped to the zero page (use_zero_pages=1).', file('ksm_zero_pages'));
-  gauge('samepage_ksm_stable_node_chains', 'KSM pages that reached max_page_sharing.', file('stable_node_chains'));
-  gauge('samepage_ksm_stable_node_dups', 'Duplicated KSM pages of those chains.', file('stable_node_dups'));
-  new Gauge({
+  const scanned = series.total('samepage_ksm_pages_scanned_total', 'Pages ksmd has scanned (6.7+).');
+  const skipped = series.total('samepage_ksm_pages_skipped_total', 'Pages smart_scan skipped (6.7+).');
+  const zeroPages = series.gauge('samepage_ksm_zero_pages', 'Empty pages KSM mapped to the zero page (use_zero_pages=1).');
+  const chains = series.gauge('samepage_ksm_stable_node_chains', 'KSM pages that reached max_page_sharing.');
+  const dups = series.gauge('samepage_ksm_stable_node_dups', 'Duplicated KSM pages of those chains.');
+  const setting = new Gauge({
     name: 'samepage_ksm_setting',
     help: 'Every writable KSM setting by file name (booleans 0/1; advisor_mode 1 = scan-time).',
     labelNames: ['setting'],
-    registers: reg,
-    async collect() {
-      this.reset();
-      for (const [name, value] of Object.entries((await ksm()).settings)) {
-        const v = asNumber(value as number | boolean | string | undefined);
-        if (v !== undefined) this.set({ setting: name }, v);
-      }
-    },
+    registers: [registry],
   });
-  total('samepage_ksmd_cpu_seconds_total', 'CPU time the ksmd kernel thread has used (utime + stime from /proc/<ksmd>/stat).', () => src.ksmdCpuSeconds());
-  total('samepage_cow_ksm_total', 'Writes that broke a KSM page (copy-on-write), from /proc/vmstat cow_ksm.', () => src.cowKsm());
+  const ksmdCpu = series.total('samepage_ksmd_cpu_seconds_total', 'CPU time the ksmd kernel thread has used (utime + stime from /proc/<ksmd>/stat).');
+  const cowKsm = series.total('samepage_cow_ksm_total', 'Writes that broke a KSM page (copy-on-write), from /proc/vmstat cow_ksm.');
 
-  // Per VM. One attribution per scrape, shared by the gauges below.
-  let vmReading: Promise<Attribution | undefined> | undefined;
-  const vms = (): Promise<Attribution | undefined> => (vmReading ??= src.vmSavings().finally(() => setImmediate(() => (vmReading = undefined))));
-  const perVm = (name: string, help: string, pick: (v: Attribution['vms'][number]) => number | undefined): void => {
-    new Gauge({
-      name,
-      help,
-      labelNames: ['vm'],
-      registers: reg,
-      async collect() {
-        this.reset();
-        const a = await vms();
-        for (const row of a?.vms ?? []) {
-          const v = pick(row);
-          if (v !== undefined && row.error === undefined) this.set({ vm: row.name }, v);
-        }
-      },
-    });
+  return async () => {
+    const [k, cpu, cow] = await Promise.all([src.readKsm(), src.ksmdCpuSeconds(), src.cowKsm()]);
+    const file = (name: string): number | undefined => asNumber(k.settings[name as keyof KsmState['settings']] ?? k.counters[name as keyof KsmState['counters']]);
+    for (const [name, set] of files) set(file(name));
+    fullScans(file('full_scans'));
+    const sleep = file('sleep_millisecs');
+    sleepSeconds(sleep === undefined ? undefined : sleep / 1000);
+    generalProfit(file('general_profit'));
+    scanned(file('pages_scanned'));
+    skipped(file('pages_skipped'));
+    zeroPages(file('ksm_zero_pages'));
+    chains(file('stable_node_chains'));
+    dups(file('stable_node_dups'));
+    setting.reset();
+    for (const [name, value] of Object.entries(k.settings)) {
+      const v = asNumber(value as number | boolean | string | undefined);
+      if (v !== undefined) setting.set({ setting: name }, v);
+    }
+    ksmdCpu(cpu);
+    cowKsm(cow);
   };
-  perVm('samepage_vm_saved_bytes', 'Bytes KSM saves for this VM, attributed fairly (the column sums to general_profit; README.md, section ksm-agent).', (r) => r.savedBytes);
-  perVm('samepage_vm_ksm_pages', 'Pages of this VM mapped to KSM pages (ksm_merging_pages).', (r) => r.ksmPages);
-  perVm('samepage_vm_ksm_zero_pages', 'Pages of this VM KSM mapped to the zero page.', (r) => r.zeroPages);
-  perVm('samepage_vm_rmap_items', 'rmap_items KSM keeps for this VM (64 bytes each).', (r) => r.rmapItems);
-  perVm('samepage_vm_ram_bytes', 'Guest RAM size from the QEMU command line.', (r) => r.ramBytes);
-  gauge('samepage_other_saved_bytes', 'general_profit not attributed to any VM: KSM users that are not QEMU processes.', async () => (await vms())?.otherBytes);
-  new Gauge({
+}
+
+/** Per VM: one attribution (cached by the agent for vmMetricsSeconds), policies, cross-tenant sharing. */
+function vmCollector(registry: Registry, series: Series, src: MetricsSource): Collect {
+  const perVm = (name: string, help: string, pick: (v: Attribution['vms'][number]) => number | undefined) => ({
+    gauge: new Gauge({ name, help, labelNames: ['vm'], registers: [registry] }),
+    pick,
+  });
+  const rows = [
+    perVm('samepage_vm_saved_bytes', 'Bytes KSM saves for this VM, attributed fairly (the column sums to general_profit; README.md, section ksm-agent).', (r) => r.savedBytes),
+    perVm('samepage_vm_ksm_pages', 'Pages of this VM mapped to KSM pages (ksm_merging_pages).', (r) => r.ksmPages),
+    perVm('samepage_vm_ksm_zero_pages', 'Pages of this VM KSM mapped to the zero page.', (r) => r.zeroPages),
+    perVm('samepage_vm_rmap_items', 'rmap_items KSM keeps for this VM (64 bytes each).', (r) => r.rmapItems),
+    perVm('samepage_vm_ram_bytes', 'Guest RAM size from the QEMU command line.', (r) => r.ramBytes),
+  ];
+  const other = series.gauge('samepage_other_saved_bytes', 'general_profit not attributed to any VM: KSM users that are not QEMU processes.');
+  const info = new Gauge({
     name: 'samepage_vm_info',
     help: 'Per-VM policy: tenant (empty when none) and opted_out (1 = keep KSM away from this VM).',
     labelNames: ['vm', 'tenant', 'opted_out'],
-    registers: reg,
-    collect() {
-      this.reset();
-      for (const p of src.vmPolicies()) this.set({ vm: p.vm, tenant: p.tenant ?? '', opted_out: p.optedOut ? '1' : '0' }, 1);
-    },
+    registers: [registry],
   });
-  new Gauge({
+  const crossTenant = new Gauge({
     name: 'samepage_vm_cross_tenant_pages',
     help: 'KSM pages this VM shares with a VM of another tenant (a page-fusion side channel).',
     labelNames: ['vm', 'peer'],
-    registers: reg,
-    collect() {
-      this.reset();
-      for (const c of src.crossTenant()) this.set({ vm: c.vm, peer: c.peer }, c.pages);
-    },
+    registers: [registry],
   });
 
-  // The agent itself.
-  const a = (): AgentSnapshot => src.agent();
-  oneHot('samepage_agent_state', 'The policy state: off (no memory pressure), merging, settled (nothing more to gain).', 'state', ['off', 'merging', 'settled'], () => a().decision?.state ?? 'off');
-  oneHot('samepage_agent_scan_mode', 'Who sets the scan rate while merging: the agent (ramp) or the kernel advisor (advisor).', 'mode', ['ramp', 'advisor'], () => a().decision?.mode ?? 'ramp');
-  const pressure = (pick: (p: Pressure) => number): Read => () => {
-    const p = a().pressure;
-    return p === undefined ? undefined : pick(p);
+  return async () => {
+    const a = await src.vmSavings();
+    for (const { gauge, pick } of rows) {
+      gauge.reset();
+      for (const row of a?.vms ?? []) {
+        const v = pick(row);
+        if (v !== undefined && row.error === undefined) gauge.set({ vm: row.name }, v);
+      }
+    }
+    other(a?.otherBytes);
+    info.reset();
+    for (const p of src.vmPolicies()) info.set({ vm: p.vm, tenant: p.tenant ?? '', opted_out: p.optedOut ? '1' : '0' }, 1);
+    crossTenant.reset();
+    for (const c of src.crossTenant()) crossTenant.set({ vm: c.vm, peer: c.peer }, c.pages);
   };
-  gauge('samepage_agent_memory_pressure', '1 when memory use is past the start threshold (ksmtuned rule).', pressure((p) => (p.pressure ? 1 : 0)));
-  gauge('samepage_agent_threshold_bytes', 'The start threshold: max(MemTotal × thresholdPercent, thresholdMinKiB).', pressure((p) => p.thresholdKiB * 1024));
-  gauge('samepage_agent_committed_bytes', 'RSS of the VMs (ksmtuned: committed memory).', pressure((p) => p.committedKiB * 1024));
-  gauge('samepage_agent_free_bytes', 'Free memory as the threshold counts it.', pressure((p) => p.freeKiB * 1024));
-  gauge('samepage_agent_ksmd_cpu_ratio', "ksmd's share of one core over the last tick.", () => a().decision?.rates?.ksmdCpu);
-  gauge('samepage_agent_ksmd_cpu_budget_ratio', 'The ksmd CPU budget, as a share of one core.', () => a().cpuBudget);
-  gauge('samepage_agent_target_cpu_ratio', 'The share of a core the ramp aims ksmd at now (budget × effort).', () => a().decision?.targetCpu);
-  gauge('samepage_agent_yield_ratio', 'New merges per scanned page: the yield that steers the ramp.', () => a().decision?.yieldEstimate);
-  gauge('samepage_agent_volatile_ratio', 'Smoothed share of tracked pages that are volatile.', () => a().decision?.volatileShare);
-  total('samepage_agent_ticks_total', 'Policy ticks run.', () => a().ticks);
-  total('samepage_agent_setting_writes_total', 'Times the agent changed KSM settings.', () => a().settingWrites);
-  total('samepage_agent_errors_total', 'Ticks that failed (logged).', () => a().errors);
-  total('samepage_agent_tenant_warnings_total', 'Cross-tenant sharing warnings logged.', () => a().tenantWarnings);
-  total('samepage_agent_cache_bytes_reclaimed_total', 'Host page cache dropped by exclusive-cache scrubs.', () => a().cacheBytesReclaimed);
+}
 
+/** The agent's own state and counters, and the standard process_* series: one snapshot. */
+function agentCollector(series: Series, src: MetricsSource): Collect {
+  const state = series.oneHot('samepage_agent_state', 'The policy state: off (no memory pressure), merging, settled (nothing more to gain).', 'state', ['off', 'merging', 'settled']);
+  const mode = series.oneHot('samepage_agent_scan_mode', 'Who sets the scan rate while merging: the agent (ramp) or the kernel advisor (advisor).', 'mode', ['ramp', 'advisor']);
+  const pressure = series.gauge('samepage_agent_memory_pressure', '1 when memory use is past the start threshold (ksmtuned rule).');
+  const threshold = series.gauge('samepage_agent_threshold_bytes', 'The start threshold: max(MemTotal × thresholdPercent, thresholdMinKiB).');
+  const committed = series.gauge('samepage_agent_committed_bytes', 'RSS of the VMs (ksmtuned: committed memory).');
+  const free = series.gauge('samepage_agent_free_bytes', 'Free memory as the threshold counts it.');
+  const ksmdCpu = series.gauge('samepage_agent_ksmd_cpu_ratio', "ksmd's share of one core over the last tick.");
+  const budget = series.gauge('samepage_agent_ksmd_cpu_budget_ratio', 'The ksmd CPU budget, as a share of one core.');
+  const target = series.gauge('samepage_agent_target_cpu_ratio', 'The share of a core the ramp aims ksmd at now (budget × effort).');
+  const yieldRatio = series.gauge('samepage_agent_yield_ratio', 'New merges per scanned page: the yield that steers the ramp.');
+  const volatile = series.gauge('samepage_agent_volatile_ratio', 'Smoothed share of tracked pages that are volatile.');
+  const ticks = series.total('samepage_agent_ticks_total', 'Policy ticks run.');
+  const writes = series.total('samepage_agent_setting_writes_total', 'Times the agent changed KSM settings.');
+  const errors = series.total('samepage_agent_errors_total', 'Ticks that failed (logged).');
+  const tenantWarnings = series.total('samepage_agent_tenant_warnings_total', 'Cross-tenant sharing warnings logged.');
+  const reclaimed = series.total('samepage_agent_cache_bytes_reclaimed_total', 'Host page cache dropped by exclusive-cache scrubs.');
   // The standard process metrics, computed at scrape (prom-client's default set would add an
   // event-loop monitor that wakes every 10 ms, which an idle agent should not pay for).
-  total('process_cpu_seconds_total', 'Total user and system CPU time spent in seconds.', () => {
+  const cpuSeconds = series.total('process_cpu_seconds_total', 'Total user and system CPU time spent in seconds.');
+  const rss = series.gauge('process_resident_memory_bytes', 'Resident memory size in bytes.');
+  const startTime = series.gauge('process_start_time_seconds', 'Start time of the process since unix epoch in seconds.');
+
+  return () => {
+    const a = src.agent();
+    const d = a.decision;
+    const p = a.pressure;
+    state(d?.state ?? 'off');
+    mode(d?.mode ?? 'ramp');
+    pressure(p === undefined ? undefined : p.pressure ? 1 : 0);
+    threshold(p === undefined ? undefined : p.thresholdKiB * 1024);
+    committed(p === undefined ? undefined : p.committedKiB * 1024);
+    free(p === undefined ? undefined : p.freeKiB * 1024);
+    ksmdCpu(d?.rates?.ksmdCpu);
+    budget(a.cpuBudget);
+    target(d?.targetCpu);
+    yieldRatio(d?.yieldEstimate);
+    volatile(d?.volatileShare);
+    ticks(a.ticks);
+    writes(a.settingWrites);
+    errors(a.errors);
+    tenantWarnings(a.tenantWarnings);
+    reclaimed(a.cacheBytesReclaimed);
     const u = process.cpuUsage();
-    return (u.user + u.system) / 1e6;
-  });
-  gauge('process_resident_memory_bytes', 'Resident memory size in bytes.', () => process.memoryUsage.rss());
-  gauge('process_start_time_seconds', 'Start time of the process since unix epoch in seconds.', () => Math.round(a().startedAt / 1000));
-  return registry;
+    cpuSeconds((u.user + u.system) / 1e6);
+    rss(process.memoryUsage.rss());
+    startTime(Math.round(a.startedAt / 1000));
+    return Promise.resolve();
+  };
+}
+
+export function createMetrics(src: MetricsSource): MetricsEndpoint {
+  const registry = new Registry();
+  const series = new Series(registry);
+  const collectors = [ksmCollector(registry, series, src), vmCollector(registry, series, src), agentCollector(series, src)];
+  return {
+    contentType: registry.contentType,
+    async metrics() {
+      await Promise.all(collectors.map((collect) => collect()));
+      return registry.metrics();
+    },
+  };
 }

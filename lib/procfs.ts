@@ -1,7 +1,7 @@
 // Reads /proc: per-process KSM counters, memory maps, command lines and the system-wide files KSM
 // reporting needs. Parsing lives in proc-parse.ts; this module does the I/O and turns system errors
 // into typed ones (a vanished pid is ProcessGoneError, another user's process NotPermittedError).
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, readFileSync } from 'node:fs';
 import { readFile, readdir, readlink, stat } from 'node:fs/promises';
 import {
   InvalidArgumentError,
@@ -183,7 +183,8 @@ export async function readVmstat(): Promise<Vmstat> {
 async function readGlobal(file: string): Promise<string> {
   const path = `${PROC}/${file}`;
   try {
-    return await readFile(path, 'utf8');
+    // Synchronously: meminfo and vmstat are a few KiB the kernel prints at once, read every tick.
+    return readFileSync(path, 'utf8');
   } catch (err) {
     throw fromSystemError(err, { op: 'read', path });
   }

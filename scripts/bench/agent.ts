@@ -142,7 +142,9 @@ async function startAgentProcess(conf: string, dir: string): Promise<Started> {
   const config = path.join(dir, 'agent.json');
   writeFileSync(config, JSON.stringify({ listen: '127.0.0.1:0' }));
   const verbose = process.env['BENCH_AGENT_LOG'] === '1' ? ['--verbose'] : [];
-  const child = spawn(process.execPath, [...shebangFlags(CLI), CLI, 'run', ...verbose, '--config', config, '--ksmtuned-conf', conf, '--state-file', path.join(dir, 'state.json'), '--lock-file', path.join(dir, 'agent.lock')], {
+  // BENCH_AGENT_NODE_FLAGS: extra node flags for the agent, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
+  const nodeFlags = (process.env['BENCH_AGENT_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+  const child = spawn(process.execPath, [...shebangFlags(CLI), ...nodeFlags, CLI, 'run', ...verbose, '--config', config, '--ksmtuned-conf', conf, '--state-file', path.join(dir, 'state.json'), '--lock-file', path.join(dir, 'agent.lock')], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const log: string[] = [];

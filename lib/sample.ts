@@ -3,8 +3,10 @@
 // readings give rates: pages scanned per second, ksmd's share of a core, new merges per page.
 import { performance } from 'node:perf_hooks';
 import { readKsm } from './sysfs.js';
-import type { KsmState } from './sysfs.js';
-import { USER_HZ, findKsmd, readMeminfo, readProcStat, readVmstat } from './procfs.js';
+import type { KsmCounters, KsmState } from './sysfs.js';
+import { readFileSync } from 'node:fs';
+import { parseProcStat } from './proc-parse.js';
+import { USER_HZ, findKsmd, readMeminfo, readVmstat } from './procfs.js';
 
 export const PAGE_SIZE = 4096;
 
@@ -36,7 +38,8 @@ export async function ksmdTicks(): Promise<number | undefined> {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       ksmdPid ??= await findKsmd();
-      const st = await readProcStat(ksmdPid);
+      // Synchronously, as sysfs: a one-line file read every tick.
+      const st = parseProcStat(readFileSync(`/proc/${ksmdPid}/stat`, 'utf8'));
       if (st.comm === 'ksmd') return st.utime + st.stime;
     } catch {
       // not found (container) or stale pid: look again once
@@ -70,6 +73,28 @@ export async function takeSample(opts: { root?: string } = {}): Promise<Sample> 
   return s;
 }
 
+/** Bytes of one rmap_item on a 64-bit kernel: what general_profit charges per page ksmd tracks. */
+export const RMAP_ITEM_BYTES = 64;
+
+export interface HostSavings {
+  bytes: number;
+  /** The kernel has no general_profit (before 6.4): bytes is computed from the page counters. */
+  estimated: boolean;
+}
+
+/**
+ * What KSM saves host-wide: general_profit (6.4+), or on older kernels the kernel's own formula
+ * from files every kernel has, (pages_sharing + ksm_zero_pages) × 4096 − rmap_items × 64, where
+ * rmap_items = pages_shared + pages_sharing + pages_unshared + pages_volatile (the kernel prints
+ * pages_volatile as exactly that remainder). Kernels before 6.5 do not count KSM zero pages, so
+ * pages merged into the zero page (use_zero_pages=1) are missing from the estimate.
+ */
+export function hostSavings(c: KsmCounters): HostSavings {
+  if (c.general_profit !== undefined) return { bytes: c.general_profit, estimated: false };
+  const tracked = (c.pages_shared ?? 0) + (c.pages_sharing ?? 0) + (c.pages_unshared ?? 0) + (c.pages_volatile ?? 0);
+  return { bytes: ((c.pages_sharing ?? 0) + (c.ksm_zero_pages ?? 0)) * PAGE_SIZE - tracked * RMAP_ITEM_BYTES, estimated: true };
+}
+
 /** Pages that KSM saves right now: extra mappings of KSM pages plus KSM-placed zero pages. */
 export function mergedPages(s: Sample): number {
   return (s.ksm.counters.pages_sharing ?? 0) + (s.ksm.counters.ksm_zero_pages ?? 0);
@@ -91,6 +116,11 @@ export interface Rates {
   scanned?: number;
   /** Pages scanned plus pages smart_scan skipped, per second: the speed of a full pass. */
   visitedPerSecond?: number;
+  /**
+   * visitedPerSecond is computed from ksmd's settings, not counted: kernels before 6.7 have no
+   * pages_scanned (see settingsVisitRate).
+   */
+  visitedEstimated?: boolean;
   /** Change of mergedPages() (new merges minus pages unshared by writes). */
   merged: number;
   /** New merges per scanned page: the yield of the scanning done between the samples. */
@@ -118,9 +148,27 @@ export function rates(a: Sample, b: Sample): Rates {
     if (r.scanned > 0) r.yield = r.merged / r.scanned;
     const skipped = (b.ksm.counters.pages_skipped ?? 0) - (a.ksm.counters.pages_skipped ?? 0);
     r.visitedPerSecond = (r.scanned + skipped) / seconds;
+  } else {
+    r.visitedPerSecond = settingsVisitRate(a, r.ksmdCpu);
+    r.visitedEstimated = true;
+    const visited = r.visitedPerSecond * seconds;
+    if (visited > 0) r.yield = r.merged / visited;
   }
   if (a.cowKsm !== undefined && b.cowKsm !== undefined) r.cowKsm = b.cowKsm - a.cowKsm;
   return r;
+}
+
+/**
+ * Pages ksmd visits per second by its settings, for kernels without pages_scanned (before 6.7):
+ * pages_to_scan every sleep_millisecs while run=1, each batch's own CPU time added to the sleep
+ * (ksmd sleeps 1 − cpu of each second, when its CPU share over the same interval is known). The
+ * settings in force are the earlier reading's; 0 while ksmd is stopped.
+ */
+export function settingsVisitRate(s: Sample, ksmdCpu: number | undefined): number {
+  const { run, pages_to_scan: pages, sleep_millisecs: sleepMs } = s.ksm.settings;
+  if (run !== 1 || pages === undefined || sleepMs === undefined || sleepMs <= 0) return 0;
+  const sleeping = ksmdCpu === undefined ? 1 : Math.max(0, 1 - Math.min(1, ksmdCpu));
+  return (pages * sleeping * 1000) / sleepMs;
 }
 
 /** Seconds one full pass takes at the measured scan rate, or undefined when ksmd is not scanning. */

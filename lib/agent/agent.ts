@@ -16,7 +16,7 @@ import type { Logger } from './log.js';
 import type { AgentSnapshot, MetricsSource } from './metrics.js';
 import { Policy, memoryPressure } from './policy.js';
 import type { Decision, Pressure } from './policy.js';
-import { ksmdTicks, takeSample } from '../sample.js';
+import { hostSavings, ksmdTicks, takeSample } from '../sample.js';
 import type { Sample } from '../sample.js';
 import { describeSharing, findCrossTenantSharing, optedOut } from '../tenants.js';
 import type { CrossTenantSharing } from '../tenants.js';
@@ -260,7 +260,7 @@ export class Agent {
     if (this.attribution === undefined || now - this.attribution.at >= this.cfg.vmMetricsSeconds * 1000) {
       const vms = this.view?.vms ?? [];
       const value = readKsm()
-        .then((k) => attributeSavings(vms, k.counters.general_profit ?? 0))
+        .then((k) => attributeSavings(vms, hostSavings(k.counters).bytes))
         .catch((err: unknown) => {
           this.log.warning(`per-VM savings: ${err instanceof Error ? err.message : String(err)}`);
           return undefined;

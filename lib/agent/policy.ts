@@ -195,7 +195,10 @@ export class Policy {
     if (this.mark === undefined || full <= this.mark.fullScans) return false;
     const passes = full - this.mark.fullScans;
     const gain = (mergedPages(s) - this.mark.merged) / passes;
-    const scanned = ((s.ksm.counters.pages_scanned ?? 0) - this.mark.scanned) / passes;
+    // A full pass visits every page ksmd tracks: that count stands in for pages_scanned on
+    // kernels before 6.7, which lack it.
+    const scannedNow = s.ksm.counters.pages_scanned;
+    const scanned = scannedNow === undefined ? trackedPages(s) : (scannedNow - this.mark.scanned) / passes;
     this.lastPassYield = scanned > 0 ? gain / scanned : undefined;
     const low = gain < Math.max(MIN_GAIN_PAGES, this.cfg.minYield * scanned);
     this.lowPasses = low ? this.lowPasses + passes : 0;

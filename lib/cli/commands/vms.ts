@@ -7,6 +7,7 @@ import type { VmRow } from '../../vm-rows.js';
 import { loadVmPolicies } from '../policies.js';
 import { optedOut } from '../../tenants.js';
 import { readKsm } from '../../sysfs.js';
+import { hostSavings } from '../../sample.js';
 import { listVms, noVmsFound } from '../../vms.js';
 import type { Vm } from '../../vms.js';
 import { flag, noPositionals, parse, str } from '../args.js';
@@ -46,23 +47,26 @@ How SAVED is attributed (fair, and it adds up):
 
 export type { VmRow } from '../../vm-rows.js';
 
-export async function readVmRows(configPath?: string): Promise<{ rows: VmRow[]; generalProfit: number }> {
+export async function readVmRows(configPath?: string): Promise<{ rows: VmRow[]; generalProfit: number; estimated: boolean }> {
   const policies = await loadVmPolicies(configPath);
   const vms = await listVms({ memory: false });
   // ksmd may merge (and guests unshare) while the pagemaps are read: take a reading whose
   // general_profit did not move meanwhile, so the column adds up (at most 3 tries).
+  // Kernels before 6.4 have no general_profit: the same formula from the page counters stands in.
   let a: Attribution | undefined;
+  let estimated = false;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const before = (await readKsm()).counters.general_profit ?? 0;
-    a = await attributeSavings(vms, before);
-    if (((await readKsm()).counters.general_profit ?? 0) === before) break;
+    const before = hostSavings((await readKsm()).counters);
+    estimated = before.estimated;
+    a = await attributeSavings(vms, before.bytes);
+    if (hostSavings((await readKsm()).counters).bytes === before.bytes) break;
   }
   const result = a as Attribution;
   const rows = vmRows(result, (r, i) => ({ tenant: policies.vms[r.name]?.tenant ?? null, optedOut: optedOut(vms[i] as Vm, policies).out }));
-  return { rows, generalProfit: result.generalProfit };
+  return { rows, generalProfit: result.generalProfit, estimated };
 }
 
-export function vmTable(rows: VmRow[], generalProfit: number): string {
+export function vmTable(rows: VmRow[], generalProfit: number, estimated = false): string {
   const body = rows.map((r) => [
     r.name,
     r.pid === null ? '' : String(r.pid),
@@ -72,7 +76,7 @@ export function vmTable(rows: VmRow[], generalProfit: number): string {
     r.top_peer === null ? '' : `${r.top_peer.name} (${formatCount(r.top_peer.pages)} pages)`,
     [r.tenant === null ? '' : `tenant ${r.tenant}`, r.opted_out ? 'opted out' : '', r.error ?? ''].filter((x) => x !== '').join(', '),
   ]);
-  body.push(['total', '', '', '', formatBytes(generalProfit), '', 'general_profit']);
+  body.push(['total', '', '', '', formatBytes(generalProfit), '', estimated ? 'estimate (no general_profit before Linux 6.4): pages_sharing × 4096 − tracked pages × 64' : 'general_profit']);
   return renderTable(['NAME', 'PID', 'RAM', 'KSM PAGES', 'SAVED', 'SHARES MOST WITH', 'NOTES'], body, ['left', 'right', 'right', 'right', 'right', 'left', 'left']);
 }
 
@@ -84,10 +88,10 @@ export const vms: Command = {
   async run(argv: string[], io: Io): Promise<number> {
     const p = parse('vms', argv, OPTIONS);
     noPositionals('vms', p);
-    const { rows, generalProfit } = await readVmRows(str(p, 'config'));
+    const { rows, generalProfit, estimated } = await readVmRows(str(p, 'config'));
     if (flag(p, 'json')) io.out(JSON.stringify(rows, null, 2));
     else if (rows.length === 0) io.out(noVmsFound());
-    else io.out(vmTable(rows, generalProfit));
+    else io.out(vmTable(rows, generalProfit, estimated));
     return 0;
   },
 };

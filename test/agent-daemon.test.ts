@@ -228,3 +228,25 @@ test.serial('with advisor "on" the kernel scan-time advisor sets the rate inside
     t.deepEqual((await snapshotSettings()).files, snap.files);
   });
 });
+
+test('metrics: one read of each source per scrape, prom-client through its public entry only', async (t) => {
+  const { createMetrics } = await import('../lib/agent/metrics.js');
+  const calls = { readKsm: 0, ksmdCpuSeconds: 0, cowKsm: 0, vmSavings: 0, vmPolicies: 0, crossTenant: 0, agent: 0 };
+  const ksm = await readKsm();
+  const endpoint = createMetrics({
+    readKsm: () => (calls.readKsm++, Promise.resolve(ksm)),
+    ksmdCpuSeconds: () => (calls.ksmdCpuSeconds++, Promise.resolve(1)),
+    cowKsm: () => (calls.cowKsm++, Promise.resolve(2)),
+    vmSavings: () => (calls.vmSavings++, Promise.resolve({ vms: [], otherBytes: 0, generalProfit: 0 })),
+    vmPolicies: () => (calls.vmPolicies++, []),
+    crossTenant: () => (calls.crossTenant++, []),
+    agent: () => (calls.agent++, { cpuBudget: 0.2, ticks: 1, settingWrites: 0, errors: 0, tenantWarnings: 0, cacheBytesReclaimed: 0, startedAt: Date.now() }),
+  });
+  const text = await endpoint.metrics();
+  t.deepEqual(calls, { readKsm: 1, ksmdCpuSeconds: 1, cowKsm: 1, vmSavings: 1, vmPolicies: 1, crossTenant: 1, agent: 1 });
+  t.is(parseSamples(text).get('node_ksmd_pages_to_scan'), ksm.settings.pages_to_scan);
+  t.regex(endpoint.contentType, /^text\/plain; version=0\.0\.4/);
+  // The compiled agent requires 'prom-client' itself, never a file inside it.
+  const src = await readFile(path.resolve(__dirname, '../lib/agent/metrics.js'), 'utf8');
+  t.deepEqual([...src.matchAll(/require\("(prom-client[^"]*)"\)/g)].map((m) => m[1]), ['prom-client']);
+});

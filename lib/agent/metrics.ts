@@ -7,7 +7,8 @@
 // One collector per source, each run once per scrape before the registry is serialized: the KSM
 // one reads sysfs (and ksmd's stat, /proc/vmstat) once and sets every KSM series, the per-VM one
 // takes one attribution, the agent one one snapshot. A value the source lacks (a file an older
-// kernel does not have) leaves its series without a sample rather than a made-up 0.
+// kernel does not have) leaves its series without a sample rather than a made-up 0; the agent's
+// own gauges read 0 until it has a value, as dashboards expect.
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { KsmState } from '../sysfs.js';
 import type { Attribution } from '../attribution.js';
@@ -73,6 +74,15 @@ class Series {
   gauge(name: string, help: string): (v: number | undefined) => void {
     const g = new Gauge({ name, help, registers: [this.registry] });
     return (v) => (v === undefined ? g.remove() : g.set(v));
+  }
+
+  /**
+   * A gauge of the agent's own state, 0 while it has no value yet (before the first tick, no yield
+   * measured): dashboards built on these series always find one.
+   */
+  agentGauge(name: string, help: string): (v: number | undefined) => void {
+    const g = new Gauge({ name, help, registers: [this.registry] });
+    return (v) => g.set(v ?? 0);
   }
 
   /** A counter that mirrors a total kept elsewhere (the kernel's, or the agent's). */
@@ -186,15 +196,15 @@ function vmCollector(registry: Registry, series: Series, src: MetricsSource): Co
 function agentCollector(series: Series, src: MetricsSource): Collect {
   const state = series.oneHot('samepage_agent_state', 'The policy state: off (no memory pressure), merging, settled (nothing more to gain).', 'state', ['off', 'merging', 'settled']);
   const mode = series.oneHot('samepage_agent_scan_mode', 'Who sets the scan rate while merging: the agent (ramp) or the kernel advisor (advisor).', 'mode', ['ramp', 'advisor']);
-  const pressure = series.gauge('samepage_agent_memory_pressure', '1 when memory use is past the start threshold (ksmtuned rule).');
-  const threshold = series.gauge('samepage_agent_threshold_bytes', 'The start threshold: max(MemTotal × thresholdPercent, thresholdMinKiB).');
-  const committed = series.gauge('samepage_agent_committed_bytes', 'RSS of the VMs (ksmtuned: committed memory).');
-  const free = series.gauge('samepage_agent_free_bytes', 'Free memory as the threshold counts it.');
-  const ksmdCpu = series.gauge('samepage_agent_ksmd_cpu_ratio', "ksmd's share of one core over the last tick.");
-  const budget = series.gauge('samepage_agent_ksmd_cpu_budget_ratio', 'The ksmd CPU budget, as a share of one core.');
-  const target = series.gauge('samepage_agent_target_cpu_ratio', 'The share of a core the ramp aims ksmd at now (budget × effort).');
-  const yieldRatio = series.gauge('samepage_agent_yield_ratio', 'New merges per scanned page: the yield that steers the ramp.');
-  const volatile = series.gauge('samepage_agent_volatile_ratio', 'Smoothed share of tracked pages that are volatile.');
+  const pressure = series.agentGauge('samepage_agent_memory_pressure', '1 when memory use is past the start threshold (ksmtuned rule).');
+  const threshold = series.agentGauge('samepage_agent_threshold_bytes', 'The start threshold: max(MemTotal × thresholdPercent, thresholdMinKiB).');
+  const committed = series.agentGauge('samepage_agent_committed_bytes', 'RSS of the VMs (ksmtuned: committed memory).');
+  const free = series.agentGauge('samepage_agent_free_bytes', 'Free memory as the threshold counts it.');
+  const ksmdCpu = series.agentGauge('samepage_agent_ksmd_cpu_ratio', "ksmd's share of one core over the last tick.");
+  const budget = series.agentGauge('samepage_agent_ksmd_cpu_budget_ratio', 'The ksmd CPU budget, as a share of one core.');
+  const target = series.agentGauge('samepage_agent_target_cpu_ratio', 'The share of a core the ramp aims ksmd at now (budget × effort).');
+  const yieldRatio = series.agentGauge('samepage_agent_yield_ratio', 'New merges per scanned page: the yield that steers the ramp.');
+  const volatile = series.agentGauge('samepage_agent_volatile_ratio', 'Smoothed share of tracked pages that are volatile.');
   const ticks = series.total('samepage_agent_ticks_total', 'Policy ticks run.');
   const writes = series.total('samepage_agent_setting_writes_total', 'Times the agent changed KSM settings.');
   const errors = series.total('samepage_agent_errors_total', 'Ticks that failed (logged).');

@@ -8,6 +8,7 @@
 // Node 20 has no flag to keep SIGUSR1 from its inspector (--disable-sigusr1 came in 22.14), and
 // Node installs its own handler before any JavaScript runs: a SIGUSR1 in those few milliseconds
 // still opens the inspector. closeInspectorOpenedEarly() shuts it again, and the daemon logs it.
+
 /** What node:inspector offers that this file uses. */
 interface Inspector {
   url(): string | undefined;

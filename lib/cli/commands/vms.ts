@@ -8,6 +8,7 @@ import { loadVmPolicies } from '../policies.js';
 import { optedOut } from '../../tenants.js';
 import { readKsm } from '../../sysfs.js';
 import { hostSavings } from '../../sample.js';
+import { NotPermittedError } from '../../errors.js';
 import { listVms, noVmsFound } from '../../vms.js';
 import type { Vm } from '../../vms.js';
 import { flag, noPositionals, parse, str } from '../args.js';
@@ -89,6 +90,12 @@ export const vms: Command = {
     const p = parse('vms', argv, OPTIONS);
     noPositionals('vms', p);
     const { rows, generalProfit, estimated } = await readVmRows(str(p, 'config'));
+    // A user other than root cannot verify other users' QEMU processes (their /proc/PID/exe needs
+    // ptrace access), so "none" would be a guess: say so with 77, in JSON mode too, rather than
+    // print an empty list a script would take for the truth.
+    if (rows.length === 0 && process.geteuid?.() !== 0) {
+      throw new NotPermittedError({ what: "other users' QEMU processes cannot be verified as VMs without ptrace access to /proc/PID/exe, and none of your own were found", remedy: 'run as root (sudo ksm-agent vms)', capability: 'CAP_SYS_PTRACE' });
+    }
     if (flag(p, 'json')) io.out(JSON.stringify(rows, null, 2));
     else if (rows.length === 0) io.out(noVmsFound());
     else io.out(vmTable(rows, generalProfit, estimated));

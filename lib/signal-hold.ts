@@ -6,8 +6,10 @@
 // them (a listener that only counts), and the daemon takes them over once it can act on them.
 //
 // Node 20 has no flag to keep SIGUSR1 from its inspector (--disable-sigusr1 came in 22.14), and
-// Node installs its own handler before any JavaScript runs: a SIGUSR1 in those few milliseconds
-// still opens the inspector. closeInspectorOpenedEarly() shuts it again, and the daemon logs it.
+// Node installs its own handler before any JavaScript runs. The bin's first line points the
+// inspector at 0.0.0.1 (--inspect-port), where it cannot bind, so a SIGUSR1 in those few
+// milliseconds opens nothing; for a Node started without those flags (node dist/lib/cli/main.js),
+// closeInspectorOpenedEarly() shuts an inspector such a signal opened, and the daemon logs it.
 
 /** What node:inspector offers that this file uses. */
 interface Inspector {

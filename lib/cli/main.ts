@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --lite-mode --no-expose-wasm
+#!/usr/bin/env -S node --lite-mode --no-expose-wasm --inspect-port=0.0.0.1:9229
 // ksm-agent: the command-line entry point. Finds the command, runs it, and turns any failure into
 // one line on stderr ("ksm-agent CMD: what happened; what to do") and its exit code.
 //
@@ -8,8 +8,11 @@
 // 120 s with two guests: 0.68% vs 0.74% of a core). --no-expose-wasm silences V8's note that
 // lite mode turns WebAssembly off (nothing here uses it). Both also keep V8 from ever mapping
 // memory writable and executable, so the unit's MemoryDenyWriteExecute=yes holds (plain node
-// aborts under it). Not --disable-sigusr1: Node 20 rejects it (it came in 22.14); the first import
-// below holds SIGUSR1 instead, so it never opens Node's inspector.
+// aborts under it). --inspect-port=0.0.0.1:9229: Node 20 has no flag to keep SIGUSR1 from its
+// inspector (--disable-sigusr1 came in 22.14), and before any JavaScript runs its own SIGUSR1
+// handler would open a debugger on 127.0.0.1:9229. 0.0.0.1 is no address of this host, so such an
+// inspector fails to bind ("address not available") and nothing ever listens; the first import
+// below then holds SIGUSR1 so that Node's handler is not even reached.
 import './early-signals.js';
 import { SamepageError } from '../errors.js';
 import type { Command } from './command.js';

@@ -5,44 +5,26 @@
 // instance. Everything that changes KSM runs inside withSavedKsm.
 import test from 'ava';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readKsm, readMeminfo, snapshotSettings } from '../lib/index.js';
 import { startGuests, stopAll } from '../scripts/qemu/harness.js';
-import { freeze, memoryHog, runCli, startAgent, thaw, waitForQuietHost } from './helpers/agent.js';
+import { AgentSandbox, freeze, memoryHog, runCli, thaw, waitForQuietHost } from './helpers/agent.js';
 import type { AgentProcess } from './helpers/agent.js';
 import { withSavedKsm } from './helpers/ksm.js';
 import { parseSamples } from './helpers/promql.js';
 
-let dir = '';
-const agents: AgentProcess[] = [];
+const sandbox = new AgentSandbox('ksm-agent-daemon-');
+const files = (name: string): string[] => sandbox.files(name);
+const writeConfig = (name: string, config: Record<string, unknown>): Promise<string> => sandbox.writeConfig(name, config);
+const agent = (args: string[]): AgentProcess => sandbox.agent(args);
 
-test.before(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'ksm-agent-daemon-'));
-});
+test.before(() => sandbox.open());
 test.after.always(async () => {
-  for (const a of agents) await a.stop('SIGKILL');
+  await sandbox.close();
   await stopAll();
-  await rm(dir, { recursive: true, force: true });
 });
-
-function files(name: string): string[] {
-  return ['--state-file', path.join(dir, `${name}.state.json`), '--lock-file', path.join(dir, `${name}.lock`)];
-}
-
-async function writeConfig(name: string, config: Record<string, unknown>): Promise<string> {
-  const file = path.join(dir, `${name}.json`);
-  await writeFile(file, JSON.stringify(config));
-  return file;
-}
-
-function agent(args: string[]): AgentProcess {
-  const a = startAgent(args);
-  agents.push(a);
-  return a;
-}
 
 test('a non-root run gets a clear message and exit 77', async (t) => {
   const r = await runCli(['run', '--no-listen', ...files('nobody')], { asNobody: true });
@@ -62,7 +44,7 @@ test('a bad config names the file, the key and the allowed values', async (t) =>
     ['{"intervalSeconds": 2,', /is not valid JSON/],
   ];
   for (const [config, re] of cases) {
-    const file = path.join(dir, 'bad.json');
+    const file = path.join(sandbox.dir, 'bad.json');
     await writeFile(file, typeof config === 'string' ? config : JSON.stringify(config));
     const r = await runCli(['run', '--config', file, '--no-listen', ...files('bad')]);
     t.is(r.code, 2, r.stderr);
@@ -70,12 +52,12 @@ test('a bad config names the file, the key and the allowed values', async (t) =>
     t.true(r.stderr.includes(file), r.stderr);
     t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
-  const conf = path.join(dir, 'ksmtuned.conf');
+  const conf = path.join(sandbox.dir, 'ksmtuned.conf');
   await writeFile(conf, '# ksmtuned\nKSM_THRES_COEF=twenty\n');
   const r = await runCli(['run', '--ksmtuned-conf', conf, '--no-listen', ...files('bad')]);
   t.is(r.code, 2);
   t.regex(r.stderr, new RegExp(`${conf} line 2: KSM_THRES_COEF must be an integer .*got "twenty"`));
-  t.false(existsSync(path.join(dir, 'bad.state.json')), 'nothing was started');
+  t.false(existsSync(path.join(sandbox.dir, 'bad.state.json')), 'nothing was started');
 });
 
 test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores every setting', async (t) => {
@@ -93,7 +75,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
     const m = await readMeminfo();
     const freeKiB = Math.floor(((m['MemFree'] ?? 0) + (m['Buffers'] ?? 0) + (m['Cached'] ?? 0)) / 1024);
     const thresKiB = freeKiB - (1 << 20);
-    const conf = path.join(dir, 'threshold-ksmtuned.conf');
+    const conf = path.join(sandbox.dir, 'threshold-ksmtuned.conf');
     await writeFile(conf, `# as ksmtuned reads it\nKSM_THRES_COEF=0\nKSM_THRES_CONST=${thresKiB}\nKSM_MONITOR_INTERVAL=60\n`);
     // The two guests belong to different tenants: once they share pages, the agent warns.
     const config = await writeConfig('threshold', {
@@ -109,7 +91,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
     await a.waitForLine(/started pid=\d+ state=off/);
     t.truthy(a.lines.find((l) => l.includes(`ksmtuned_conf=${conf}`) && l.includes('threshold_percent=0') && l.includes(`threshold_min_kib=${thresKiB}`)));
     t.truthy(a.lines.find((l) => /KSM_MONITOR_INTERVAL is not used/.test(l)));
-    t.true(existsSync(path.join(dir, 'threshold.state.json')));
+    t.true(existsSync(path.join(sandbox.dir, 'threshold.state.json')));
     await sleep(1500); // three ticks under the threshold: KSM stays off
     t.is((await readKsm()).settings.run, 0, `run under the threshold; agent log:\n${a.tail()}`);
     t.is(parseSamples(await (await fetch(url)).text()).get('samepage_agent_state{state="off"}'), 1, `state off; agent log:\n${a.tail()}`);
@@ -176,7 +158,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
     t.is(await a.stop('SIGTERM'), 0);
     await a.waitForLine(/restored the KSM settings found at start/);
     t.deepEqual((await snapshotSettings()).files, snap.files);
-    t.false(existsSync(path.join(dir, 'threshold.state.json')), 'a clean exit removes the state file');
+    t.false(existsSync(path.join(sandbox.dir, 'threshold.state.json')), 'a clean exit removes the state file');
   });
   await stopAll();
 });
@@ -197,7 +179,7 @@ test.serial('one instance at a time; after a SIGKILL the next start restores the
     t.is(second.stderr.trim().split('\n').length, 1);
 
     await first.stop('SIGKILL');
-    const state = JSON.parse(await readFile(path.join(dir, 'crash.state.json'), 'utf8')) as { pid: number; snapshot: { files: Record<string, string> } };
+    const state = JSON.parse(await readFile(path.join(sandbox.dir, 'crash.state.json'), 'utf8')) as { pid: number; snapshot: { files: Record<string, string> } };
     t.is(state.pid, first.pid);
     t.deepEqual(state.snapshot.files, snap.files);
     t.notDeepEqual((await snapshotSettings()).files, snap.files, 'a SIGKILLed agent cannot restore anything');
@@ -210,7 +192,7 @@ test.serial('one instance at a time; after a SIGKILL the next start restores the
     t.deepEqual((await snapshotSettings()).files, snap.files);
     t.is(await next.stop('SIGINT'), 0);
     t.deepEqual((await snapshotSettings()).files, snap.files);
-    t.false(existsSync(path.join(dir, 'crash.state.json')));
+    t.false(existsSync(path.join(sandbox.dir, 'crash.state.json')));
   });
 });
 

@@ -4,7 +4,8 @@
 // other process on the host is mergeable before a test's exact KSM figures are trusted.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { readComm, readKsmStat, readSmaps } from '../../lib/procfs.js';
 import { NOBODY, nobodyPath } from './nobody.js';
@@ -212,5 +213,46 @@ export async function waitForQuietHost(ours: number[], timeoutMs = 600_000): Pro
       throw new Error(`other mergeable processes are running (${others.join(', ')}): KSM would merge them too and change the figures this test compares; run it on a host where nothing else is mergeable`);
     }
     await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+/**
+ * A test file's own directory for daemons' state, lock and config files, and the daemons started
+ * in it: close() kills any still running (SIGKILL, as a crash would) and removes the directory.
+ */
+export class AgentSandbox {
+  dir = '';
+  private readonly agents: AgentProcess[] = [];
+
+  constructor(
+    private readonly prefix: string,
+    private readonly start: (args: string[]) => AgentProcess = (args) => startAgent(args),
+  ) {}
+
+  async open(): Promise<void> {
+    this.dir = await mkdtemp(path.join(os.tmpdir(), this.prefix));
+  }
+
+  async close(): Promise<void> {
+    for (const a of this.agents) await a.stop('SIGKILL');
+    if (this.dir !== '') await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** --state-file and --lock-file of a daemon called `name`, inside the sandbox. */
+  files(name: string): string[] {
+    return ['--state-file', path.join(this.dir, `${name}.state.json`), '--lock-file', path.join(this.dir, `${name}.lock`)];
+  }
+
+  async writeConfig(name: string, config: Record<string, unknown>): Promise<string> {
+    const file = path.join(this.dir, `${name}.json`);
+    await writeFile(file, JSON.stringify(config));
+    return file;
+  }
+
+  /** Starts `ksm-agent run ARGS` (as the constructor says) and keeps it for close(). */
+  agent(args: string[]): AgentProcess {
+    const a = this.start(args);
+    this.agents.push(a);
+    return a;
   }
 }

@@ -165,7 +165,7 @@ test('npm pack: the tarball installs into an empty project, works through requir
   const assets = JSON.parse(
     await mustRun(process.execPath, ['-e', "console.log(JSON.stringify([...require('samepage/dist/lib/agent/web/assets.js').loadAssets().keys()]))"], project),
   ) as string[];
-  for (const a of ['/assets/app/agent/web/client/main.js', '/assets/app/agent/web/api-types.js', '/assets/app/cli/format.js', '/assets/vendor/uPlot.esm.js', '/assets/vendor/uPlot.min.css', '/assets/style.css']) t.true(assets.includes(a), a);
+  for (const a of ['/assets/app/agent/web/client/main.js', '/assets/app/api-types.js', '/assets/app/format.js', '/assets/vendor/uPlot.esm.js', '/assets/vendor/uPlot.min.css', '/assets/style.css']) t.true(assets.includes(a), a);
 
   // ---- the README's example, as a reader would run it: copied from README.md, run as is ----
   const readme = readFileSync(path.join(root, 'README.md'), 'utf8');

@@ -90,10 +90,10 @@ export const vms: Command = {
     const p = parse('vms', argv, OPTIONS);
     noPositionals('vms', p);
     const { rows, generalProfit, estimated } = await readVmRows(str(p, 'config'));
-    // A user other than root cannot verify other users' QEMU processes (their /proc/PID/exe needs
-    // ptrace access), so "none" would be a guess: say so with 77, in JSON mode too, rather than
-    // print an empty list a script would take for the truth.
-    if (rows.length === 0 && process.geteuid?.() !== 0) {
+    // No VM row ("(other processes)" has no pid): a user other than root cannot verify other
+    // users' QEMU processes (their /proc/PID/exe needs ptrace access), so "none" would be a guess:
+    // say so with 77, in JSON mode too, rather than print a list a script would take for the truth.
+    if (rows.every((r) => r.pid === null) && process.geteuid?.() !== 0) {
       throw new NotPermittedError({ what: "other users' QEMU processes cannot be verified as VMs without ptrace access to /proc/PID/exe, and none of your own were found", remedy: 'run as root (sudo ksm-agent vms)', capability: 'CAP_SYS_PTRACE' });
     }
     if (flag(p, 'json')) io.out(JSON.stringify(rows, null, 2));

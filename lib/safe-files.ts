@@ -117,7 +117,7 @@ export interface WriteOptions {
   kind: string;
 }
 
-export async function writeOwnFileAtomic(f: OwnFile, text: string, opts: WriteOptions): Promise<void> {
+export async function writeOwnFileAtomic(f: OwnFile, text: string | Uint8Array, opts: WriteOptions): Promise<void> {
   const dir = path.dirname(f.path);
   try {
     await mkdir(dir, { recursive: true, mode: 0o755 });

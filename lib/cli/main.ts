@@ -20,6 +20,7 @@ import { processIo } from './command.js';
 import { cache } from './commands/cache.js';
 import { estimate } from './commands/estimate.js';
 import { exec } from './commands/exec.js';
+import { fingerprint } from './commands/fingerprint.js';
 import { restore } from './commands/restore.js';
 import { run } from './commands/run.js';
 import { set } from './commands/set.js';
@@ -28,7 +29,7 @@ import { vms } from './commands/vms.js';
 import { watch } from './commands/watch.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 
-const COMMANDS: Command[] = [status, vms, estimate, watch, exec, set, restore, run, cache];
+const COMMANDS: Command[] = [status, vms, estimate, watch, exec, set, restore, run, cache, fingerprint];
 
 function globalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

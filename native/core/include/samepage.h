@@ -101,7 +101,10 @@ void sp_engine_unmerge_all(sp_engine *engine);
 
 typedef enum sp_source_kind {
   SP_SOURCE_MEMORY = 1,  /* caller memory, read in place */
-  SP_SOURCE_PROCESS = 2, /* a live process, read with process_vm_readv */
+  /* A live process, read through /proc/PID/mem, never process_vm_readv():
+   * that pins the pages it reads, and pinning a KSM page unshares it
+   * (gup_must_unshare()), so the scan would undo the merging it measures. */
+  SP_SOURCE_PROCESS = 2,
   SP_SOURCE_DUMP = 3     /* a raw or ELF memory dump file */
 } sp_source_kind;
 
@@ -115,11 +118,6 @@ typedef enum sp_source_kind {
  * kernel maps them to the zero page when it splits the THP, outside KSM's
  * counters.  Needs /proc/kpageflags (root); ignored without it. */
 #define SP_PROC_THP_ZERO_APART (1u << 2)
-/* Only re-read pages written since the previous pass (soft-dirty bits,
- * /proc/PID/clear_refs).  Costs the process a minor fault on its next write
- * to each page and clashes with other soft-dirty users (CRIU). */
-#define SP_PROC_SOFT_DIRTY (1u << 3)
-
 /* Read again only the pages written since the previous pass (soft-dirty
  * bits: /proc/PID/clear_refs, bit 55 of pagemap); a rolling eighth of the
  * merged pages is read anyway each pass, so a write lost in the short race

@@ -50,7 +50,8 @@ typedef struct sp_engine sp_engine;
 
 typedef struct sp_settings {
   /* Pages charged per sp_engine_step() call when it is given 0, as ksmd's
-   * pages_to_scan.  Pages skipped by smart scan are not charged. */
+   * pages_to_scan.  Pages skipped by smart scan are not charged.  0 is
+   * valid, as in the kernel: such a step scans nothing. */
   uint32_t pages_to_scan;
   /* Most mappings one merged page may have before a new copy (a dup of the
    * same content, under a chain) is started.  At least 2.  Like the kernel,
@@ -199,8 +200,8 @@ typedef void (*sp_progress_fn)(void *ctx, const sp_progress *progress);
 void sp_engine_set_progress(sp_engine *engine, sp_progress_fn fn, void *ctx,
                             uint64_t interval_pages);
 
-/* Scans until max_pages pages were charged (0 means pages_to_scan), like
- * one ksmd batch.  Returns the number of pages charged, or a negative
+/* Scans until max_pages pages were charged (0 means pages_to_scan, and
+ * with pages_to_scan 0 nothing is scanned), like one ksmd batch.  Returns the number of pages charged, or a negative
  * errno: -ECANCELED after sp_engine_cancel(), -ENODATA without sources. */
 int64_t sp_engine_step(sp_engine *engine, uint64_t max_pages);
 

@@ -30,8 +30,11 @@ void sp_settings_default(sp_settings *out) {
                        .content_cache_bytes = 64ull << 20};
 }
 
+/* The kernel's own limits: pages_to_scan_store() takes any unsigned int
+ * (0 included: ksmd then scans nothing), max_page_sharing_store() refuses
+ * values below 2. */
 static int check_settings(const sp_settings *s) {
-  if (!s->pages_to_scan || s->max_page_sharing < 2) return -EINVAL;
+  if (s->max_page_sharing < 2) return -EINVAL;
   return 0;
 }
 
@@ -339,6 +342,8 @@ void sp_engine_clear_cancel(sp_engine *e) { atomic_store(&e->cancel, false); }
 
 static int64_t scan(struct sp_engine *e, uint64_t budget) {
   if (!e->nsources) return -ENODATA;
+  /* ksm_do_scan(0) never asks for a page: no pass starts, nothing moves. */
+  if (!budget) return 0;
   e->progress_next = e->pass_pages;
   uint64_t charged = 0;
   if (!e->cur.in_pass) begin_pass(e);

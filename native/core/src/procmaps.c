@@ -85,7 +85,8 @@ static void parse_vmflags(const char *p, const char *end, uint32_t *flags) {
     char code[3];
     uint32_t bit;
   } known[] = {{"mg", VMF_MG}, {"sh", VMF_SH}, {"pf", VMF_PF}, {"io", VMF_IO},
-               {"de", VMF_DE}, {"ht", VMF_HT}, {"mm", VMF_MM}, {"wr", VMF_WR}};
+               {"de", VMF_DE}, {"ht", VMF_HT}, {"mm", VMF_MM}, {"wr", VMF_WR},
+               {"dp", VMF_DP}};
   *flags |= VMF_SEEN;
   while (p < end) {
     skip_spaces(&p, end);

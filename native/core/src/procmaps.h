@@ -16,6 +16,7 @@
 #define VMF_MM 0x040 /* mixed map */
 #define VMF_WR 0x080 /* writable */
 #define VMF_SEEN 0x100 /* a VmFlags line was present */
+#define VMF_DP 0x200 /* droppable (MAP_DROPPABLE, 6.11+) */
 
 struct sp_vma {
   uint64_t start, end;

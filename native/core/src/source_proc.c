@@ -109,10 +109,12 @@ static uint64_t find_zero_pfn(void) {
   return pfn;
 }
 
-/* Would KSM scan this VMA (vma_ksm_compatible() plus the source's mode)? */
+/* Would KSM scan this VMA (vma_ksm_compatible() plus the source's mode)?
+ * A droppable VMA (MAP_DROPPABLE) is refused by the kernel even under
+ * PR_SET_MEMORY_MERGE: its pages may be zeroed at any time. */
 static bool scannable(const struct sp_vma *v, uint32_t flags) {
   if (v->special || v->end <= v->start) return false;
-  if (v->vmflags & (VMF_SH | VMF_PF | VMF_IO | VMF_DE | VMF_HT | VMF_MM))
+  if (v->vmflags & (VMF_SH | VMF_PF | VMF_IO | VMF_DE | VMF_HT | VMF_MM | VMF_DP))
     return false;
   if (v->perms[3] != 'p') return false;
   if (flags & SP_PROC_ALL_ANON) return true;

@@ -51,17 +51,21 @@ static void smaps_edge_cases(void) {
       "VmFlags: rd wr mr mw me ac sd mg \n"
       "7f0000010000-7f0000020000 rw-s 00000000 00:05 1234  /dev/shm/x\n"
       "VmFlags: rd wr sh mr mw me ms sd\n"
+      "7f0000020000-7f0000030000 rw-p 00000000 00:00 0 \n"
+      "VmFlags: rd wr mr mw me ac dp \n"
       "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0    [vsyscall]\n"
       "VmFlags: ex\n";
   struct sp_vma *v;
   size_t n;
   CHECK_OK(sp_smaps_parse(text, sizeof text - 1, &v, &n));
-  CHECK_EQ(n, 3);
+  CHECK_EQ(n, 4);
   CHECK(v[0].vmflags & VMF_MG);
   CHECK(v[0].vmflags & VMF_WR);
+  CHECK(!(v[0].vmflags & VMF_DP));
   CHECK(v[1].vmflags & VMF_SH);
   CHECK_EQ(v[1].inode, 1234);
-  CHECK(v[2].special);
+  CHECK(v[2].vmflags & VMF_DP); /* MAP_DROPPABLE: KSM never merges it */
+  CHECK(v[3].special);
   free(v);
   CHECK_EQ(sp_smaps_parse("garbage\nmore garbage", 20, &v, &n), -EINVAL);
   /* Truncated in the middle of a header: the complete entries survive. */

@@ -238,6 +238,55 @@ static void thp_zero_apart(void) {
   sp_test_end(&ch);
 }
 
+/* MAP_DROPPABLE (6.11+): memory the kernel may zero under pressure.
+ * vma_ksm_compatible() refuses VM_DROPPABLE VMAs, so even PR_SET_MEMORY_MERGE
+ * (SP_PROC_ALL_ANON) never merges them; smaps shows them as "dp". */
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08
+#endif
+#define DROPPABLE_PAGES 64
+static void droppable_body(void *hello) {
+  unsigned char *m = mmap(NULL, DROPPABLE_PAGES * SP_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                          MAP_DROPPABLE | MAP_ANONYMOUS, -1, 0);
+  uintptr_t addr = 0; /* 0 tells the parent this kernel has no MAP_DROPPABLE */
+  if (m != MAP_FAILED) {
+    for (int i = 0; i < DROPPABLE_PAGES; i++) sp_test_fill(m + (size_t)i * SP_PAGE_SIZE, 77);
+    addr = (uintptr_t)m;
+  }
+  memcpy(hello, &addr, sizeof addr);
+}
+
+struct droppable_seen {
+  uint64_t start, end;
+  size_t members_inside;
+};
+
+static int count_droppable_members(void *ctx, const sp_group *g, const sp_group_member *m,
+                                   size_t count) {
+  struct droppable_seen *seen = ctx;
+  for (size_t i = 0; i < count; i++)
+    if (m[i].address >= seen->start && m[i].address < seen->end) seen->members_inside++;
+  return 0;
+}
+
+static void droppable_never_merges(void) {
+  uintptr_t addr;
+  struct sp_test_child ch = sp_test_fork(droppable_body, &addr, sizeof addr);
+  if (!addr) {
+    fprintf(stderr, "  skipped: this kernel has no MAP_DROPPABLE (6.11+)\n");
+    sp_test_end(&ch);
+    return;
+  }
+  sp_engine *e = sp_test_engine(0, 256, 0, 0);
+  CHECK_OK(sp_add_process(e, NULL, ch.pid, SP_PROC_ALL_ANON, NULL));
+  sp_test_passes(e, 3);
+  struct droppable_seen seen = {.start = addr, .end = addr + DROPPABLE_PAGES * SP_PAGE_SIZE};
+  CHECK_OK(sp_engine_groups(e, count_droppable_members, &seen));
+  CHECK_EQ(seen.members_inside, 0);
+  sp_engine_destroy(e);
+  sp_test_end(&ch);
+}
+
 static void missing_and_forbidden(void) {
   sp_engine *e = sp_test_engine(0, 256, 1, 1);
   CHECK_EQ(sp_add_process(e, NULL, 0x3ffffff0, 0, NULL), -ESRCH);
@@ -301,6 +350,7 @@ int main(void) {
   sp_check_run("a child that exits mid-scan", exits_mid_scan);
   sp_check_run("soft-dirty: fewer reads, same result", soft_dirty_same_result);
   sp_check_run("zero THP subpages left apart", thp_zero_apart);
+  sp_check_run("MAP_DROPPABLE memory is never merged", droppable_never_merges);
   sp_check_run("missing pid, bad flags, no permission", missing_and_forbidden);
   sp_check_run("QEMU guest RAM", qemu_guest_ram);
   return sp_check_done();

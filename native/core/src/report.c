@@ -77,14 +77,16 @@ static uint64_t ref_address(const sp_engine *e, uint32_t ref) {
 }
 
 int sp_engine_groups(const sp_engine *e, sp_group_fn fn, void *ctx) {
-  size_t cap = e->settings.max_page_sharing + 1;
+  /* Sized by the largest group met so far, never by max_page_sharing: that
+   * may be up to INT_MAX while groups hold a few mappings. */
+  size_t cap = 0;
   sp_group_member *members = NULL;
   int ret = 0;
   for (size_t i = 0; i < e->stable.nused && !ret; i++) {
     const struct sp_snode *n = &e->stable.nodes[i];
     if ((n->kind != SN_REGULAR && n->kind != SN_DUP) || !n->count) continue;
-    if (n->count > cap || !members) {
-      cap = n->count > cap ? n->count : cap;
+    if (n->count > cap) {
+      cap = n->count;
       sp_group_member *m = realloc(members, cap * sizeof *m);
       if (!m) {
         free(members);

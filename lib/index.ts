@@ -75,3 +75,7 @@ export { DEFAULT_KSM_MODEL, estimateColocation, estimateGroup, estimateOverlap }
 export type { Colocation, GroupEstimate, KsmModel } from './fingerprint/estimate.js';
 export { decodeSketches, encodeSketches, readSketchFile, writeSketchFile } from './fingerprint/file.js';
 export type { SketchFile } from './fingerprint/file.js';
+export { fingerprintVm, fingerprintVms } from './fingerprint/guest.js';
+export type { FingerprintFailure, FingerprintOptions, FingerprintResult, VmSketch } from './fingerprint/guest.js';
+export { PLACEMENT_METHOD, advisePlacement } from './fingerprint/placement.js';
+export type { HostPlan, Move, Placement, PlacementAdvice, PlacementOptions } from './fingerprint/placement.js';

@@ -21,6 +21,7 @@ import { cache } from './commands/cache.js';
 import { estimate } from './commands/estimate.js';
 import { exec } from './commands/exec.js';
 import { fingerprint } from './commands/fingerprint.js';
+import { place } from './commands/place.js';
 import { restore } from './commands/restore.js';
 import { run } from './commands/run.js';
 import { set } from './commands/set.js';
@@ -29,7 +30,7 @@ import { vms } from './commands/vms.js';
 import { watch } from './commands/watch.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 
-const COMMANDS: Command[] = [status, vms, estimate, watch, exec, set, restore, run, cache, fingerprint];
+const COMMANDS: Command[] = [status, vms, estimate, watch, exec, set, restore, run, cache, fingerprint, place];
 
 function globalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

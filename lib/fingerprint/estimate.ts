@@ -15,6 +15,7 @@
 // (the ratio estimator's variance with the finite-population correction), and reported.
 import { InvalidArgumentError } from '../errors.js';
 import { RMAP_ITEM_BYTES } from '../attribution.js';
+import { escapeText } from '../escape.js';
 import { PAGE_BYTES, unitHash } from './sketch.js';
 import type { Sketch } from './sketch.js';
 
@@ -65,7 +66,7 @@ export function checkSameKey(sketches: readonly Sketch[]): void {
   for (const s of sketches) {
     if (first !== undefined && s.keyId !== first.keyId) {
       throw new InvalidArgumentError(
-        `sketches made with different fingerprint keys cannot be compared: "${first.name}" has key ${first.keyId}, "${s.name}" has key ${s.keyId}; sketch every host with the same key file (ksm-agent fingerprint --key-file)`,
+        `sketches made with different fingerprint keys cannot be compared: "${escapeText(first.name)}" has key ${first.keyId}, "${escapeText(s.name)}" has key ${s.keyId}; sketch every host with the same key file (ksm-agent fingerprint --key-file)`,
       );
     }
   }
@@ -180,7 +181,7 @@ export function estimateColocation(sketches: readonly Sketch[], groups: readonly
   for (const g of groups) {
     for (const i of g) {
       if (!Number.isInteger(i) || i < 0 || i >= sketches.length) throw new InvalidArgumentError(`group member ${String(i)} is not a sketch index (0..${sketches.length - 1})`);
-      if (seen.has(i)) throw new InvalidArgumentError(`sketch ${i} ("${(sketches[i] as Sketch).name}") is in two groups: a VM runs on one host`);
+      if (seen.has(i)) throw new InvalidArgumentError(`sketch ${i} ("${escapeText((sketches[i] as Sketch).name)}") is in two groups: a VM runs on one host`);
       seen.add(i);
     }
   }

@@ -44,6 +44,9 @@ export function fromNativeError(err: unknown, ctx: NativeErrorContext): Error {
     case 'EISDIR':
     case 'ENOEXEC':
     case 'EINVAL':
+    // A range over 16 TiB (or too many processes for the live view): the input is too large,
+    // retrying will not help.
+    case 'E2BIG':
       return new InvalidArgumentError(`${ctx.what}: ${err.message}`, details);
     case 'EBUSY':
       return new SettingBusyError({ ...details, setting: 'max_page_sharing (engine)' });

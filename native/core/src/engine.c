@@ -223,6 +223,7 @@ static int refresh_ranges(struct sp_engine *e, size_t slot) {
     return -ENOMEM;
   }
   size_t old = 0;
+  bool err_on_create = false;
   for (size_t i = 0; i < n; i++) {
     while (old < src->nranges && e->ranges[src->ranges[old]].start < specs[i].start)
       sp_range_destroy(e, src->ranges[old++]);
@@ -231,11 +232,15 @@ static int refresh_ranges(struct sp_engine *e, size_t slot) {
       ids[i] = src->ranges[old++];
       e->ranges[ids[i]].flags = specs[i].flags;
       err = sp_range_resize(e, ids[i], specs[i].npages);
+      err_on_create = false;
     } else {
       err = sp_range_create(e, (uint32_t)slot, &specs[i], &ids[i]);
+      err_on_create = true;
     }
     if (err) {
-      /* Keep what was built; the rest is retried on the next visit. */
+      /* Keep what was built; the rest is retried on the next visit.  A
+       * range that failed to resize goes too (it is in no list any more). */
+      if (!err_on_create) sp_range_destroy(e, ids[i]);
       for (size_t j = old; j < src->nranges; j++) sp_range_destroy(e, src->ranges[j]);
       n = i;
       break;
@@ -362,7 +367,9 @@ static int64_t scan(struct sp_engine *e, uint64_t budget) {
       e->cur.page = 0;
       if (!src->error) {
         int err = refresh_ranges(e, e->cur.source);
-        if (err == -ESRCH || err == -ENOENT) source_gone(e, src, err);
+        /* A range grown past 16 TiB cannot be tracked whole: the source
+         * fails with that error rather than being scanned in part. */
+        if (err == -ESRCH || err == -ENOENT || err == -E2BIG) source_gone(e, src, err);
       }
     }
     if (src->error || e->cur.range >= src->nranges) {

@@ -71,6 +71,10 @@ struct sp_range {
   size_t ndir;
   bool in_use;
 };
+/* A record names its page by a 32-bit index into its range (struct
+ * sp_chunk's first), so a range holds at most 2^32 pages: 16 TiB.  Larger
+ * ranges are refused with -E2BIG rather than tracked in part. */
+#define SP_RANGE_MAX_PAGES (1ull << 32)
 #define SP_DIR_SHIFT 12
 #define SP_DIR_CHUNKS (1u << SP_DIR_SHIFT) /* 4096 chunks = 1 GiB of pages */
 
@@ -293,7 +297,8 @@ static inline size_t sp_next_run(const uint8_t *mask, size_t n, size_t *from) {
   return i;
 }
 
-/* Range table management. */
+/* Range table management.  Create and resize refuse a range of more than
+ * SP_RANGE_MAX_PAGES pages with -E2BIG. */
 int sp_range_create(struct sp_engine *e, uint32_t source_slot,
                     const struct sp_range_spec *spec, uint32_t *id_out);
 int sp_range_resize(struct sp_engine *e, uint32_t range_id, uint64_t npages);

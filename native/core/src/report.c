@@ -170,6 +170,9 @@ const char *sp_strerror(int err) {
   case EIO: return "input/output error";
   case EFAULT: return "bad address";
   case EOPNOTSUPP: return "not supported by this kernel";
+  /* Sources: a range the 32-bit page index of a record cannot cover;
+   * sp_live_processes(): more processes than its pid field holds. */
+  case E2BIG: return "too large: an address range over 16 TiB (the most the engine tracks in one range), or too many processes for the live view";
   default: return "unexpected error";
   }
 }

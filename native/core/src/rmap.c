@@ -102,9 +102,6 @@ uint32_t sp_rmap_get_or_create(struct sp_engine *e, uint32_t range_id,
   size_t ci = (size_t)(page >> SP_CHUNK_SHIFT);
   uint32_t cid = chunk_id(&e->ranges[range_id], ci);
   if (cid == SP_NIL) {
-    /* Chunk refs keep the page index in 32 bits: ranges over 16 TiB are
-     * tracked in their first 16 TiB only. */
-    if (ci > UINT32_MAX >> SP_CHUNK_SHIFT) return SP_NIL;
     cid = chunk_alloc(e, range_id, (uint32_t)(ci << SP_CHUNK_SHIFT));
     if (cid == SP_NIL) return SP_NIL;
     if (set_chunk_id(e, &e->ranges[range_id], ci, cid)) {
@@ -168,6 +165,7 @@ void sp_rmap_forget(struct sp_engine *e, uint32_t ref) {
 
 int sp_range_create(struct sp_engine *e, uint32_t source_slot,
                     const struct sp_range_spec *spec, uint32_t *id_out) {
+  if (spec->npages > SP_RANGE_MAX_PAGES) return -E2BIG;
   uint32_t id = SP_NIL;
   for (size_t i = 0; i < e->nranges; i++)
     if (!e->ranges[i].in_use) {
@@ -227,6 +225,7 @@ void sp_range_forget_span(struct sp_engine *e, uint32_t range_id,
 }
 
 int sp_range_resize(struct sp_engine *e, uint32_t range_id, uint64_t npages) {
+  if (npages > SP_RANGE_MAX_PAGES) return -E2BIG;
   struct sp_range *r = &e->ranges[range_id];
   if (npages < r->npages) sp_range_forget_span(e, range_id, npages, r->npages, true);
   size_t oldn = r->ndir, n = dir_count(npages);

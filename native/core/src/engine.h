@@ -97,7 +97,9 @@ struct sp_source;
 struct sp_source_ops {
   /* Current ranges, sorted and non-overlapping.  *out is malloc'd. */
   int (*ranges)(struct sp_source *src, struct sp_range_spec **out, size_t *n);
-  /* PAGE_* flags of npages pages from addr.  NULL op: all present. */
+  /* PAGE_* flags of npages pages from addr.  NULL op: all present.
+   * -ESRCH: the source is gone; any other error is taken as transient
+   * (the window is skipped, its records kept). */
   int (*presence)(struct sp_source *src, uint64_t addr, size_t npages,
                   uint8_t *flags);
   /* Reads the pages whose want[i] is set: ptrs[i] points at the contents

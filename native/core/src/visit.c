@@ -283,7 +283,14 @@ int64_t sp_scan_window(struct sp_engine *e, struct sp_source *src,
   uint32_t refs[SP_BATCH_PAGES];
   if (src->ops->presence) {
     int err = src->ops->presence(src, range->start + first * SP_PAGE_SIZE, n, flags);
-    if (err) return err;
+    if (err == -ESRCH) return err;
+    if (err) {
+      /* A transient failure (pagemap: -EIO, -ENOMEM, -EINTR) says nothing
+       * about the pages: skip this window with its records as they are, so
+       * the VM keeps its merges; the next pass reads it again. */
+      e->cur.page = first + n;
+      return 0;
+    }
     /* Nothing here: jump to the next present page in one go (sparse
      * ranges can span terabytes). */
     bool any = false;

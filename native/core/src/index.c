@@ -62,12 +62,18 @@ int sp_index_reset(struct sp_index *ix, size_t expect) {
   size_t want = expect * 2 < MIN_CAP ? MIN_CAP : expect * 2;
   /* Shrink too, so a quiet index gives memory back, but not for small
    * swings that would only cost a reallocation every pass. */
-  if (ix->slots && ix->cap >= want && ix->cap <= want * 4) {
+  if (!ix->slots || ix->cap < want || ix->cap > want * 4) {
+    int err = alloc_slots(ix, want);
+    if (!err || !ix->slots) return err;
+    /* Without the new table, empty the old one: its entries name owners
+     * that may be gone by now (the unstable index's records). */
     memset(ix->slots, 0xff, ix->cap * sizeof *ix->slots);
     ix->used = ix->tombs = 0;
-    return 0;
+    return err;
   }
-  return alloc_slots(ix, want);
+  memset(ix->slots, 0xff, ix->cap * sizeof *ix->slots);
+  ix->used = ix->tombs = 0;
+  return 0;
 }
 
 static void place(struct sp_index *ix, uint64_t slot_word, uint32_t low) {
@@ -122,6 +128,22 @@ bool sp_index_remove(struct sp_index *ix, uint32_t low, uint32_t value) {
       ix->slots[pos] = TOMB;
       ix->used--;
       ix->tombs++;
+      return true;
+    }
+    pos = pos + 1 == ix->cap ? 0 : pos + 1;
+  }
+  return false;
+}
+
+bool sp_index_replace(struct sp_index *ix, uint32_t low, uint32_t old_value,
+                      uint32_t new_value) {
+  if (!ix->slots) return false;
+  size_t pos = start_pos(ix, low);
+  for (size_t left = ix->cap; left; left--) {
+    uint64_t s = ix->slots[pos];
+    if (s == EMPTY) return false;
+    if (s != TOMB && slot_value(s) == old_value) {
+      ix->slots[pos] = (s & ~(uint64_t)UINT32_MAX) | new_value;
       return true;
     }
     pos = pos + 1 == ix->cap ? 0 : pos + 1;

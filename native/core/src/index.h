@@ -34,12 +34,19 @@ struct sp_index_probe {
 void sp_index_init(struct sp_index *ix, sp_index_low_fn low_of, void *ctx);
 void sp_index_free(struct sp_index *ix);
 /* Empties the index, keeping (or growing to) room for `expect` entries at
- * half load.  -ENOMEM leaves it empty but usable. */
+ * half load.  -ENOMEM leaves it empty (at its old size) but usable. */
 int sp_index_reset(struct sp_index *ix, size_t expect);
 int sp_index_insert(struct sp_index *ix, uint64_t hash, uint32_t value);
 /* Removes value (inserted with a hash whose low 32 bits are `low`).
  * Returns false when it is not there. */
 bool sp_index_remove(struct sp_index *ix, uint32_t low, uint32_t value);
+/* Makes the entry of old_value (whose hash has low 32 bits `low`) name
+ * new_value instead, for an owner re-keyed under the same hash.  Done in
+ * place, so it needs no memory and cannot fail the way a remove followed by
+ * an insert can (the insert may have to grow the table).  Returns false
+ * when old_value is not there. */
+bool sp_index_replace(struct sp_index *ix, uint32_t low, uint32_t old_value,
+                      uint32_t new_value);
 
 void sp_index_probe_init(const struct sp_index *ix, uint64_t hash,
                          struct sp_index_probe *p);

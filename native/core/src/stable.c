@@ -136,9 +136,8 @@ static void collapse(struct sp_engine *e, uint32_t chain, uint32_t dup) {
   d->cache = c->cache;
   if (d->cache != SP_NIL) sp_ccache_rebind(&e->cache, d->cache, dup);
   c->cache = SP_NIL;
-  sp_index_remove(&e->stable.index, (uint32_t)c->hash, chain);
-  /* Cannot fail: a slot was just freed. */
-  sp_index_insert(&e->stable.index, d->hash, dup);
+  /* Same content, same hash: the chain's entry now names the dup. */
+  sp_index_replace(&e->stable.index, (uint32_t)c->hash, chain, dup);
   node_free(e, chain);
   e->stable_node_chains--;
   e->stable_node_dups--;
@@ -205,8 +204,8 @@ uint32_t sp_stable_insert(struct sp_engine *e, const void *page,
     old->link = chain;
     old->next = SP_NIL;
     c->link = content;
-    sp_index_remove(&e->stable.index, (uint32_t)hash, content);
-    sp_index_insert(&e->stable.index, hash, chain);
+    /* The chain takes the regular node's entry (same hash). */
+    sp_index_replace(&e->stable.index, (uint32_t)hash, content, chain);
     e->stable_node_chains++;
     e->stable_node_dups++;
     content = chain;

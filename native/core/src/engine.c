@@ -69,6 +69,22 @@ int sp_engine_create(const sp_settings *settings, sp_engine **out) {
   return 0;
 }
 
+/* Makes hints set mid-range the source's hints. */
+static void apply_pending_hints(struct sp_source *src) {
+  if (!src->hints_pending) return;
+  free(src->hints);
+  src->hints = src->next_hints;
+  src->nhints = src->next_nhints;
+  src->next_hints = NULL;
+  src->next_nhints = 0;
+  src->hints_pending = false;
+}
+
+static void free_hints(struct sp_source *src) {
+  free(src->hints);
+  free(src->next_hints);
+}
+
 static void forget_source_pages(struct sp_engine *e, struct sp_source *src,
                                 bool count_lost) {
   for (size_t i = 0; i < src->nranges; i++) {
@@ -95,7 +111,7 @@ void sp_engine_destroy(sp_engine *e) {
     }
     free(src->ranges);
     if (src->ops->destroy) src->ops->destroy(src);
-    free(src->hints);
+    free_hints(src);
     free(src);
   }
   for (size_t i = 0; i < e->nchunks; i++) free(e->chunks[i]);
@@ -138,6 +154,7 @@ int sp_engine_configure(sp_engine *e, const sp_settings *s) {
 void sp_engine_unmerge_all(sp_engine *e) {
   for (size_t i = 0; i < e->nsources; i++) {
     struct sp_source *src = e->sources[i];
+    apply_pending_hints(src); /* the cursor goes back to the start */
     for (size_t r = 0; r < src->nranges; r++)
       sp_range_forget_span(e, src->ranges[r], 0, e->ranges[src->ranges[r]].npages, false);
   }
@@ -188,7 +205,7 @@ int sp_remove_source(sp_engine *e, uint32_t id) {
   struct sp_source *src = e->sources[at];
   forget_source_pages(e, src, false);
   if (src->ops->destroy) src->ops->destroy(src);
-  free(src->hints);
+  free_hints(src);
   free(src);
   memmove(&e->sources[at], &e->sources[at + 1],
           (e->nsources - (size_t)at - 1) * sizeof *e->sources);
@@ -274,11 +291,17 @@ int sp_source_set_hints(sp_engine *e, uint32_t id, const uint8_t *hints,
     if (!copy) return -ENOMEM;
     memcpy(copy, hints, npages);
   }
-  /* Mid-sweep changes would move pages between sweeps: the cursor finishes
-   * its current range as it is and the new hints apply from the next. */
-  free(src->hints);
-  src->hints = copy;
-  src->nhints = copy ? npages : 0;
+  free(src->next_hints);
+  src->next_hints = copy;
+  src->next_nhints = copy ? npages : 0;
+  src->hints_pending = true;
+  /* Mid-range changes would move pages between the two sweeps (a page
+   * visited twice in a pass, another not at all): while the cursor is
+   * inside one of this source's ranges, it finishes that range with the
+   * old hints and the new ones apply from the next range. */
+  bool mid_range = e->cur.in_pass && e->cur.source == (size_t)at && e->cur.source_entered &&
+                   e->cur.range < src->nranges && (e->cur.page || e->cur.sweep);
+  if (!mid_range) apply_pending_hints(src);
   return 0;
 }
 
@@ -291,6 +314,7 @@ int sp_engine_source_init_ranges(struct sp_engine *e, uint32_t id) {
 /* A source whose process exited or whose file vanished: drop its pages. */
 static void source_gone(struct sp_engine *e, struct sp_source *src, int err) {
   src->error = err;
+  apply_pending_hints(src);
   forget_source_pages(e, src, true);
   src->present_pages = 0;
   e->la.valid = false;
@@ -386,6 +410,7 @@ static int64_t scan(struct sp_engine *e, uint64_t budget) {
       } else {
         e->cur.sweep = 0;
         e->cur.range++;
+        apply_pending_hints(src); /* set while this range was swept */
       }
       e->cur.page = 0;
       continue;

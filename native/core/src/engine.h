@@ -132,6 +132,12 @@ struct sp_source {
   uint64_t guest_ram_start, guest_ram_bytes;
   uint8_t *hints; /* page-flag hints per guest-RAM page, or NULL */
   size_t nhints;
+  /* Hints set while the cursor was inside one of this source's ranges:
+   * they replace `hints` when it leaves that range (see
+   * sp_source_set_hints()). */
+  bool hints_pending;
+  uint8_t *next_hints;
+  size_t next_nhints;
   /* ksm_stat figures */
   uint64_t rmap_items, merging_pages, zero_pages;
   /* the engine's own */

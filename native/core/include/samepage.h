@@ -106,7 +106,9 @@ typedef enum sp_source_kind {
    * that pins the pages it reads, and pinning a KSM page unshares it
    * (gup_must_unshare()), so the scan would undo the merging it measures. */
   SP_SOURCE_PROCESS = 2,
-  SP_SOURCE_DUMP = 3     /* a raw or ELF memory dump file */
+  /* A raw or ELF memory dump file.  Holes of a sparse file are absent
+   * pages (never read, never counted), like unwritten memory of a guest. */
+  SP_SOURCE_DUMP = 3
 } sp_source_kind;
 
 /* sp_add_process() flags */
@@ -175,7 +177,9 @@ int sp_source_get(const sp_engine *engine, size_t index, sp_source_info *out);
  * pages by guest-physical address; for caller memory, its pages.  Pages
  * hinted SP_HINT_FREE are not scanned (as if absent); in each hinted range
  * the SP_HINT_PAGECACHE pages are scanned first, then the others.  The
- * engine copies the array; NULL clears the hints. */
+ * engine copies the array; NULL clears the hints.  Hints set while a pass
+ * is inside one of the source's ranges take effect at its next range, so
+ * no page is scanned twice or skipped in that pass. */
 #define SP_HINT_FREE 0x01
 #define SP_HINT_PAGECACHE 0x04
 int sp_source_set_hints(sp_engine *engine, uint32_t id, const uint8_t *hints,

@@ -3,6 +3,11 @@
  * from address 0) or an ELF core (QEMU dump-guest-memory).  Read with
  * pread, not mmap, so that a file truncated under us gives read errors
  * (pages lost) rather than SIGBUS.
+ *
+ * Holes in a sparse file (guest memory never written, left out by the
+ * dump tool or cp --sparse) are absent pages, as the same memory is absent
+ * in a live guest: SEEK_DATA/SEEK_HOLE find them a window at a time, so
+ * they are neither read nor counted, and a large hole is skipped in one go.
  */
 #include <elf.h>
 #include <errno.h>
@@ -18,7 +23,78 @@
 struct dump_impl {
   int fd;
   uint32_t flags;
+  /* The ranges of the last dump_ranges(), to find the file offset of an
+   * address in presence() and next_present(). */
+  struct sp_range_spec *specs;
+  size_t nspecs;
 };
+
+/* Keeps a copy of the ranges just handed to the engine. */
+static int remember_specs(struct dump_impl *d, const struct sp_range_spec *specs, size_t n) {
+  struct sp_range_spec *copy = malloc((n ? n : 1) * sizeof *copy);
+  if (!copy) return -ENOMEM;
+  if (n) memcpy(copy, specs, n * sizeof *copy);
+  free(d->specs);
+  d->specs = copy;
+  d->nspecs = n;
+  return 0;
+}
+
+/* The range holding addr (ranges are sorted by address), or NULL. */
+static const struct sp_range_spec *spec_of(const struct dump_impl *d, uint64_t addr) {
+  size_t lo = 0, hi = d->nspecs;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const struct sp_range_spec *r = &d->specs[mid];
+    if (addr < r->start) hi = mid;
+    else if (addr - r->start >= r->npages * SP_PAGE_SIZE) lo = mid + 1;
+    else return r;
+  }
+  return NULL;
+}
+
+/* The first byte of data at or after off, or -1 when only holes (or the
+ * end of the file) follow (ENXIO).  A file system without hole support
+ * reports everything as data; any other failure is taken the same way, so
+ * an error never hides pages. */
+static int64_t next_data(int fd, uint64_t off) {
+  off_t at = lseek(fd, (off_t)off, SEEK_DATA);
+  if (at >= 0) return (int64_t)at;
+  return errno == ENXIO ? -1 : (int64_t)off;
+}
+
+static int dump_presence(struct sp_source *src, uint64_t addr, size_t npages, uint8_t *flags) {
+  struct dump_impl *d = src->impl;
+  memset(flags, 0, npages);
+  const struct sp_range_spec *r = spec_of(d, addr);
+  if (!r) return 0;
+  uint64_t base = r->file_offset + (addr - r->start);
+  uint64_t end = base + (uint64_t)npages * SP_PAGE_SIZE;
+  /* Two seeks per run of data: nothing per page. */
+  for (uint64_t off = base; off < end;) {
+    int64_t data = next_data(d->fd, off);
+    if (data < 0 || (uint64_t)data >= end) break;
+    off_t hole = lseek(d->fd, (off_t)data, SEEK_HOLE);
+    uint64_t data_end = hole < 0 || (uint64_t)hole > end ? end : (uint64_t)hole;
+    if (data_end <= (uint64_t)data) data_end = end; /* no progress: take the rest as data */
+    /* A page with any data in it is present. */
+    size_t from = (size_t)(((uint64_t)data - base) / SP_PAGE_SIZE);
+    size_t to = (size_t)((data_end - base + SP_PAGE_SIZE - 1) / SP_PAGE_SIZE);
+    memset(flags + from, PAGE_PRESENT, to - from);
+    off = data_end;
+  }
+  return 0;
+}
+
+static int dump_next_present(struct sp_source *src, uint64_t addr, uint64_t end, uint64_t *next) {
+  struct dump_impl *d = src->impl;
+  const struct sp_range_spec *r = spec_of(d, addr);
+  if (!r) return -ENOENT;
+  int64_t data = next_data(d->fd, r->file_offset + (addr - r->start));
+  uint64_t at = data < 0 ? end : r->start + ((uint64_t)data - r->file_offset) / SP_PAGE_SIZE * SP_PAGE_SIZE;
+  *next = at < end ? at : end;
+  return 0;
+}
 
 static int dump_ranges(struct sp_source *src, struct sp_range_spec **out,
                        size_t *n) {
@@ -40,14 +116,26 @@ static int dump_ranges(struct sp_source *src, struct sp_range_spec **out,
     int err = got < 0 ? -errno : got < span ? -ENOEXEC
                                             : sp_elf_ranges(hdrs, (size_t)span, size, out, n);
     free(hdrs);
+    if (!err) err = remember_specs(d, *out, *n);
+    if (err) {
+      free(*out);
+      *out = NULL;
+      *n = 0;
+    }
     return err;
   }
-  if (size < SP_PAGE_SIZE) return 0;
+  if (size < SP_PAGE_SIZE) return remember_specs(d, NULL, 0);
   *out = malloc(sizeof **out);
   if (!*out) return -ENOMEM;
   **out = (struct sp_range_spec){.start = 0, .npages = size / SP_PAGE_SIZE};
   *n = 1;
-  return 0;
+  int err = remember_specs(d, *out, 1);
+  if (err) {
+    free(*out);
+    *out = NULL;
+    *n = 0;
+  }
+  return err;
 }
 
 static int dump_read(struct sp_source *src, const struct sp_range *range,
@@ -70,12 +158,18 @@ static int dump_read(struct sp_source *src, const struct sp_range *range,
 
 static void dump_destroy(struct sp_source *src) {
   struct dump_impl *d = src->impl;
-  if (d) close(d->fd);
+  if (d) {
+    close(d->fd);
+    free(d->specs);
+  }
   free(d);
 }
 
-static const struct sp_source_ops dump_ops = {
-    .ranges = dump_ranges, .read = dump_read, .destroy = dump_destroy};
+static const struct sp_source_ops dump_ops = {.ranges = dump_ranges,
+                                              .presence = dump_presence,
+                                              .read = dump_read,
+                                              .next_present = dump_next_present,
+                                              .destroy = dump_destroy};
 
 int sp_add_dump(sp_engine *e, const char *name, const char *path,
                 uint32_t flags, uint32_t *id_out) {

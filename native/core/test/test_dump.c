@@ -134,11 +134,57 @@ static void shrinking_dump(void) {
   free(m);
 }
 
+/* A sparse dump (holes where the guest never wrote, as cp --sparse and
+ * most dump tools leave them): holes are absent pages, found with
+ * SEEK_DATA/SEEK_HOLE and never read, instead of 4 KiB of zeros each that
+ * would all merge into one zero page.  Data: two copies of a page at
+ * pages 0-1 and two at 3000-3001 of a 4096-page file; an explicitly
+ * written zero page at 2000 is data and stays. */
+static void sparse_dump(void) {
+  enum { PAGES = 4096 };
+  char path[128];
+  snprintf(path, sizeof path, "%s/sparse.img", dir);
+  int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0);
+  if (fd < 0) return;
+  CHECK_EQ(ftruncate(fd, (off_t)PAGES * SP_PAGE_SIZE), 0);
+  unsigned char *page = calloc(1, SP_PAGE_SIZE);
+  sp_test_fill(page, 77);
+  const int data_at[] = {0, 1, 3000, 3001};
+  for (size_t i = 0; i < sizeof data_at / sizeof *data_at; i++)
+    CHECK_EQ(pwrite(fd, page, SP_PAGE_SIZE, (off_t)data_at[i] * SP_PAGE_SIZE), SP_PAGE_SIZE);
+  memset(page, 0, SP_PAGE_SIZE);
+  CHECK_EQ(pwrite(fd, page, SP_PAGE_SIZE, (off_t)2000 * SP_PAGE_SIZE), SP_PAGE_SIZE);
+  CHECK_EQ(fsync(fd), 0);
+  off_t hole = lseek(fd, 0, SEEK_HOLE);
+  close(fd);
+  free(page);
+  if (hole >= (off_t)PAGES * SP_PAGE_SIZE) {
+    fprintf(stderr, "  skipped: this file system does not report holes\n");
+    return;
+  }
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  CHECK_OK(sp_add_dump(e, NULL, path, SP_DUMP_RAW, NULL));
+  sp_test_passes(e, 2);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.rmap_items, 5);
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 3);
+  CHECK_EQ(c.pages_unshared, 1); /* the lone zero page, waiting for a twin */
+  CHECK_EQ(c.bytes_read, 2 * 5 * SP_PAGE_SIZE);
+  sp_source_info info;
+  CHECK_OK(sp_source_get(e, 0, &info));
+  CHECK_EQ(info.pages, PAGES);
+  CHECK_EQ(info.present_pages, 5);
+  sp_engine_destroy(e);
+}
+
 int main(void) {
   if (!mkdtemp(dir)) return 2;
   sp_check_run("raw dump", raw_dump);
   sp_check_run("ELF core dump", elf_dump);
   sp_check_run("a dump that shrinks mid-scan", shrinking_dump);
+  sp_check_run("a sparse dump: holes are absent, not read", sparse_dump);
   char cmd[160];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

@@ -150,13 +150,16 @@ typedef struct sp_source_info {
   uint64_t pages_lost;        /* tracked pages that vanished or failed to read */
   uint64_t guest_ram_start;   /* QEMU guest RAM: address and length, else 0 */
   uint64_t guest_ram_bytes;
-  int error;                  /* 0, or -errno once the source is gone */
+  int error;                  /* 0, or -errno once the source is gone
+                                 (-E2BIG: a range grew over 16 TiB) */
 } sp_source_info;
 
 /* Adds a source; *id_out receives its id (ids are never reused).
  * name may be NULL.  -EINVAL, -ENOMEM, and for processes -ESRCH (no such
  * process) or -EPERM/-EACCES (not allowed to read it); for dumps the
- * open/read error or -ENOEXEC for a malformed ELF file. */
+ * open/read error or -ENOEXEC for a malformed ELF file.  -E2BIG when a
+ * range to scan is over 16 TiB (2^32 pages, the most one range can track);
+ * a range that grows past that later fails the source with -E2BIG. */
 int sp_add_memory(sp_engine *engine, const char *name, const void *addr,
                   size_t len, uint32_t *id_out);
 int sp_add_process(sp_engine *engine, const char *name, pid_t pid,

@@ -55,44 +55,53 @@ interface FpJson {
   key_id: string;
   out: string | null;
   file_bytes: number | null;
-  vms: { name: string; pid: number; pages: number; zero_pages: number; distinct: number; exact: boolean; entries: number; sketch_bytes: number; ms: number }[];
+  vms: { name: string; pid: number; pages: number; zero_pages: number; thp_zero_pages: number; distinct: number; exact: boolean; entries: number; sketch_bytes: number; ms: number }[];
   failures: unknown[];
 }
 
 test.serial('fingerprint sketches running QEMU guests: exact page figures, a sketch file place can read', async (t) => {
   const a = await startQemu(['-m', '64', '-name', 'fp-a'], RAM);
   const b = await startQemu(['-m', '64', '-name', 'fp-b'], RAM);
+  // Two guests left empty: what every guest of this QEMU holds anyway (its ROM blocks, which KSM
+  // merges too), the baseline the filled guests are compared with.
+  await startQemu(['-m', '64', '-name', 'fp-e1'], RAM);
+  await startQemu(['-m', '64', '-name', 'fp-e2'], RAM);
   // A: 2000 distinct pages and 300 copies of one more; B: 1000 of A's pages and 1000 of its own.
   await fillGuest(a.pid, Buffer.concat([...pages(1, 0, 2000), ...Array.from({ length: 300 }, () => page(9, 0))]));
   await fillGuest(b.pid, Buffer.concat([...pages(1, 0, 1000), ...pages(2, 0, 1000)]));
   const out = path.join(tmp, 'host.fp');
-  const j = await runCliJson<FpJson>(['fingerprint', '--key-file', keyFile, '--vm', 'fp-a', '--vm', String(b.pid), '--out', out, '--json']);
-  t.deepEqual(j.vms.map((v) => [v.name, v.pid]), [['fp-a', a.pid], ['fp-b', b.pid]]);
-  const [va, vb] = j.vms;
-  // Non-zero figures are exact; the rest of what is resident is zero-filled (THP may make a whole
-  // 2 MiB resident around a written page).
-  t.is((va?.pages ?? 0) - (va?.zero_pages ?? 0), 2300);
-  t.is(va?.distinct, 2001);
+  const names = ['fp-a', String(b.pid), 'fp-e1', 'fp-e2'];
+  const j = await runCliJson<FpJson>(['fingerprint', '--key-file', keyFile, ...names.flatMap((n) => ['--vm', n]), '--out', out, '--json']);
+  t.deepEqual(j.vms.map((v) => v.name), ['fp-a', 'fp-b', 'fp-e1', 'fp-e2']);
+  t.is(j.vms[0]?.pid, a.pid);
+  const [va, vb, ve] = j.vms;
+  // Non-zero figures are exact, over the empty guest's.
+  const nonZero = (v: FpJson['vms'][number] | undefined): number => (v === undefined ? NaN : v.pages - v.zero_pages - v.thp_zero_pages);
+  t.is(nonZero(va) - nonZero(ve), 2300);
+  t.is(nonZero(vb) - nonZero(ve), 2000);
+  t.is((va?.distinct ?? 0) - (ve?.distinct ?? 0), 2001);
+  t.is((vb?.distinct ?? 0) - (ve?.distinct ?? 0), 2000);
   t.true(va?.exact);
-  t.is((vb?.pages ?? 0) - (vb?.zero_pages ?? 0), 2000);
-  t.is(vb?.distinct, 2000);
-  t.is(va?.sketch_bytes, 2001 * 12);
+  t.is(va?.sketch_bytes, (va?.distinct ?? 0) * 12);
   t.is(j.host, os.hostname());
   t.is(j.out, out);
   t.is((await stat(out)).size, j.file_bytes ?? -1);
 
   const file = await readSketchFile(out);
   t.is(file.keyId, j.key_id);
-  t.deepEqual(file.sketches.map((s) => s.host), [os.hostname(), os.hostname()]);
-  const pair = estimateGroup(file.sketches, [0, 1], { useZeroPages: true, maxPageSharing: 256 });
-  // 1000 pages of B match A's; 300 copies of one page in A save 300 - ceil(300/256) = 298 (a KSM page
-  // has at most max_page_sharing sharers). Exact: the sketches are complete.
-  t.is(pair.pagesSharing, 1000 + 298);
+  t.deepEqual(file.sketches.map((s) => s.host), names.map(() => os.hostname()));
+  const model = { useZeroPages: true, maxPageSharing: 256 };
+  const pair = estimateGroup(file.sketches, [0, 1], model);
+  const empty = estimateGroup(file.sketches, [2, 3], model);
+  // Over two empty guests: 1000 pages of B match A's; 300 copies of one page in A save
+  // 300 - ceil(300/256) = 298 (a KSM page has at most max_page_sharing sharers). Exact: the
+  // sketches are complete.
+  t.is(pair.pagesSharing - empty.pagesSharing, 1000 + 298);
   t.true(pair.exact);
 
   const human = await runCli(['fingerprint', '--key-file', keyFile, '--vm', 'fp-a']);
   t.is(human.code, 0, human.stderr);
-  t.regex(human.stdout, /^fp-a +\d+ +[\d,]+ +[\d,]+ +2,001 +23\.4 KiB +\d+$/m);
+  t.regex(human.stdout, new RegExp(`^fp-a +${a.pid} +[\\d,]+ +[\\d,]+ +${(va?.distinct ?? 0).toLocaleString('en-US')} +[\\d.]+ KiB +\\d+$`, 'm'));
   t.regex(human.stdout, /nothing written \(pass --out FILE/);
 });
 

@@ -76,6 +76,7 @@ test('a small buffer is sketched exactly: pages, zero pages, distinct contents a
   const z = estimateGroup([s], [0], { useZeroPages: true, maxPageSharing: 256 });
   t.is(z.pagesSharing, 6);
   t.is(z.ksmZeroPages, 5);
+  t.is(z.generalProfit, 11 * 4096 - (21 - 5) * 64);
   t.throws(() => sketchBuffer(Buffer.alloc(4097), KEY, { name: 'odd' }), { message: /whole number of 4096-byte pages/ });
 });
 

@@ -6,7 +6,10 @@
 //                    the group; plus the zero-filled pages the same way when use_zero_pages=0;
 //   ksm_zero_pages = the zero-filled pages, when use_zero_pages=1;
 //   general_profit = (pages_sharing + ksm_zero_pages) × 4096 − rmap_items × 64, rmap_items taken
-//                    as the resident pages (KSM keeps one 64-byte rmap_item per scanned page).
+//                    as the resident pages (KSM keeps one 64-byte rmap_item per scanned page),
+//                    less those mapped to the zero page: the zero-filled THP subpages (the kernel
+//                    maps them there when KSM splits the huge page; they count nowhere) and the
+//                    ksm_zero_pages.
 // Zero pages are counted exactly. The non-zero part is a ratio estimate over the union's bottom-k
 // sample (sketch.ts): saving = (non-zero pages) × Σ_sample s(c) / Σ_sample c. It uses the exact page
 // total and the sample only for the share of pages that merge away, which is far more precise than
@@ -34,6 +37,8 @@ export interface GroupEstimate {
   /** Resident pages of the group, zero-filled ones included. */
   pages: number;
   zeroPages: number;
+  /** Zero-filled THP subpages: the kernel maps them to the zero page itself, outside KSM's counters. */
+  thpZeroPages: number;
   /** Estimated distinct non-zero contents of the group (exact when `exact`). */
   distinct: number;
   /** Of those, held by at least two members: |A ∩ B| for a pair. */
@@ -88,7 +93,8 @@ export function estimateGroup(sketches: readonly Sketch[], members: readonly num
   const exact = k === Infinity;
   const pages = group.reduce((a, s) => a + s.pages, 0);
   const zeroPages = group.reduce((a, s) => a + s.zeroPages, 0);
-  const nonZero = pages - zeroPages;
+  const thpZeroPages = group.reduce((a, s) => a + s.thpZeroPages, 0);
+  const nonZero = pages - zeroPages - thpZeroPages;
 
   // Merge the members' ascending hash lists, summing copies of equal hashes, up to k entries.
   const pos = group.map(() => 0);
@@ -149,13 +155,16 @@ export function estimateGroup(sketches: readonly Sketch[], members: readonly num
     members: [...members],
     pages,
     zeroPages,
+    thpZeroPages,
     distinct: Math.round(distinct),
     sharedContents: n === 0 ? 0 : Math.round((distinct * shared) / n),
     pagesSharing,
     ksmZeroPages,
     savedPages,
     savedBytes: savedPages * PAGE_BYTES,
-    generalProfit: savedPages * PAGE_BYTES - pages * RMAP_ITEM_BYTES,
+    // A page mapped to the zero page (a zero THP subpage by the kernel, or a zero page by KSM with
+    // use_zero_pages) loses its rmap_item: measured exact against the kernel on this host.
+    generalProfit: savedPages * PAGE_BYTES - (pages - thpZeroPages - ksmZeroPages) * RMAP_ITEM_BYTES,
     stdErrPages: Math.round(stdErrPages),
     exact: complete,
     sample: n,

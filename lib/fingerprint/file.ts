@@ -4,7 +4,7 @@
 //   8   u32 LE   format version (1)
 //   12  u32 LE   H, bytes of the header JSON (at most MAX_HEADER_BYTES)
 //   16  H bytes  header JSON: { keyId, host, createdAt, sketches: [{ name, pid?, uuid?, ramBytes,
-//                host, k, pages, zeroPages, entries, exact, takenAt, elapsedMs }] }
+//                host, k, pages, zeroPages, thpZeroPages, entries, exact, takenAt, elapsedMs }] }
 //   ..  per sketch, in header order: entries × u64 LE hashes (ascending), entries × u32 LE copies
 //   end 32 bytes SHA-256 of everything before it
 //
@@ -46,6 +46,7 @@ interface SketchHeader {
   k: number;
   pages: number;
   zeroPages: number;
+  thpZeroPages: number;
   entries: number;
   exact: boolean;
   takenAt: number;
@@ -78,6 +79,7 @@ export function encodeSketches(sketches: readonly Sketch[], host: string, create
       k: s.k,
       pages: s.pages,
       zeroPages: s.zeroPages,
+      thpZeroPages: s.thpZeroPages,
       entries: s.hashes.length,
       exact: s.exact,
       takenAt: s.takenAt,
@@ -162,7 +164,8 @@ export function decodeSketches(buf: Buffer, file: string): SketchFile {
       copies[i] = c;
       total += c;
     }
-    if (total > h.pages - h.zeroPages) throw bad(`sketch ${index} ("${escapeText(h.name)}"): its entries count ${total} pages, more than its ${h.pages - h.zeroPages} non-zero pages`);
+    const nonZero = h.pages - h.zeroPages - h.thpZeroPages;
+    if (total > nonZero) throw bad(`sketch ${index} ("${escapeText(h.name)}"): its entries count ${total} pages, more than its ${nonZero} non-zero pages`);
     const s: Sketch = {
       name: h.name,
       ramBytes: h.ramBytes,
@@ -171,6 +174,7 @@ export function decodeSketches(buf: Buffer, file: string): SketchFile {
       k: h.k,
       pages: h.pages,
       zeroPages: h.zeroPages,
+      thpZeroPages: h.thpZeroPages,
       hashes,
       copies,
       exact: h.exact,
@@ -216,6 +220,7 @@ function checkHeader(raw: unknown, bad: Bad): FileHeader {
     const k = int(item, 'k', MIN_ENTRIES, MAX_ENTRIES, bad, where);
     const pages = int(item, 'pages', 0, MAX_PAGES, bad, where);
     const zeroPages = int(item, 'zeroPages', 0, pages, bad, where);
+    const thpZeroPages = int(item, 'thpZeroPages', 0, pages - zeroPages, bad, where);
     const entries = int(item, 'entries', 0, k, bad, where);
     const exact = item['exact'];
     if (typeof exact !== 'boolean') throw bad(`${where}exact is not true or false`);
@@ -229,6 +234,7 @@ function checkHeader(raw: unknown, bad: Bad): FileHeader {
       k,
       pages,
       zeroPages,
+      thpZeroPages,
       entries,
       exact,
       takenAt: int(item, 'takenAt', 0, Number.MAX_SAFE_INTEGER, bad, where),

@@ -58,8 +58,13 @@ export interface Sketch extends SketchSource {
   k: number;
   /** Resident pages hashed (zero-filled ones included). */
   pages: number;
-  /** Of those, zero-filled. */
+  /** Of those, zero-filled (KSM merges them, or maps them to the zero page with use_zero_pages). */
   zeroPages: number;
+  /**
+   * Of those, zero-filled subpages of transparent huge pages: when KSM splits the huge page to
+   * merge its subpages, the kernel maps these to the zero page itself, outside KSM's counters.
+   */
+  thpZeroPages: number;
   /** The k smallest distinct hashes of the non-zero pages, ascending. */
   hashes: BigUint64Array;
   /** copies[i]: pages of this VM holding the content of hashes[i]. */
@@ -91,6 +96,7 @@ export class SketchBuilder {
   private truncated = false;
   pages = 0;
   zeroPages = 0;
+  thpZeroPages = 0;
 
   constructor(key: FingerprintKey, k: number) {
     if (!Number.isInteger(k) || k < MIN_ENTRIES || k > MAX_ENTRIES) {
@@ -101,11 +107,12 @@ export class SketchBuilder {
     this.pending = new BigUint64Array(Math.max(4096, k));
   }
 
-  /** One page (exactly PAGE_BYTES). */
-  addPage(page: Uint8Array): void {
+  /** One page (exactly PAGE_BYTES); `inThp`: it is a subpage of a transparent huge page. */
+  addPage(page: Uint8Array, inThp = false): void {
     this.pages++;
     if (ZERO_PAGE.equals(page)) {
-      this.zeroPages++;
+      if (inThp) this.thpZeroPages++;
+      else this.zeroPages++;
       return;
     }
     const digest = createHmac('sha256', this.key).update(page).digest();
@@ -119,9 +126,9 @@ export class SketchBuilder {
   }
 
   /** Every whole page of `buf` (a trailing partial page is an error: guest RAM is page-sized). */
-  addPages(buf: Uint8Array): void {
+  addPages(buf: Uint8Array, inThp = false): void {
     if (buf.length % PAGE_BYTES !== 0) throw new InvalidArgumentError(`a buffer to sketch must be a whole number of ${PAGE_BYTES}-byte pages, not ${buf.length} bytes`);
-    for (let off = 0; off < buf.length; off += PAGE_BYTES) this.addPage(buf.subarray(off, off + PAGE_BYTES));
+    for (let off = 0; off < buf.length; off += PAGE_BYTES) this.addPage(buf.subarray(off, off + PAGE_BYTES), inThp);
   }
 
   private flush(): void {
@@ -166,6 +173,7 @@ export class SketchBuilder {
       k: this.k,
       pages: this.pages,
       zeroPages: this.zeroPages,
+      thpZeroPages: this.thpZeroPages,
       hashes: this.kept.slice(),
       copies: this.keptCopies.slice(),
       exact: !this.truncated,

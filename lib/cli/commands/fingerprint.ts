@@ -33,7 +33,7 @@ const OPTIONS = [
     name: 'json',
     type: 'boolean',
     description:
-      'host, key_id, out, file_bytes, vms [{name, pid, ram_bytes, pages, zero_pages, swapped_pages, distinct, exact, entries, k, sketch_bytes, ms}], failures [{name, pid, error}]',
+      'host, key_id, out, file_bytes, vms [{name, pid, ram_bytes, pages, zero_pages, thp_zero_pages, swapped_pages, distinct, exact, entries, k, sketch_bytes, ms}], failures [{name, pid, error}]',
   },
 ] as const satisfies readonly OptionSpec[];
 
@@ -63,6 +63,7 @@ interface FingerprintJson {
     ram_bytes: number;
     pages: number;
     zero_pages: number;
+    thp_zero_pages: number;
     swapped_pages: number;
     distinct: number;
     exact: boolean;
@@ -81,6 +82,7 @@ function vmJson(s: VmSketch): FingerprintJson['vms'][number] {
     ram_bytes: s.ramBytes,
     pages: s.pages,
     zero_pages: s.zeroPages,
+    thp_zero_pages: s.thpZeroPages,
     swapped_pages: s.swappedPages,
     distinct: Math.round(distinctEstimate(s)),
     exact: s.exact,
@@ -96,7 +98,7 @@ function humanReport(j: FingerprintJson): string {
     v.name,
     v.pid === null ? '' : String(v.pid),
     formatCount(v.pages),
-    formatCount(v.zero_pages),
+    formatCount(v.zero_pages + v.thp_zero_pages),
     `${v.exact ? '' : '~'}${formatCount(v.distinct)}`,
     formatBytes(v.sketch_bytes),
     formatCount(v.ms),
@@ -111,7 +113,7 @@ function humanReport(j: FingerprintJson): string {
       ? `key ${j.key_id}; nothing written (pass --out FILE to keep the sketches for ksm-agent place)`
       : `wrote ${j.vms.length} sketch${j.vms.length === 1 ? '' : 'es'} (${formatBytes(j.file_bytes ?? 0)}, key ${j.key_id}, host ${escapeText(j.host)}) to ${escapeText(j.out)}`,
   );
-  lines.push('PAGES: resident pages of guest RAM; DISTINCT: distinct non-zero contents (~ estimated from the sample)');
+  lines.push('PAGES: resident pages KSM would scan (guest RAM and ROMs); ZERO: zero-filled ones; DISTINCT: distinct non-zero contents (~ estimated from the sample)');
   return lines.join('\n');
 }
 

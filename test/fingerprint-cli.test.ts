@@ -137,6 +137,11 @@ test.serial('bad input: a key others may read, a symlinked key, no key, --out at
   t.regex(r5.stderr, /refusing to use .*precious\.conf as the sketch file: it exists and is not a sketch file/);
   t.is(await readFile(precious, 'utf8'), 'do not replace\n');
 
+  // Not root: the key (root's, in root's directory) is not even reachable; exit 77, nothing read.
+  const r8 = await runCli(['fingerprint', '--key-file', keyFile, '--vm', 'fp-c'], { asNobody: true });
+  t.is(r8.code, 77, r8.stderr);
+  t.regex(r8.stderr, /^ksm-agent fingerprint: permission denied: cannot read the fingerprint key .*fp\.key; run as root$/m);
+
   const r6 = await runCli(['fingerprint', '--key-file', keyFile, '--vm', 'no-such-vm']);
   t.is(r6.code, 3);
   t.regex(r6.stderr, /no QEMU VM named "no-such-vm"/);

@@ -41,12 +41,14 @@ const HELP = commandHelp({
   command: 'fingerprint',
   options: OPTIONS,
   about: `A sketch of each VM's page contents, for predicting what KSM would save if VMs were put
-together on one host (ksm-agent place). Every resident page of guest RAM is hashed with the
-fleet's key (HMAC-SHA256, 64 bits kept); zero-filled pages are counted; of the other contents the
-sketch keeps the K smallest hashes with how many pages of the VM hold each (a bottom-K sample).
-It takes 12 bytes an entry: 1 MiB per 16 GiB of guest RAM by default, at most 768 KiB a VM.
+together on one host (ksm-agent place). Every resident page KSM would scan (guest RAM and
+QEMU's ROM blocks) is hashed with the fleet's key (HMAC-SHA256, 64 bits kept); zero-filled pages
+are counted (those inside huge pages apart: the kernel maps them to the zero page itself); of the
+other contents the sketch keeps the K smallest hashes with how many pages of the VM hold each (a
+bottom-K sample). 12 bytes an entry: 1 MiB per 16 GiB of guest RAM by default (at least 48 KiB,
+at most 768 KiB a VM).
 Without the key a sketch reveals no page contents and cannot be matched against guessed pages.
-Guest RAM is read through /proc/PID/mem and never written; no KSM setting changes.`,
+Memory is read through /proc/PID/mem and never written; no KSM setting changes.`,
   notes: `Needs root (other users' guest memory). Create the key once with --init-key and copy it (mode
 0600) to every host whose sketches are compared; sketches of different keys are refused together.
 Example: ksm-agent fingerprint --out /var/lib/samepage/$(hostname).fp`,

@@ -18,7 +18,7 @@ import { formatBytes, formatCount, renderTable } from '../../format.js';
 const GIB = 2 ** 30;
 
 const OPTIONS = [
-  { name: 'from', type: 'string', value: 'FILE', multiple: true, description: 'a sketch file made by ksm-agent fingerprint --out (at least one; one per host, typically)' },
+  { name: 'from', type: 'string', value: 'FILE', multiple: true, description: 'a sketch file written by ksm-agent fingerprint (at least one; one per host, typically)' },
   { name: 'hosts', type: 'string', value: 'N', description: 'hosts of the proposed placement', default: 'the hosts the sketches came from' },
   { name: 'capacity', type: 'string', value: 'GiB', description: 'guest RAM (sum of -m sizes) one host may hold', default: 'the most any host holds now' },
   { name: 'use-zero-pages', type: 'string', value: '0|1', description: "the hosts' use_zero_pages: zero-filled pages count as ksm_zero_pages, not pages_sharing", default: '0' },
@@ -39,8 +39,9 @@ const HELP = commandHelp({
 finds a better placement, and lists the moves that get there.
 
 Predicted per host, once ksmd has merged everything it can: pages_sharing, ksm_zero_pages, and
-general_profit (= (pages_sharing + ksm_zero_pages) x 4096 - 64 bytes a resident page); SAVES
-below is (pages_sharing + ksm_zero_pages) x 4096, +- one standard error of the sketch sample.
+general_profit (= (pages_sharing + ksm_zero_pages) x 4096 - 64 x rmap_items, one for each
+resident page not mapped to the zero page); SAVES below is (pages_sharing + ksm_zero_pages) x
+4096, +- one standard error of the sketch sample (0 when the sketches hold every content).
 The search is greedy (VMs largest first, each to the host where it adds most), then local search
 (the best single move or pairwise swap, until none improves). A host holds at most --capacity of
 guest RAM. It reads only the files given: no root, no key, no change to anything.`,

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { findGuestRam } from '../lib/guest-ram.js';
-import { estimateGroup, readSketchFile } from '../lib/index.js';
+import { estimateGroup, fingerprintVms, readFingerprintKey, readSketchFile } from '../lib/index.js';
 import { runCli, runCliJson } from './helpers/agent.js';
 import { startQemu, stopAllQemu } from './helpers/qemu.js';
 
@@ -98,6 +98,13 @@ test.serial('fingerprint sketches running QEMU guests: exact page figures, a ske
   // sketches are complete.
   t.is(pair.pagesSharing - empty.pagesSharing, 1000 + 298);
   t.true(pair.exact);
+
+  // The library call gives the same sketch as the command (same key, same memory).
+  const lib = await fingerprintVms({ key: await readFingerprintKey(keyFile), vms: ['fp-a'] });
+  t.deepEqual(lib.failures, []);
+  t.is(lib.sketches[0]?.pid, a.pid);
+  t.deepEqual([...(lib.sketches[0]?.hashes ?? [])], [...(file.sketches[0]?.hashes ?? [])]);
+  t.deepEqual([...(lib.sketches[0]?.copies ?? [])], [...(file.sketches[0]?.copies ?? [])]);
 
   const human = await runCli(['fingerprint', '--key-file', keyFile, '--vm', 'fp-a']);
   t.is(human.code, 0, human.stderr);

@@ -173,3 +173,27 @@ test('bad input: a damaged, truncated or foreign-key sketch file gets exit 2 and
   }
   t.deepEqual(await readFile(good), bytes, 'place changed no file');
 });
+
+test('hostile VM and host names from sketch files are escaped in place output and errors', async (t) => {
+  const evilName = 'A1\u001b[2J\nforged line';
+  const evilHost = 'host-1\u001b]0;pwned\u0007';
+  const sketches = fleet(1024).map((s, i) => (i === 0 ? { ...s, name: evilName, host: evilHost } : i === 1 ? { ...s, host: evilHost } : s));
+  const files: string[] = [];
+  for (const host of [evilHost, 'host-2', 'host-3']) {
+    const file = path.join(tmp, `evil-${files.length}.fp`);
+    await writeSketchFile(file, sketches.filter((s) => s.host === host), host);
+    files.push(file);
+  }
+  const r = await runCli(['place', ...files.flatMap((f) => ['--from', f])]);
+  t.is(r.code, 0, r.stderr);
+  t.false(r.stdout.includes('\u001b'), 'no escape character reaches the terminal');
+  t.false(r.stdout.includes('\u0007'));
+  t.regex(r.stdout, /A1\\x1b\[2J\\nforged line/);
+  t.notRegex(r.stdout, /^forged line/m);
+  const j = await runCliJson<PlaceJson>(['place', ...files.flatMap((f) => ['--from', f]), '--json']);
+  t.true(j.current.hosts.some((h) => h.host === evilHost && h.vms.includes(evilName)), 'JSON keeps the names as they are (JSON escapes them)');
+  const dup = await runCli(['place', '--from', files[0] as string, '--from', files[0] as string]);
+  t.is(dup.code, 2);
+  t.false(dup.stderr.includes('\u001b'));
+  t.is(dup.stderr.trim().split('\n').length, 1);
+});

@@ -107,6 +107,7 @@ test('sampled sketches estimate the saving of a pair and their overlap within th
   const both = estimateColocation([a, b], [[0], [1]]);
   within(both.savedPages, 4000, 0.25, 'apart');
   t.throws(() => estimateColocation([a, b], [[0, 1], [1]]), { message: /is in two groups/ });
+  t.throws(() => estimateGroup([a, b], [0, 0]), { message: /a group names a sketch twice/ });
 });
 
 test('sketches of different keys are never compared', (t) => {

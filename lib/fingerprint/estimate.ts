@@ -79,6 +79,7 @@ export function checkSameKey(sketches: readonly Sketch[]): void {
 
 /** The KSM figures of the sketches put together; `limit` caps the sample (the advisor searches with fewer entries). */
 export function estimateGroup(sketches: readonly Sketch[], members: readonly number[], model: KsmModel = DEFAULT_KSM_MODEL, limit?: number): GroupEstimate {
+  if (new Set(members).size !== members.length) throw new InvalidArgumentError(`a group names a sketch twice (${members.join(', ')}): a VM counts once`);
   const group = members.map((i) => {
     const s = sketches[i];
     if (s === undefined) throw new InvalidArgumentError(`no sketch ${i}: there are ${sketches.length}`);

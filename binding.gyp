@@ -6,7 +6,8 @@
         "<!@(node -p \"require('fs').readdirSync('native/core/src').filter(f => f.endsWith('.c')).map(f => 'native/core/src/' + f).join(' ')\")",
         "native/addon/addon.cc",
         "native/addon/convert.cc",
-        "native/addon/engine_wrap.cc"
+        "native/addon/engine_wrap.cc",
+        "native/addon/memory_pin.cc"
       ],
       "include_dirs": ["native/core/include", "native/core/src"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

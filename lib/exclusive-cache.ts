@@ -317,7 +317,7 @@ async function scrubHeld(vms: Vm[], files: HeldFile[], opts: ScrubOptions): Prom
     // Our own descriptors: the engine opens exactly the files checked above.
     const cache = await scanner.cachePass(
       files.map((f) => `/proc/self/fd/${f.handle.fd}`),
-      { dryRun: opts.dryRun ?? false },
+      { dryRun: opts.dryRun ?? false, ...(opts.signal === undefined ? {} : { signal: opts.signal }) },
     );
     const used = process.cpuUsage(cpu);
     return result(cache, performance.now() - started, (used.user + used.system) / 1000);

@@ -111,8 +111,9 @@ export interface NativeEngine {
   configure(settings: NativeSettings): void;
   settings(): Required<NativeSettings>;
   addMemory(name: string | null, memory: ArrayBuffer | ArrayBufferView): number;
-  addProcess(name: string | null, pid: number, flags: number): number;
-  addDump(name: string | null, path: string, flags: number): number;
+  /** Opening and reading the process's maps happen on the thread pool; the engine is busy meanwhile. */
+  addProcess(name: string | null, pid: number, flags: number): Promise<number>;
+  addDump(name: string | null, path: string, flags: number): Promise<number>;
   removeSource(id: number): void;
   setHints(id: number, hints: Uint8Array | null): void;
   sources(): NativeSourceInfo[];
@@ -130,6 +131,12 @@ export interface NativeEngine {
   readonly busy: boolean;
 }
 
+/** An exclusive flock held by this process; release() closes its descriptor (idempotent). */
+export interface NativeFileLock {
+  release(): void;
+  readonly held: boolean;
+}
+
 export interface NativeBinding {
   Engine: new (settings?: NativeSettings) => NativeEngine;
   liveProcesses(pids: number[], flags: number): Promise<{ processes: NativeLiveProcess[]; matrix: number[][] }>;
@@ -137,8 +144,7 @@ export interface NativeBinding {
   setMemoryMerge(on: boolean): void;
   getMemoryMerge(): boolean;
   allocMergeable(bytes: number, noHugePages?: boolean): ArrayBuffer;
-  lockFile(path: string): Promise<number>;
-  closeFd(fd: number): void;
+  lockFile(path: string): Promise<NativeFileLock>;
   flags: {
     PROC_ALL_ANON: number;
     PROC_GUEST_RAM_ONLY: number;

@@ -111,8 +111,8 @@ function toStats(s: NativeSourceInfo): SourceStats {
 }
 
 /** An Error named AbortError, whatever the signal's reason is (often a DOMException). */
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('the scan was aborted', { cause: signal.reason });
+function abortError(signal: AbortSignal, what = 'scan'): Error {
+  const err = new Error(`the ${what} was aborted`, { cause: signal.reason });
   err.name = 'AbortError';
   return err;
 }
@@ -143,17 +143,30 @@ export class Scanner {
     return this.open.settings();
   }
 
-  /** Memory of this process, scanned in place: keep it alive as long as the source. */
+  /**
+   * Memory of this process. A buffer from allocMergeable() is scanned in place (Node never detaches
+   * it; the scanner keeps it alive as long as the source), so later writes show in the next pass.
+   * Any other buffer can be transferred or shrunk under the scan, so the scanner takes a private
+   * copy of it now and scans that.
+   */
   addBuffer(memory: ArrayBuffer | ArrayBufferView, name?: string): number {
-    return this.open.addMemory(name ?? null, memory);
+    try {
+      return this.open.addMemory(name ?? null, memory);
+    } catch (err) {
+      throw fromNativeError(err, { what: 'add a buffer' });
+    }
   }
 
-  addProcess(pid: number, opts: ProcessSourceOptions = {}): number {
+  /**
+   * A live process. Its /proc files are opened and its maps read on the thread pool; until the
+   * promise settles the scanner is busy (other calls throw), as during a scan.
+   */
+  async addProcess(pid: number, opts: ProcessSourceOptions = {}): Promise<number> {
     if (!Number.isInteger(pid) || pid <= 0) throw new InvalidArgumentError(`pid must be a positive integer, got ${String(pid)}`);
     const f = native().flags;
     const flags = (opts.allAnon ? f.PROC_ALL_ANON : 0) | (opts.guestRamOnly ? f.PROC_GUEST_RAM_ONLY : 0) | (opts.thpZeroApart ? f.PROC_THP_ZERO_APART : 0);
     try {
-      const id = this.open.addProcess(opts.name ?? null, pid, flags);
+      const id = await this.open.addProcess(opts.name ?? null, pid, flags);
       this.pids.set(id, pid);
       return id;
     } catch (err) {
@@ -167,9 +180,10 @@ export class Scanner {
     return this.addProcess(found.pid, { ...opts, name: found.name });
   }
 
-  addDump(path: string, opts: { name?: string; raw?: boolean } = {}): number {
+  /** A memory dump file, opened and its headers read on the thread pool (the scanner is busy meanwhile). */
+  async addDump(path: string, opts: { name?: string; raw?: boolean } = {}): Promise<number> {
     try {
-      return this.open.addDump(opts.name ?? null, path, opts.raw ? native().flags.DUMP_RAW : 0);
+      return await this.open.addDump(opts.name ?? null, path, opts.raw ? native().flags.DUMP_RAW : 0);
     } catch (err) {
       throw fromNativeError(err, { what: `read the memory dump ${path}`, path });
     }
@@ -235,10 +249,17 @@ export class Scanner {
    * Exclusive caching: examines the host page cache of the given files (VM disk images) against
    * the guest pages this scanner tracks (run it right after a scan), and unless dryRun drops the
    * cached pages a guest already holds. Dirty pages are never dropped. File contents never change.
+   * The signal (or cancel()) stops it between files and between runs of cached pages: the file
+   * being examined then has nothing dropped, the files before it keep their drops.
    */
-  async cachePass(paths: string[], opts: { dryRun?: boolean } = {}): Promise<CachePassResult> {
+  async cachePass(paths: string[], opts: { dryRun?: boolean; signal?: AbortSignal } = {}): Promise<CachePassResult> {
+    const engine = this.open;
+    const { signal } = opts;
+    if (signal?.aborted) throw abortError(signal, 'cache pass');
+    const onAbort = (): void => engine.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const r = await this.open.cachePass(paths, !(opts.dryRun ?? false));
+      const r = await engine.cachePass(paths, !(opts.dryRun ?? false));
       return {
         files: r.files,
         cachePagesTotal: r.cache_pages_total,
@@ -250,10 +271,13 @@ export class Scanner {
         errors: r.errors,
       };
     } catch (err) {
+      if (isCancelled(err) && signal?.aborted) throw abortError(signal, 'cache pass');
       if ((err as { code?: unknown }).code === 'ENODATA') {
         throw new InvalidArgumentError('cachePass: the scanner tracks no guest pages yet: add the VMs and scan at least two passes first');
       }
       throw fromNativeError(err, { what: 'exclusive cache pass' });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -278,7 +302,7 @@ export class Scanner {
     this.open.unmergeAll();
   }
 
-  /** Stops a running scan (it rejects with ECANCELED / the abort reason). */
+  /** Stops a running scan or cache pass (it rejects with ECANCELED / the abort reason). */
   cancel(): void {
     this.engine?.cancel();
   }

@@ -31,7 +31,7 @@ test('a dump-guest-memory ELF core and the live guest give the same merges', asy
   // Paused, the guest's memory stays as it is between the live scan and the dump.
   await hmp(monitor, 'stop');
   const live = new Scanner({ useZeroPages: true });
-  live.addProcess(guest.pid, { guestRamOnly: true });
+  await live.addProcess(guest.pid, { guestRamOnly: true });
   const a = (await live.scan({ passes: 2 })).counters;
   await live.close();
 
@@ -40,7 +40,7 @@ test('a dump-guest-memory ELF core and the live guest give the same merges', asy
   t.is(reply.trim(), '', `dump-guest-memory said: ${reply}`);
   t.true(statSync(core).size > 256 * 1024 * 1024);
   const fromDump = new Scanner({ useZeroPages: true });
-  const id = fromDump.addDump(core, { name: 'core' });
+  const id = await fromDump.addDump(core, { name: 'core' });
   const src = fromDump.sources().find((s) => s.id === id);
   // All of guest RAM, plus the small ROM/firmware blocks QEMU also dumps.
   t.true((src?.pages ?? 0) >= (256 * 1024 * 1024) / 4096, `${src?.pages} pages in the dump`);

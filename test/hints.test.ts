@@ -157,7 +157,7 @@ if (!haveKernel) {
     // guest RAM, once without hints and once with them.
     const scan = async (hinted: boolean): Promise<{ tracked: number; present: number }> => {
       const s = new Scanner({ smartScan: false });
-      const id = s.addProcess(pid, { guestRamOnly: true, allAnon: true });
+      const id = await s.addProcess(pid, { guestRamOnly: true, allAnon: true });
       if (hinted) s.applyHintTable(id, table);
       const r = await s.scan();
       await s.close();

@@ -12,7 +12,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function predict(pid: number, useZeroPages: boolean): Promise<{ shared: number; sharing: number; merging: number; zero: number }> {
   const { settings } = await readKsm();
   const s = new Scanner({ useZeroPages, maxPageSharing: settings.max_page_sharing ?? 256, smartScan: settings.smart_scan ?? true });
-  s.addProcess(pid, { name: 'mix' });
+  await s.addProcess(pid, { name: 'mix' });
   const r = await s.scan({ passes: 8, intervalMs: 20 });
   await s.close();
   const src = r.sources[0];

@@ -145,7 +145,7 @@ test('a process source that exits mid-scan: its pages leave, the scan goes on', 
   const other = allocMergeable(64 * PAGE);
   fillPages(other, () => 5);
   s.addBuffer(other, 'own');
-  s.addProcess(child.pid, { name: 'child' });
+  await s.addProcess(child.pid, { name: 'child' });
   const before = await s.scan({ passes: 2 });
   const src = before.sources.find((x) => x.name === 'child');
   t.truthy(src);
@@ -165,9 +165,9 @@ test('a process source that exits mid-scan: its pages leave, the scan goes on', 
 
 test('errors name the thing: gone pid, bad input, missing dump, no permission', async (t) => {
   const s = new Scanner();
-  t.throws(() => s.addProcess(4194303), { instanceOf: ProcessGoneError });
-  t.throws(() => s.addProcess(-3), { instanceOf: InvalidArgumentError });
-  t.throws(() => s.addDump('/nonexistent/dump.img'), { instanceOf: NotFoundError, message: /dump\.img/ });
+  await t.throwsAsync(s.addProcess(4194303), { instanceOf: ProcessGoneError });
+  await t.throwsAsync(s.addProcess(-3), { instanceOf: InvalidArgumentError });
+  await t.throwsAsync(s.addDump('/nonexistent/dump.img'), { instanceOf: NotFoundError, message: /dump\.img/ });
   t.throws(() => new Scanner({ maxPageSharing: 1 }), { instanceOf: RangeError, message: /maxPageSharing/ });
   t.throws(() => s.configure({ pagesToScan: -1 }), { instanceOf: RangeError });
   const dir = await mkdtemp(path.join(os.tmpdir(), 'samepage-bad-dump-'));
@@ -184,13 +184,12 @@ test('errors name the thing: gone pid, bad input, missing dump, no permission', 
   ph.writeUInt32LE(1, 0);
   ph.writeBigUInt64LE(1n << 40n, 32);
   await writeFile(bad, Buffer.concat([header, ph]));
-  t.throws(() => s.addDump(bad), { instanceOf: InvalidArgumentError, message: /not a valid memory dump/ });
+  await t.throwsAsync(s.addDump(bad), { instanceOf: InvalidArgumentError, message: /not a valid memory dump/ });
   await rm(dir, { recursive: true });
   // A user without ptrace rights on root's processes.
   const out = await runNodeAsNobody((lib) => `
     const { Scanner } = require(${JSON.stringify(path.join(lib, 'index.js'))});
-    try { new Scanner().addProcess(1); console.log('no error'); }
-    catch (e) { console.log(e.code, e.capability); }
+    new Scanner().addProcess(1).then(() => console.log('no error'), (e) => console.log(e.code, e.capability));
   `);
   t.regex(out.stdout.trim(), /^NOT_PERMITTED CAP_SYS_PTRACE$/);
   await s.close();

@@ -1,5 +1,5 @@
 // addon.cc - the module: the Engine class and the process-level calls
-// (live KSM view, in-process merging, the test lock).  Everything that may
+// (live KSM view, in-process merging, the KSM lock).  Everything that may
 // block runs on the thread pool with its inputs copied first.
 #include <napi.h>
 
@@ -11,11 +11,13 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "convert.h"
 #include "engine_wrap.h"
+#include "memory_pin.h"
 
 #ifndef PR_SET_MEMORY_MERGE
 #define PR_SET_MEMORY_MERGE 67
@@ -136,13 +138,50 @@ Napi::Value AllocMergeable(const Napi::CallbackInfo& info) {
     munmap(p, len);
     ThrowErrno(env, -e, "allocMergeable: madvise(MADV_MERGEABLE)");
   }
+  // Registered so that addMemory() scans it in place (Node never detaches
+  // an external buffer, see memory_pin.h); unregistered before the unmap.
+  RegisterMergeable(p, len);
   return Napi::ArrayBuffer::New(
       env, p, len, [](Napi::Env, void* data, size_t* hint) {
+        UnregisterMergeable(data);
         munmap(data, *hint);
         delete hint;
       },
       new size_t(len));
 }
+
+// A held lock: the descriptor stays inside this object, so release() can
+// only close what lockFile() opened.  Not released when collected: a lock
+// whose release function is dropped stays held until the process exits.
+class FileLock : public Napi::ObjectWrap<FileLock> {
+ public:
+  struct Token {
+    int fd;
+  };
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "FileLock",
+                       {InstanceMethod("release", &FileLock::Release),
+                        InstanceAccessor("held", &FileLock::Held, nullptr)});
+  }
+  // Made only by lockFile(): JavaScript cannot forge the External token.
+  explicit FileLock(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FileLock>(info) {
+    if (!info[0].IsExternal()) throw Napi::TypeError::New(info.Env(), "FileLock is made by lockFile()");
+    fd_ = info[0].As<Napi::External<Token>>().Data()->fd;
+  }
+
+ private:
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    if (fd_ >= 0) close(fd_);  // closing the only descriptor drops the flock
+    fd_ = -1;
+    return info.Env().Undefined();
+  }
+  Napi::Value Held(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), fd_ >= 0); }
+  int fd_ = -1;
+};
+
+struct AddonData {
+  Napi::FunctionReference file_lock;
+};
 
 class LockWorker : public Napi::AsyncWorker {
  public:
@@ -153,38 +192,58 @@ class LockWorker : public Napi::AsyncWorker {
     fd_ = open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd_ < 0) {
       err_ = -errno;
+      step_ = "open";
       return;
     }
-    while (flock(fd_, LOCK_EX) && errno == EINTR) {
+    // Blocks while another process holds it; any other failure (EBADF,
+    // ENOLCK, EIO, a filesystem that refuses flock) is an error, never a
+    // lock we would then wrongly believe held.
+    int r;
+    while ((r = flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    if (r != 0) {
+      err_ = -errno;
+      step_ = "flock";
+      close(fd_);
+      fd_ = -1;
     }
   }
   void OnOK() override {
-    if (err_) deferred_.Reject(ErrnoError(Env(), err_, "lock " + path_).Value());
-    else deferred_.Resolve(Napi::Number::New(Env(), fd_));
+    Napi::Env env = Env();
+    if (err_) {
+      // The system's words and the errno's name: these are not the
+      // engine's errors, which sp_strerror() words.
+      Napi::Error err = ErrnoError(env, err_, "lock " + path_);
+      std::string code = err.Get("code").ToString().Utf8Value();
+      err.Set("message", Napi::String::New(env, "lock " + path_ + ": " + step_ + " failed: " +
+                                                    strerror(-err_) + " (" + code + ")"));
+      deferred_.Reject(err.Value());
+      return;
+    }
+    Token token{fd_};
+    auto* data = env.GetInstanceData<AddonData>();
+    deferred_.Resolve(data->file_lock.New({Napi::External<FileLock::Token>::New(env, &token)}));
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
+  using Token = FileLock::Token;
   Napi::Promise::Deferred deferred_;
   std::string path_;
+  const char* step_ = "";
   int fd_ = -1;
   int err_ = 0;
 };
 
-// lockFile(path): Promise<fd> - an exclusive flock, released by
-// closeFd(fd) or when the process exits.  Tests that change the host's KSM
-// settings take /run/lock/samepage-ksm.lock, like the C tests.
+// lockFile(path): Promise<FileLock> - an exclusive flock, held until
+// lock.release() or the process exits.  Programs and tests that change the
+// host's KSM settings take /run/lock/samepage-ksm.lock, like the C tests.
 Napi::Value LockFile(const Napi::CallbackInfo& info) {
   if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "lockFile(path): path must be a string");
   auto* w = new LockWorker(info.Env(), info[0].As<Napi::String>().Utf8Value());
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
-}
-
-Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  if (info[0].IsNumber()) close(info[0].As<Napi::Number>().Int32Value());
-  return info.Env().Undefined();
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -195,7 +254,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getMemoryMerge", Napi::Function::New(env, GetMemoryMerge));
   exports.Set("allocMergeable", Napi::Function::New(env, AllocMergeable));
   exports.Set("lockFile", Napi::Function::New(env, LockFile));
-  exports.Set("closeFd", Napi::Function::New(env, CloseFd));
+  auto* data = new AddonData();
+  data->file_lock = Napi::Persistent(FileLock::Init(env));
+  env.SetInstanceData(data);
   Napi::Object flags = Napi::Object::New(env);
   flags.Set("PROC_ALL_ANON", SP_PROC_ALL_ANON);
   flags.Set("PROC_GUEST_RAM_ONLY", SP_PROC_GUEST_RAM_ONLY);

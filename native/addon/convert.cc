@@ -23,6 +23,13 @@ static const char* ErrnoName(int e) {
     case EIO: return "EIO";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     case E2BIG: return "E2BIG";
+    case EWOULDBLOCK: return "EWOULDBLOCK";
+    case EBADF: return "EBADF";
+    case ENOLCK: return "ENOLCK";
+    case ENOTDIR: return "ENOTDIR";
+    case EROFS: return "EROFS";
+    case ENOSPC: return "ENOSPC";
+    case EINTR: return "EINTR";
     default: return "EUNKNOWN";
   }
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -160,6 +161,8 @@ class SliceWorker : public Napi::AsyncWorker {
 };
 
 // One exclusive-cache pass over files, with the engine owned meanwhile.
+// cancel() stops it between runs of cached pages (-ECANCELED); the file being
+// examined then has nothing dropped, the files before it stay as dropped.
 class CacheWorker : public Napi::AsyncWorker {
  public:
   CacheWorker(EngineWrap* owner, Napi::Object self, std::vector<std::string> paths, bool act)
@@ -191,6 +194,44 @@ class CacheWorker : public Napi::AsyncWorker {
   std::vector<std::string> paths_;
   bool act_;
   sp_cache_result result_{};
+  int err_ = 0;
+};
+
+// Adds a process or a dump source: opening /proc/PID/* or the dump, reading
+// smaps or the ELF headers (and, for soft-dirty, a fork to probe the kernel)
+// happen here on the thread pool, with the engine owned meanwhile.  The
+// inputs were copied into `add_`; the id or the error is converted back on
+// the main thread.
+class AddSourceWorker : public Napi::AsyncWorker {
+ public:
+  using AddFn = std::function<int(sp_engine*, uint32_t*)>;
+  AddSourceWorker(EngineWrap* owner, Napi::Object self, AddFn add, std::string what)
+      : Napi::AsyncWorker(self.Env(), "samepage:add", self),
+        owner_(owner),
+        deferred_(Napi::Promise::Deferred::New(self.Env())),
+        add_(std::move(add)),
+        what_(std::move(what)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    err_ = add_(owner_->engine(), &id_);
+    owner_->ExecuteFinished();
+  }
+  void OnOK() override {
+    owner_->ScanEnded();
+    if (err_) deferred_.Reject(ErrnoError(Env(), err_, what_).Value());
+    else deferred_.Resolve(Napi::Number::New(Env(), id_));
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->ScanEnded();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  EngineWrap* owner_;
+  Napi::Promise::Deferred deferred_;
+  AddFn add_;
+  std::string what_;
+  uint32_t id_ = 0;
   int err_ = 0;
 };
 
@@ -308,7 +349,18 @@ sp_engine* EngineWrap::Idle(Napi::Env env, const char* what) {
 void EngineWrap::Destroy() {
   if (engine_) sp_engine_destroy(engine_);
   engine_ = nullptr;
-  buffers_.clear();
+  memory_.clear();
+}
+
+void EngineWrap::BeginTask() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = true;
+    executing_ = true;
+    cancelled_ = false;
+    sp_engine_clear_cancel(engine_);
+  }
+  Ref();  // alive while the task runs
 }
 
 Napi::Value EngineWrap::Configure(const Napi::CallbackInfo& info) {
@@ -329,62 +381,91 @@ Napi::Value EngineWrap::Settings(const Napi::CallbackInfo& info) {
   return SettingsToJs(info.Env(), s);
 }
 
+// addMemory(name, memory): scanned in place when allocMergeable() made it,
+// else from a copy taken now (see memory_pin.h): a detached, transferred or
+// shrunk buffer can never leave the engine reading freed memory.
 Napi::Value EngineWrap::AddMemory(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   sp_engine* e = Idle(env, "addMemory");
   std::string name = OptionalString(info[0], "name");
   Napi::Value mem = info[1];
-  const void* data = nullptr;
+  void* data = nullptr;
   size_t len = 0;
-  Napi::Value keep;
+  napi_value buffer = nullptr;
   if (mem.IsArrayBuffer()) {
     Napi::ArrayBuffer ab = mem.As<Napi::ArrayBuffer>();
+    if (ab.IsDetached())
+      throw Napi::TypeError::New(env, "addMemory: the ArrayBuffer is detached (it was transferred): pass memory this thread owns");
     data = ab.Data();
     len = ab.ByteLength();
-    keep = ab;
+    buffer = ab;
   } else if (mem.IsTypedArray()) {
-    Napi::TypedArray ta = mem.As<Napi::TypedArray>();
-    Napi::ArrayBuffer ab = ta.ArrayBuffer();
-    data = static_cast<const uint8_t*>(ab.Data()) + ta.ByteOffset();
-    len = ta.ByteLength();
-    keep = ab;
+    napi_typedarray_type type;
+    size_t length, offset;
+    NAPI_THROW_IF_FAILED(env, napi_get_typedarray_info(env, mem, &type, &length, &data, &buffer, &offset), Napi::Value());
+    len = mem.As<Napi::TypedArray>().ByteLength();
+  } else if (mem.IsDataView()) {
+    size_t offset;
+    NAPI_THROW_IF_FAILED(env, napi_get_dataview_info(env, mem, &len, &data, &buffer, &offset), Napi::Value());
   } else {
     throw Napi::TypeError::New(env, "addMemory(name, memory): memory must be an ArrayBuffer or a typed array");
   }
+  if (!data && len == 0 && Napi::Value(env, buffer).IsArrayBuffer() && Napi::Value(env, buffer).As<Napi::ArrayBuffer>().IsDetached())
+    throw Napi::TypeError::New(env, "addMemory: the view's ArrayBuffer is detached (it was transferred): pass memory this thread owns");
+  MemorySource kept;
+  const void* scanned = data;
+  if (len && InMergeableAllocation(data, len)) {
+    kept.buffer = Napi::Persistent(Napi::Value(env, buffer));
+  } else if (len) {
+    int err = 0;
+    kept.copy = MemoryCopy::Of(data, len, &err);
+    if (!kept.copy) ThrowErrno(env, err, "addMemory: copying the buffer");
+    scanned = kept.copy->data();
+  }
   uint32_t id;
-  int err = sp_add_memory(e, name.empty() ? nullptr : name.c_str(), data, len, &id);
+  int err = sp_add_memory(e, name.empty() ? nullptr : name.c_str(), scanned, len, &id);
   if (err) ThrowErrno(env, err, "addMemory");
-  // Scanned in place: the buffer must live as long as the source.
-  buffers_[id] = Napi::Persistent(keep);
+  memory_[id] = std::move(kept);
   return Napi::Number::New(env, id);
 }
 
+// addProcess(name, pid, flags): Promise<id>
 Napi::Value EngineWrap::AddProcess(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  sp_engine* e = Idle(env, "addProcess");
+  Idle(env, "addProcess");
   std::string name = OptionalString(info[0], "name");
   if (!info[1].IsNumber()) throw Napi::TypeError::New(env, "addProcess(name, pid, flags): pid must be a number");
   double pid = info[1].As<Napi::Number>().DoubleValue();
   if (pid < 1 || pid > 4194304 || pid != std::floor(pid))
     throw Napi::RangeError::New(env, "addProcess: pid must be a positive integer, got " + info[1].ToString().Utf8Value());
   uint32_t flags = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-  uint32_t id;
-  int err = sp_add_process(e, name.empty() ? nullptr : name.c_str(), (pid_t)pid, flags, &id);
-  if (err) ThrowErrno(env, err, "addProcess(" + std::to_string((long)pid) + ")");
-  return Napi::Number::New(env, id);
+  pid_t p = (pid_t)pid;
+  auto add = [name, p, flags](sp_engine* e, uint32_t* id) {
+    return sp_add_process(e, name.empty() ? nullptr : name.c_str(), p, flags, id);
+  };
+  auto* worker = new AddSourceWorker(this, Value(), add, "addProcess(" + std::to_string((long)p) + ")");
+  Napi::Promise promise = worker->Promise();
+  BeginTask();
+  worker->Queue();
+  return promise;
 }
 
+// addDump(name, path, flags): Promise<id>
 Napi::Value EngineWrap::AddDump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  sp_engine* e = Idle(env, "addDump");
+  Idle(env, "addDump");
   std::string name = OptionalString(info[0], "name");
   if (!info[1].IsString()) throw Napi::TypeError::New(env, "addDump(name, path, flags): path must be a string");
   std::string path = info[1].As<Napi::String>().Utf8Value();
   uint32_t flags = info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 0;
-  uint32_t id;
-  int err = sp_add_dump(e, name.empty() ? nullptr : name.c_str(), path.c_str(), flags, &id);
-  if (err) ThrowErrno(env, err, "addDump(" + path + ")");
-  return Napi::Number::New(env, id);
+  auto add = [name, path, flags](sp_engine* e, uint32_t* id) {
+    return sp_add_dump(e, name.empty() ? nullptr : name.c_str(), path.c_str(), flags, id);
+  };
+  auto* worker = new AddSourceWorker(this, Value(), add, "addDump(" + path + ")");
+  Napi::Promise promise = worker->Promise();
+  BeginTask();
+  worker->Queue();
+  return promise;
 }
 
 Napi::Value EngineWrap::RemoveSource(const Napi::CallbackInfo& info) {
@@ -394,7 +475,7 @@ Napi::Value EngineWrap::RemoveSource(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   int err = sp_remove_source(e, id);
   if (err) ThrowErrno(env, err, "removeSource(" + std::to_string(id) + ")");
-  buffers_.erase(id);
+  memory_.erase(id);
   return env.Undefined();
 }
 
@@ -503,13 +584,7 @@ Napi::Value EngineWrap::Scan(const Napi::CallbackInfo& info) {
   if (!job->step_mode && job->passes_left == 0) job->finished = true;
   if (info.Length() > 1 && info[1].IsFunction()) job->on_progress = Napi::Persistent(info[1].As<Napi::Function>());
   Napi::Promise promise = job->deferred.Promise();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    busy_ = true;
-    cancelled_ = false;
-    sp_engine_clear_cancel(engine_);
-  }
-  Ref();  // alive while the scan runs
+  BeginTask();
   NextSlice(job);
   return promise;
 }
@@ -546,12 +621,7 @@ Napi::Value EngineWrap::CachePass(const Napi::CallbackInfo& info) {
   bool act = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
   auto* worker = new CacheWorker(this, Value(), std::move(paths), act);
   Napi::Promise promise = worker->Promise();
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    busy_ = true;
-    executing_ = true;
-  }
-  Ref();
+  BeginTask();
   worker->Queue();
   return promise;
 }

@@ -1,7 +1,7 @@
 // engine_wrap.h - the Engine class: one sp_engine, used by one thread at a
-// time.  A scan runs on the libuv thread pool and owns the engine until it
-// ends; meanwhile synchronous methods throw (EBUSY), cancel() and close()
-// work.  A pending scan keeps the object alive; close() waits for it; the
+// time.  A scan, a cache pass and the adding of a process or a dump run on
+// the libuv thread pool and own the engine until they end; meanwhile
+// synchronous methods throw (EBUSY), cancel() and close() work.  A pending scan keeps the object alive; close() waits for it; the
 // environment's teardown (process exit, worker thread end) cancels it and
 // waits before freeing the engine.
 #ifndef SAMEPAGE_ADDON_ENGINE_WRAP_H
@@ -19,6 +19,8 @@ extern "C" {
 #include "samepage.h"
 }
 
+#include "memory_pin.h"
+
 namespace samepage {
 
 struct ScanJob;
@@ -32,8 +34,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // Called by the scan slices.
   sp_engine* engine() { return engine_; }
   void NextSlice(std::shared_ptr<ScanJob> job);
-  void ExecuteFinished();  // worker thread: a slice's Execute() returned
-  void ScanEnded();        // main thread: the scan is over
+  void ExecuteFinished();  // worker thread: a task's Execute() returned
+  void ScanEnded();        // main thread: the task owning the engine is over
   bool WaitInterval(uint32_t ms);  // false when cancelled meanwhile
   bool cancelled();
   bool CanCallIntoJs(Napi::Env env);
@@ -59,6 +61,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // Throws unless the engine is open and idle.
   sp_engine* Idle(Napi::Env env, const char* what);
+  // Marks the engine owned by a thread-pool task about to be queued.
+  void BeginTask();
   void Destroy();
   static void CleanupHook(void* arg);
 
@@ -69,7 +73,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   bool executing_ = false;  // Execute() is running (worker thread view)
   bool cancelled_ = false;
   bool hook_added_ = false;
-  std::map<uint32_t, Napi::Reference<Napi::Value>> buffers_;
+  // What each addMemory() source reads, kept until the source goes: an
+  // allocMergeable() buffer by reference (Node never detaches it), anything
+  // else as a private copy (see AddMemory).
+  struct MemorySource {
+    Napi::Reference<Napi::Value> buffer;
+    std::unique_ptr<MemoryCopy> copy;
+  };
+  std::map<uint32_t, MemorySource> memory_;
   std::vector<Napi::Promise::Deferred> close_waiters_;
   Napi::FunctionReference noop_;
 };

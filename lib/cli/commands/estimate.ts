@@ -199,7 +199,7 @@ export const estimate: Command = {
     process.once('SIGINT', onInt);
     const started = performance.now();
     try {
-      for (const [pid, name] of targets) scanner.addProcess(pid, { ...(name === undefined ? {} : { name }), thpZeroApart });
+      for (const [pid, name] of targets) await scanner.addProcess(pid, { ...(name === undefined ? {} : { name }), thpZeroApart });
       const result = await scanner.scan({
         passes,
         intervalMs: Math.round(interval * 1000),

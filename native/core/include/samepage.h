@@ -304,7 +304,9 @@ typedef struct sp_cache_result {
 /* Examines the host page cache of the given files against the pages the
  * engine tracks (stable and unstable indexes; run it right after a pass).
  * With SP_CACHE_ACT, drops the matching clean pages.  Never writes file
- * contents.  Returns 0 or a negative errno (-ENODATA: nothing tracked). */
+ * contents.  Returns 0 or a negative errno (-ENODATA: nothing tracked;
+ * -ECANCELED after sp_engine_cancel(), checked between files and between runs
+ * of cached pages: the file being examined then has nothing dropped). */
 int sp_cache_pass(sp_engine *engine, const char *const *paths, size_t npaths,
                   uint32_t flags, sp_cache_result *out);
 

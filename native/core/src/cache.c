@@ -174,6 +174,12 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
    * I/O and would cache it) and look each page up. */
   pid_t self = getpid();
   for (size_t i = 0; i < pages;) {
+    /* A cancel between runs leaves this file untouched: its drops come
+     * only after every run was read. */
+    if (atomic_load(&e->cancel)) {
+      err = -ECANCELED;
+      break;
+    }
     if (!(vec[i] & 1)) {
       i++;
       continue;
@@ -198,7 +204,7 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
   /* A page still mapped (by us) is not dropped by DONTNEED. */
   munmap(map, (size_t)size);
 
-  if (act) {
+  if (act && !err) {
     /* One fadvise per run of droppable pages; then count what went. */
     size_t start = 0, end;
     while ((end = sp_next_run(drop, pages, &start)) > start) {
@@ -216,7 +222,7 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
   free(drop);
   free(vec);
   close(fd);
-  return 0;
+  return err;
 }
 
 int sp_cache_pass(sp_engine *e, const char *const *paths, size_t npaths,
@@ -225,8 +231,15 @@ int sp_cache_pass(sp_engine *e, const char *const *paths, size_t npaths,
   memset(out, 0, sizeof *out);
   if (!e->rmap_items && !e->stable.nused) return -ENODATA;
   for (size_t i = 0; i < npaths; i++) {
+    /* sp_engine_cancel() stops the pass between files and between runs of
+     * a file's cached pages, as it stops a scan (the request is consumed). */
+    int err = atomic_load(&e->cancel) ? -ECANCELED : examine_file(e, paths[i], flags & SP_CACHE_ACT, out);
+    if (err == -ECANCELED) {
+      atomic_store(&e->cancel, false);
+      return -ECANCELED;
+    }
     out->files++;
-    if (examine_file(e, paths[i], flags & SP_CACHE_ACT, out)) out->errors++;
+    if (err) out->errors++;
   }
   out->cache_bytes_reclaimed = out->cache_pages_dropped * SP_PAGE_SIZE;
   return 0;

@@ -163,6 +163,19 @@ test('a process source that exits mid-scan: its pages leave, the scan goes on', 
   await s.close();
 });
 
+test('pagesToScan 0 is accepted as the kernel accepts it: a pass still ends', async (t) => {
+  const buf = allocMergeable(64 * PAGE);
+  fillPages(buf, (i) => (i % 2 ? 3 : 10 + i));
+  const s = new Scanner({ pagesToScan: 0 });
+  s.addBuffer(buf);
+  t.is(s.settings().pagesToScan, 0);
+  s.configure({ pagesToScan: 0 });
+  const r = await s.scan({ passes: 2 });
+  t.is(r.counters.full_scans, 2);
+  t.is(r.counters.pages_scanned, 128);
+  await s.close();
+});
+
 test('errors name the thing: gone pid, bad input, missing dump, no permission', async (t) => {
   const s = new Scanner();
   await t.throwsAsync(s.addProcess(4194303), { instanceOf: ProcessGoneError });

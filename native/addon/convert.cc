@@ -68,7 +68,7 @@ static bool Boolean(const Napi::Object& obj, const char* key, bool fallback) {
 
 sp_settings SettingsFromJs(const Napi::Object& obj, const sp_settings& base) {
   sp_settings s = base;
-  s.pages_to_scan = (uint32_t)NonNegativeInteger(obj, "pagesToScan", 1, UINT32_MAX, s.pages_to_scan);
+  s.pages_to_scan = (uint32_t)NonNegativeInteger(obj, "pagesToScan", 0, UINT32_MAX, s.pages_to_scan);
   s.max_page_sharing =
       (uint32_t)NonNegativeInteger(obj, "maxPageSharing", 2, UINT32_MAX, s.max_page_sharing);
   s.use_zero_pages = Boolean(obj, "useZeroPages", s.use_zero_pages);

@@ -188,7 +188,8 @@ build "$build_on" "series-on" || { report; exit 1; }
 cp "$build_on/arch/x86/boot/bzImage" "$artifacts/bzImage"
 
 # --- 5. guest program, initramfs, checks in the guest --------------------------------------------
-gcc -O2 -static -Wall -Wextra -Werror -Wno-format-truncation -o "$artifacts/sp_guest" "$here/guest/sp_guest.c" \
+# Every scripts/kernel/guest/*.c goes into the one static /init (sp_common.h lists the areas).
+gcc -O2 -static -Wall -Wextra -Werror -Wno-format-truncation -o "$artifacts/sp_guest" "$here"/guest/*.c \
 	>"$run_dir/guest-cc.log" 2>&1 || die "building the guest program failed: see $run_dir/guest-cc.log"
 cat >"$artifacts/initramfs.list" <<EOF
 dir /dev 755 0 0

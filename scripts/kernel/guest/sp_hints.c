@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Patch 0003 (page-flag hints): guest side of sp_mode=hints. */
+#include "sp_common.h"
+
+/*
+ * Hints mode: hold SP_HI_ANON anonymous pages and SP_HI_CACHE mapped page
+ * cache pages of /dev/ram0, print their page frame numbers and the kernel's
+ * own MemFree/Slab, wait for the hint table to be rewritten, say READY and
+ * stay up until the host has read guest RAM and stops QEMU.
+ */
+#define SP_HI_ANON 1024
+#define SP_HI_CACHE 256
+
+static void sp_print_pfns(const char *kind, const uint64_t *pfn, size_t n)
+{
+	size_t i;
+
+	printf("SP HINTS PFNS %s %zu ", kind, n);
+	for (i = 0; i < n; i++)
+		printf(i ? ",%llx" : "%llx", (unsigned long long)pfn[i]);
+	printf("\n");
+}
+
+void sp_hints(const char *cmdline)
+{
+	static uint64_t anon_pfn[SP_HI_ANON], cache_pfn[SP_HI_CACHE];
+	static unsigned char page[SP_PAGE];
+	const char *iv = strstr(cmdline, "page_hints=");
+	unsigned int interval = 1000;
+	volatile unsigned char sum = 0;
+	unsigned char *anon, *cache;
+	size_t i;
+	int fd, err;
+
+	if (!iv)
+		sp_die("sp_mode=hints needs page_hints= on the command line", EINVAL);
+	iv = strpbrk(iv, ", ");
+	if (iv && *iv == ',')
+		interval = (unsigned int)strtoul(iv + 1, NULL, 0);
+
+	anon = mmap(NULL, SP_HI_ANON * SP_PAGE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (anon == MAP_FAILED)
+		sp_die("mmap anon", errno);
+	for (i = 0; i < SP_HI_ANON; i++)
+		sp_fill(anon + i * SP_PAGE, 6000000 + i);
+
+	fd = open("/dev/ram0", O_RDWR);
+	if (fd < 0)
+		sp_die("open /dev/ram0", errno);
+	for (i = 0; i < SP_HI_CACHE; i++) {
+		sp_fill(page, 7000000 + i);
+		if (pwrite(fd, page, SP_PAGE, (off_t)(i * SP_PAGE)) != (ssize_t)SP_PAGE)
+			sp_die("write /dev/ram0", errno);
+	}
+	if (fsync(fd))
+		sp_die("fsync /dev/ram0", errno);
+	cache = mmap(NULL, SP_HI_CACHE * SP_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (cache == MAP_FAILED)
+		sp_die("mmap /dev/ram0", errno);
+	for (i = 0; i < SP_HI_CACHE; i++)
+		sum += cache[i * SP_PAGE];
+
+	err = sp_pfns(anon, SP_HI_ANON, anon_pfn);
+	if (!err)
+		err = sp_pfns(cache, SP_HI_CACHE, cache_pfn);
+	if (err)
+		sp_die("read /proc/self/pagemap", err);
+
+	/* Two rewrites after everything above settled. */
+	sp_sleep_ms(2 * interval + 100);
+	sp_print_pfns("anon", anon_pfn, SP_HI_ANON);
+	sp_print_pfns("cache", cache_pfn, SP_HI_CACHE);
+	printf("SP HINTS READY interval_ms=%u memtotal_kb=%llu memfree_kb=%llu slab_kb=%llu\n",
+	       interval, sp_meminfo_kb("MemTotal:"), sp_meminfo_kb("MemFree:"),
+	       sp_meminfo_kb("Slab:"));
+	fflush(stdout);
+	/*
+	 * The host stops QEMU once it has read the table; if the host side
+	 * died without doing so, end the guest (and so QEMU, -no-reboot) anyway.
+	 */
+	sp_sleep_ms(300 * 1000);
+	printf("SP HINTS TIMEOUT: the host did not stop QEMU within 300 s\n");
+	fflush(stdout);
+	reboot(RB_AUTOBOOT);
+}

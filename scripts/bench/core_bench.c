@@ -93,7 +93,7 @@ static double baseline_mem(const struct mem_set *ms, uint64_t *groups, uint64_t 
   size_t n = 0;
   for (size_t g = 0; g < ms->n; g++)
     for (size_t i = 0; i < ms->pages_each; i++)
-      k[n++] = (struct keyed){sp_hash_page(ms->mem[g] + i * SP_PAGE_SIZE), (uint32_t)g, (uint32_t)i};
+      k[n++] = (struct keyed){sp__hash_page(ms->mem[g] + i * SP_PAGE_SIZE), (uint32_t)g, (uint32_t)i};
   qsort(k, n, sizeof *k, by_hash);
   *groups = *dups = 0;
   for (size_t i = 0; i < n;) {

@@ -22,8 +22,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "engine.h"
 #include "hash.h"
+#include "internal.h"
+#include "stable.h"
 #include "unstable.h"
 
 #ifndef __NR_cachestat
@@ -78,28 +79,12 @@ static int page_clean(int fd, uint64_t off, int *have_cachestat) {
   return result;
 }
 
-/* In the unstable index as it stands: of this pass while one runs, of the
- * pass just completed between passes (the index is emptied when the next
- * one starts). */
-static bool indexed_now(const struct sp_engine *e, const struct sp_rec *rec) {
-  return rec->seq == (uint8_t)(e->cur.in_pass ? e->seqnr : e->seqnr - 1);
-}
-
 /* Is this page's content held by a guest page the engine tracks? */
 static bool held_by_guest(struct sp_engine *e, const void *page) {
-  uint64_t hash = sp_hash_page(page);
-  if (sp_stable_find(e, page, hash) != SP_NIL) return true;
-  struct sp_index_probe probe;
-  sp_index_probe_init(&e->unstable, hash, &probe);
-  for (;;) {
-    uint32_t ref = sp_index_probe_next(&e->unstable, &probe, &e->page_compares);
-    if (ref == SP_NIL) return false;
-    struct sp_rec *rec = sp_rec_get(e, ref);
-    if (rec->csum != (uint32_t)hash || sp_rec_state(rec) != REC_UNSTABLE || !indexed_now(e, rec))
-      continue;
-    const void *guest = sp_read_ref(e, ref, e->page_buf);
-    if (guest && sp_pages_equal(e, page, guest)) return true;
-  }
+  uint64_t hash = sp__hash_page(page);
+  /* Stable index, then the unstable index as it stands (this pass's, or
+   * the one just completed between passes). */
+  return sp__stable_find(e, page, hash) != SP_NIL || sp__unstable_holds(e, page, hash);
 }
 
 /* One byte per page of the file, bit 0 set when cached (mincore). */
@@ -207,7 +192,7 @@ static int examine_file(struct sp_engine *e, const char *path, bool act,
   if (act && !err) {
     /* One fadvise per run of droppable pages; then count what went. */
     size_t start = 0, end;
-    while ((end = sp_next_run(drop, pages, &start)) > start) {
+    while ((end = sp__next_run(drop, pages, &start)) > start) {
       drop_range(fd, (uint64_t)start * SP_PAGE_SIZE, (uint64_t)(end - start) * SP_PAGE_SIZE);
       start = end;
     }
@@ -229,7 +214,7 @@ int sp_cache_pass(sp_engine *e, const char *const *paths, size_t npaths,
                   uint32_t flags, sp_cache_result *out) {
   if (!e || !out || (npaths && !paths) || (flags & ~SP_CACHE_ACT)) return -EINVAL;
   memset(out, 0, sizeof *out);
-  if (!e->rmap_items && !e->stable.nused) return -ENODATA;
+  if (!e->tr.rmap_items && !e->stable.nused) return -ENODATA;
   for (size_t i = 0; i < npaths; i++) {
     /* sp_engine_cancel() stops the pass between files and between runs of
      * a file's cached pages, as it stops a scan (the request is consumed). */

@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int sp_elf_is_elf(const uint8_t *data, size_t len) {
+int sp__elf_is_elf(const uint8_t *data, size_t len) {
   return len >= SELFMAG && memcmp(data, ELFMAG, SELFMAG) == 0;
 }
 
 static int check_ident(const uint8_t *data, size_t len, Elf64_Ehdr *eh) {
-  if (len < sizeof *eh || !sp_elf_is_elf(data, len)) return -ENOEXEC;
+  if (len < sizeof *eh || !sp__elf_is_elf(data, len)) return -ENOEXEC;
   memcpy(eh, data, sizeof *eh);
   if (eh->e_ident[EI_CLASS] != ELFCLASS64 ||
       eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_type != ET_CORE ||
@@ -25,7 +25,7 @@ static int check_ident(const uint8_t *data, size_t len, Elf64_Ehdr *eh) {
   return 0;
 }
 
-int64_t sp_elf_header_span(const uint8_t *data, size_t len) {
+int64_t sp__elf_header_span(const uint8_t *data, size_t len) {
   Elf64_Ehdr eh;
   int err = check_ident(data, len, &eh);
   if (err) return err;
@@ -40,20 +40,20 @@ int64_t sp_elf_header_span(const uint8_t *data, size_t len) {
 }
 
 static int by_start(const void *a, const void *b) {
-  const struct sp_range_spec *x = a, *y = b;
+  const struct sp__elf_range *x = a, *y = b;
   return x->start < y->start ? -1 : x->start > y->start;
 }
 
-int sp_elf_ranges(const uint8_t *data, size_t len, uint64_t file_size,
-                  struct sp_range_spec **out, size_t *n) {
+int sp__elf_ranges(const uint8_t *data, size_t len, uint64_t file_size,
+                  struct sp__elf_range **out, size_t *n) {
   *out = NULL;
   *n = 0;
-  int64_t span = sp_elf_header_span(data, len);
+  int64_t span = sp__elf_header_span(data, len);
   if (span < 0) return (int)span;
   if ((uint64_t)span > len) return -ENOEXEC;
   Elf64_Ehdr eh;
   memcpy(&eh, data, sizeof eh);
-  struct sp_range_spec *specs = calloc(eh.e_phnum ? eh.e_phnum : 1, sizeof *specs);
+  struct sp__elf_range *specs = calloc(eh.e_phnum ? eh.e_phnum : 1, sizeof *specs);
   if (!specs) return -ENOMEM;
   size_t count = 0;
   for (size_t i = 0; i < eh.e_phnum; i++) {
@@ -70,7 +70,7 @@ int sp_elf_ranges(const uint8_t *data, size_t len, uint64_t file_size,
     uint64_t pages = (ph.p_filesz - skip) / SP_PAGE_SIZE;
     if (!pages) continue;
     if (ph.p_paddr + skip > UINT64_MAX - pages * SP_PAGE_SIZE) continue;
-    specs[count++] = (struct sp_range_spec){.start = ph.p_paddr + skip,
+    specs[count++] = (struct sp__elf_range){.start = ph.p_paddr + skip,
                                             .npages = pages,
                                             .file_offset = ph.p_offset + skip};
   }
@@ -79,7 +79,7 @@ int sp_elf_ranges(const uint8_t *data, size_t len, uint64_t file_size,
   size_t kept = 0;
   for (size_t i = 0; i < count; i++) {
     if (kept) {
-      const struct sp_range_spec *prev = &specs[kept - 1];
+      const struct sp__elf_range *prev = &specs[kept - 1];
       if (specs[i].start < prev->start + prev->npages * SP_PAGE_SIZE) continue;
     }
     specs[kept++] = specs[i];

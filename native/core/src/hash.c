@@ -142,7 +142,7 @@ static void accumulate_sse2(uint64_t acc[LANES], const unsigned char *page) {
 typedef void (*accumulate_fn)(uint64_t acc[LANES], const unsigned char *page);
 static accumulate_fn accumulate = accumulate_scalar;
 
-uint64_t sp_hash_page(const void *page) {
+uint64_t sp__hash_page(const void *page) {
   pthread_once(&keys_once, pick_accumulate);
   uint64_t acc[LANES] = {
       0x243f6a8885a308d3ull, 0x13198a2e03707344ull, 0xa4093822299f31d0ull,
@@ -160,7 +160,7 @@ uint64_t sp_hash_page(const void *page) {
 
 static void init_zero_hash(void) {
   static const unsigned char zeros[4096];
-  zero_hash = sp_hash_page(zeros);
+  zero_hash = sp__hash_page(zeros);
 }
 
 static void pick_accumulate(void) {
@@ -172,7 +172,7 @@ static void pick_accumulate(void) {
 }
 
 /* For tests: the three implementations must agree. */
-uint64_t sp_hash_page_with(const void *page, int impl) {
+uint64_t sp__hash_page_with(const void *page, int impl) {
   pthread_once(&keys_once, pick_accumulate);
   accumulate_fn saved = accumulate;
 #if defined(__x86_64__)
@@ -180,17 +180,17 @@ uint64_t sp_hash_page_with(const void *page, int impl) {
 #else
   accumulate = accumulate_scalar;
 #endif
-  uint64_t h = sp_hash_page(page);
+  uint64_t h = sp__hash_page(page);
   accumulate = saved;
   return h;
 }
 
-uint64_t sp_hash_zero_page(void) {
+uint64_t sp__hash_zero_page(void) {
   pthread_once(&zero_once, init_zero_hash);
   return zero_hash;
 }
 
-int sp_page_is_zero(const void *page) {
+int sp__page_is_zero(const void *page) {
   const uint64_t *w = (const uint64_t *)page;
   uint64_t any = 0;
   for (size_t i = 0; i < 4096 / 8; i++) any |= w[i];

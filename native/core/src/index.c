@@ -35,13 +35,13 @@ static inline size_t start_pos(const struct sp_index *ix, uint32_t low) {
   return (size_t)(((uint64_t)m * ix->cap) >> 32);
 }
 
-void sp_index_init(struct sp_index *ix, sp_index_low_fn low_of, void *ctx) {
+void sp__index_init(struct sp_index *ix, sp_index_low_fn low_of, void *ctx) {
   memset(ix, 0, sizeof *ix);
   ix->low_of = low_of;
   ix->ctx = ctx;
 }
 
-void sp_index_free(struct sp_index *ix) {
+void sp__index_free(struct sp_index *ix) {
   free(ix->slots);
   ix->slots = NULL;
   ix->cap = ix->used = ix->tombs = 0;
@@ -58,7 +58,7 @@ static int alloc_slots(struct sp_index *ix, size_t cap) {
   return 0;
 }
 
-int sp_index_reset(struct sp_index *ix, size_t expect) {
+int sp__index_reset(struct sp_index *ix, size_t expect) {
   size_t want = expect * 2 < MIN_CAP ? MIN_CAP : expect * 2;
   /* Shrink too, so a quiet index gives memory back, but not for small
    * swings that would only cost a reallocation every pass. */
@@ -104,7 +104,7 @@ static int rehash(struct sp_index *ix, size_t cap) {
   return 0;
 }
 
-int sp_index_insert(struct sp_index *ix, uint64_t hash, uint32_t value) {
+int sp__index_insert(struct sp_index *ix, uint64_t hash, uint32_t value) {
   if (!ix->slots || (ix->used + ix->tombs + 1) * 2 > ix->cap) {
     /* Grow to 40% load; when tombstones caused the crowding, rebuilding
      * at the same size is enough. */
@@ -118,7 +118,7 @@ int sp_index_insert(struct sp_index *ix, uint64_t hash, uint32_t value) {
   return 0;
 }
 
-bool sp_index_remove(struct sp_index *ix, uint32_t low, uint32_t value) {
+bool sp__index_remove(struct sp_index *ix, uint32_t low, uint32_t value) {
   if (!ix->slots) return false;
   size_t pos = start_pos(ix, low);
   for (size_t left = ix->cap; left; left--) {
@@ -135,7 +135,7 @@ bool sp_index_remove(struct sp_index *ix, uint32_t low, uint32_t value) {
   return false;
 }
 
-bool sp_index_replace(struct sp_index *ix, uint32_t low, uint32_t old_value,
+bool sp__index_replace(struct sp_index *ix, uint32_t low, uint32_t old_value,
                       uint32_t new_value) {
   if (!ix->slots) return false;
   size_t pos = start_pos(ix, low);
@@ -151,14 +151,14 @@ bool sp_index_replace(struct sp_index *ix, uint32_t low, uint32_t old_value,
   return false;
 }
 
-void sp_index_probe_init(const struct sp_index *ix, uint64_t hash,
+void sp__index_probe_init(const struct sp_index *ix, uint64_t hash,
                          struct sp_index_probe *p) {
   p->tag = (uint32_t)(hash >> 32);
   p->left = ix->slots ? ix->cap : 0;
   p->pos = ix->slots ? start_pos(ix, (uint32_t)hash) : 0;
 }
 
-uint32_t sp_index_probe_next(const struct sp_index *ix,
+uint32_t sp__index_probe_next(const struct sp_index *ix,
                              struct sp_index_probe *p, uint64_t *examined) {
   while (p->left) {
     uint64_t s = ix->slots[p->pos];
@@ -175,6 +175,6 @@ uint32_t sp_index_probe_next(const struct sp_index *ix,
   return UINT32_MAX;
 }
 
-size_t sp_index_bytes(const struct sp_index *ix) {
+size_t sp__index_bytes(const struct sp_index *ix) {
   return ix->cap * sizeof *ix->slots;
 }

@@ -18,8 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine.h"
 #include "procmaps.h"
+#include "samepage.h"
 
 #define PM_PRESENT (1ull << 63)
 #define PM_SWAP (1ull << 62)
@@ -55,7 +55,7 @@ static int walk_process(pid_t pid, uint32_t index, uint32_t flags,
   char path[64];
   struct sp_vma *vmas;
   size_t nv;
-  int err = sp_read_smaps(pid, &vmas, &nv);
+  int err = sp__read_smaps(pid, &vmas, &nv);
   if (err) return err;
   snprintf(path, sizeof path, "/proc/%d/pagemap", (int)pid);
   int pm = open(path, O_RDONLY | O_CLOEXEC);

@@ -98,7 +98,7 @@ static void parse_vmflags(const char *p, const char *end, uint32_t *flags) {
   }
 }
 
-int sp_smaps_parse(const char *text, size_t len, struct sp_vma **out,
+int sp__smaps_parse(const char *text, size_t len, struct sp_vma **out,
                    size_t *n) {
   struct sp_vma *vmas = NULL;
   size_t count = 0, cap = 0;
@@ -161,7 +161,7 @@ static uint64_t parse_size(const char *s, size_t len) {
   return v * mul;
 }
 
-uint64_t sp_qemu_ram_bytes(const char *argv, size_t len, int *is_qemu) {
+uint64_t sp__qemu_ram_bytes(const char *argv, size_t len, int *is_qemu) {
   const char *p = argv, *end = argv + len;
   const char *arg0 = p;
   size_t arg0_len = strnlen(p, len);
@@ -198,7 +198,7 @@ uint64_t sp_qemu_ram_bytes(const char *argv, size_t len, int *is_qemu) {
   return ram;
 }
 
-int sp_read_proc_file(const char *path, char **out, size_t *len) {
+int sp__read_proc_file(const char *path, char **out, size_t *len) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   size_t cap = 1 << 16, n = 0;
@@ -231,15 +231,15 @@ int sp_read_proc_file(const char *path, char **out, size_t *len) {
   return 0;
 }
 
-int sp_read_smaps(pid_t pid, struct sp_vma **out, size_t *n) {
+int sp__read_smaps(pid_t pid, struct sp_vma **out, size_t *n) {
   char path[64], *text;
   size_t len;
   *out = NULL;
   *n = 0;
   snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
-  int err = sp_read_proc_file(path, &text, &len);
+  int err = sp__read_proc_file(path, &text, &len);
   if (err) return err == -ENOENT ? -ESRCH : err;
-  err = len ? sp_smaps_parse(text, len, out, n) : 0;
+  err = len ? sp__smaps_parse(text, len, out, n) : 0;
   free(text);
   return err;
 }

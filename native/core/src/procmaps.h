@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#pragma GCC visibility push(hidden)
+
 /* VmFlags bits we use (see proc(5)). */
 #define VMF_MG 0x001 /* mergeable (MADV_MERGEABLE or prctl) */
 #define VMF_SH 0x002 /* shared */
@@ -29,20 +31,22 @@ struct sp_vma {
 /* Parses smaps (or maps: then vmflags lack VMF_SEEN) text.  *out is
  * malloc'd, sorted as in the file.  -EINVAL for text that is not smaps,
  * -ENOMEM. */
-int sp_smaps_parse(const char *text, size_t len, struct sp_vma **out,
+int sp__smaps_parse(const char *text, size_t len, struct sp_vma **out,
                    size_t *n);
 
 /* Reads a whole /proc file (they report size 0) into a malloc'd,
  * NUL-terminated buffer.  -errno. */
-int sp_read_proc_file(const char *path, char **out, size_t *len);
+int sp__read_proc_file(const char *path, char **out, size_t *len);
 
 /* Reads and parses /proc/PID/smaps; a missing process is -ESRCH, a
  * process without mappings (a zombie) gives none. */
-int sp_read_smaps(pid_t pid, struct sp_vma **out, size_t *n);
+int sp__read_smaps(pid_t pid, struct sp_vma **out, size_t *n);
 
 /* The "-m" size of a QEMU command line (NUL-separated argv), in bytes:
  * "-m 1024", "-m 1G", "-m size=2048M,slots=...".  0 when absent or not
  * QEMU (QEMU's default of 128 MiB is applied by the caller). */
-uint64_t sp_qemu_ram_bytes(const char *argv, size_t len, int *is_qemu);
+uint64_t sp__qemu_ram_bytes(const char *argv, size_t len, int *is_qemu);
+
+#pragma GCC visibility pop
 
 #endif

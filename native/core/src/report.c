@@ -8,39 +8,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
 #include "hash.h"
+#include "internal.h"
+#include "stable.h"
+#include "tracking.h"
+#include "unstable.h"
 
 void sp_engine_counters(const sp_engine *e, sp_counters *out) {
   memset(out, 0, sizeof *out);
-  out->pages_shared = e->pages_shared;
-  out->pages_sharing = e->pages_sharing;
-  out->pages_unshared = e->pages_unshared;
-  uint64_t in_trees = e->pages_shared + e->pages_sharing + e->pages_unshared;
-  out->pages_volatile = e->rmap_items > in_trees ? e->rmap_items - in_trees : 0;
-  out->pages_skipped = e->pages_skipped;
-  out->pages_scanned = e->pages_scanned;
-  out->full_scans = e->seqnr;
-  out->stable_node_chains = e->stable_node_chains;
-  out->stable_node_dups = e->stable_node_dups;
-  out->ksm_zero_pages = e->ksm_zero_pages;
-  out->rmap_items = e->rmap_items;
+  const struct sp_stable *st = &e->stable;
+  const struct sp_merge *m = &e->merge;
+  out->pages_shared = st->pages_shared;
+  out->pages_sharing = st->pages_sharing;
+  out->pages_unshared = e->unstable.pages_unshared;
+  uint64_t in_trees = st->pages_shared + st->pages_sharing + e->unstable.pages_unshared;
+  out->pages_volatile = e->tr.rmap_items > in_trees ? e->tr.rmap_items - in_trees : 0;
+  out->pages_skipped = m->pages_skipped;
+  out->pages_scanned = m->pages_scanned;
+  out->full_scans = e->scan.seqnr;
+  out->stable_node_chains = st->stable_node_chains;
+  out->stable_node_dups = st->stable_node_dups;
+  out->ksm_zero_pages = m->ksm_zero_pages;
+  out->rmap_items = e->tr.rmap_items;
   out->general_profit =
-      (int64_t)((e->pages_sharing + e->ksm_zero_pages) * SP_PAGE_SIZE) -
-      (int64_t)(e->rmap_items * SP_KERNEL_RMAP_ITEM_BYTES);
-  out->page_compares = e->page_compares;
-  out->full_compares = e->full_compares;
-  out->bytes_read = e->bytes_read;
-  out->lookahead_hits = e->lookahead_hits;
-  out->lookahead_misses = e->lookahead_misses;
-  out->pages_lost = e->pages_lost;
-  out->pages_unread = e->pages_unread;
-  out->tracked_pages = e->tracked;
-  out->tracking_bytes = sp_rmap_bytes(e) + sp_index_bytes(&e->unstable) +
-                        sp_index_bytes(&e->stable.index) +
-                        e->stable.cap * sizeof(struct sp_snode);
-  out->merged_contents = e->contents;
-  out->cache_bytes = (uint64_t)e->cache.used * SP_PAGE_SIZE;
+      (int64_t)((st->pages_sharing + m->ksm_zero_pages) * SP_PAGE_SIZE) -
+      (int64_t)(e->tr.rmap_items * SP_KERNEL_RMAP_ITEM_BYTES);
+  /* Each index and lookahead count their own compares. */
+  out->page_compares = st->compares + e->unstable.compares + m->compares;
+  out->full_compares = e->acc.full_compares;
+  out->bytes_read = e->acc.bytes_read;
+  out->lookahead_hits = m->lookahead_hits;
+  out->lookahead_misses = m->lookahead_misses;
+  out->pages_lost = m->pages_lost;
+  out->pages_unread = m->pages_unread;
+  out->tracked_pages = e->tr.tracked;
+  out->tracking_bytes = sp__tracking_bytes(e) + sp__unstable_bytes(e) + sp__stable_bytes(e);
+  out->merged_contents = st->contents;
+  out->cache_bytes = sp__ccache_bytes(&st->cache);
 }
 
 size_t sp_source_count(const sp_engine *e) { return e->nsources; }
@@ -54,7 +58,7 @@ int sp_source_get(const sp_engine *e, size_t index, sp_source_info *out) {
   out->pid = s->pid;
   memcpy(out->name, s->name, sizeof out->name);
   out->ranges = (uint32_t)s->nranges;
-  for (size_t r = 0; r < s->nranges; r++) out->pages += e->ranges[s->ranges[r]].npages;
+  for (size_t r = 0; r < s->nranges; r++) out->pages += e->tr.ranges[s->ranges[r]].npages;
   out->present_pages = s->present_pages;
   out->rmap_items = s->rmap_items;
   out->merging_pages = s->merging_pages;
@@ -67,13 +71,6 @@ int sp_source_get(const sp_engine *e, size_t index, sp_source_info *out) {
   out->guest_ram_bytes = s->guest_ram_bytes;
   out->error = s->error;
   return 0;
-}
-
-static uint64_t ref_address(const sp_engine *e, uint32_t ref) {
-  uint32_t range;
-  uint64_t page;
-  sp_rmap_locate(e, ref, &range, &page);
-  return e->ranges[range].start + page * SP_PAGE_SIZE;
 }
 
 int sp_engine_groups(const sp_engine *e, sp_group_fn fn, void *ctx) {
@@ -96,9 +93,9 @@ int sp_engine_groups(const sp_engine *e, sp_group_fn fn, void *ctx) {
     }
     size_t count = 0;
     for (uint32_t ref = n->members; ref != SP_NIL && count < n->count;
-         ref = sp_rec_get(e, ref)->next) {
-      members[count].source = sp_rec_source(e, ref)->id;
-      members[count].address = ref_address(e, ref);
+         ref = sp__rec_get(e, ref)->next) {
+      members[count].source = sp__rec_source(e, ref)->id;
+      members[count].address = sp__track_address(e, ref);
       count++;
     }
     uint32_t dup_index = 0;
@@ -131,11 +128,11 @@ int sp_engine_sharing_matrix(const sp_engine *e, uint64_t *out, size_t n) {
     const struct sp_snode *node = &e->stable.nodes[i];
     if ((node->kind != SN_REGULAR && node->kind != SN_DUP) || !node->count) continue;
     size_t nt = 0;
-    for (uint32_t ref = node->members; ref != SP_NIL; ref = sp_rec_get(e, ref)->next) {
+    for (uint32_t ref = node->members; ref != SP_NIL; ref = sp__rec_get(e, ref)->next) {
       uint32_t range;
       uint64_t page;
-      sp_rmap_locate(e, ref, &range, &page);
-      size_t s = e->ranges[range].source;
+      sp__track_locate(e, ref, &range, &page);
+      size_t s = e->tr.ranges[range].source;
       if (!per_source[s]++) touched[nt++] = s;
     }
     for (size_t a = 0; a < nt; a++) {
@@ -151,7 +148,7 @@ int sp_engine_sharing_matrix(const sp_engine *e, uint64_t *out, size_t n) {
   return 0;
 }
 
-uint64_t sp_page_hash(const void *page) { return sp_hash_page(page); }
+uint64_t sp_page_hash(const void *page) { return sp__hash_page(page); }
 
 const char *sp_strerror(int err) {
   switch (-err) {

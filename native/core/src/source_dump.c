@@ -107,15 +107,25 @@ static int dump_ranges(struct sp_source *src, struct sp_range_spec **out,
   uint8_t head[sizeof(Elf64_Ehdr)];
   ssize_t got = pread(d->fd, head, sizeof head, 0);
   if (got < 0) return -errno;
-  if (!(d->flags & SP_DUMP_RAW) && sp_elf_is_elf(head, (size_t)got)) {
-    int64_t span = sp_elf_header_span(head, (size_t)got);
+  if (!(d->flags & SP_DUMP_RAW) && sp__elf_is_elf(head, (size_t)got)) {
+    int64_t span = sp__elf_header_span(head, (size_t)got);
     if (span < 0) return (int)span;
     uint8_t *hdrs = malloc((size_t)span);
     if (!hdrs) return -ENOMEM;
     got = pread(d->fd, hdrs, (size_t)span, 0);
+    struct sp__elf_range *loads = NULL;
     int err = got < 0 ? -errno : got < span ? -ENOEXEC
-                                            : sp_elf_ranges(hdrs, (size_t)span, size, out, n);
+                                            : sp__elf_ranges(hdrs, (size_t)span, size, &loads, n);
     free(hdrs);
+    if (!err) {
+      *out = malloc((*n ? *n : 1) * sizeof **out);
+      if (!*out) err = -ENOMEM;
+      for (size_t i = 0; !err && i < *n; i++)
+        (*out)[i] = (struct sp_range_spec){.start = loads[i].start,
+                                           .npages = loads[i].npages,
+                                           .file_offset = loads[i].file_offset};
+    }
+    free(loads);
     if (!err) err = remember_specs(d, *out, *n);
     if (err) {
       free(*out);
@@ -143,7 +153,7 @@ static int dump_read(struct sp_source *src, const struct sp_range *range,
                      uint8_t *buf, const void **ptrs) {
   struct dump_impl *d = src->impl;
   size_t i = 0, j;
-  while ((j = sp_next_run(want, npages, &i)) > i) {
+  while ((j = sp__next_run(want, npages, &i)) > i) {
     /* One pread per run of wanted pages. */
     uint64_t off = range->file_offset + (first + i) * SP_PAGE_SIZE;
     size_t bytes = (j - i) * SP_PAGE_SIZE;
@@ -171,9 +181,9 @@ static const struct sp_source_ops dump_ops = {.ranges = dump_ranges,
                                               .next_present = dump_next_present,
                                               .destroy = dump_destroy};
 
-int sp_add_dump(sp_engine *e, const char *name, const char *path,
-                uint32_t flags, uint32_t *id_out) {
-  if (!e || !path || (flags & ~SP_DUMP_RAW)) return -EINVAL;
+int sp__source_dump_open(const char *name, const char *path, uint32_t flags,
+                         struct sp_source **out) {
+  if (!path || (flags & ~SP_DUMP_RAW)) return -EINVAL;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   struct stat st;
@@ -185,7 +195,7 @@ int sp_add_dump(sp_engine *e, const char *name, const char *path,
     return err;
   }
   const char *base = strrchr(path, '/');
-  struct sp_source *src = sp_source_new(SP_SOURCE_DUMP, name, base ? base + 1 : path);
+  struct sp_source *src = sp__source_new(SP_SOURCE_DUMP, name, base ? base + 1 : path);
   struct dump_impl *d = calloc(1, sizeof *d);
   if (!src || !d) {
     close(fd);
@@ -198,5 +208,6 @@ int sp_add_dump(sp_engine *e, const char *name, const char *path,
   src->flags = flags;
   src->ops = &dump_ops;
   src->impl = d;
-  return sp_source_attach(e, src, id_out);
+  *out = src;
+  return 0;
 }

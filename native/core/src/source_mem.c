@@ -43,12 +43,12 @@ static void mem_destroy(struct sp_source *src) { free(src->impl); }
 static const struct sp_source_ops mem_ops = {
     .ranges = mem_ranges, .read = mem_read, .destroy = mem_destroy};
 
-int sp_add_memory(sp_engine *e, const char *name, const void *addr, size_t len,
-                  uint32_t *id_out) {
-  if (!e || (!addr && len)) return -EINVAL;
+int sp__source_memory_open(const char *name, const void *addr, size_t len,
+                           struct sp_source **out) {
+  if (!addr && len) return -EINVAL;
   uintptr_t a = (uintptr_t)addr;
   if (len > UINTPTR_MAX - a) return -EINVAL;
-  struct sp_source *src = sp_source_new(SP_SOURCE_MEMORY, name, "memory");
+  struct sp_source *src = sp__source_new(SP_SOURCE_MEMORY, name, "memory");
   struct mem_impl *m = calloc(1, sizeof *m);
   if (!src || !m) {
     free(src);
@@ -61,5 +61,6 @@ int sp_add_memory(sp_engine *e, const char *name, const void *addr, size_t len,
   m->end = (a + len) & ~(uintptr_t)(SP_PAGE_SIZE - 1);
   src->ops = &mem_ops;
   src->impl = m;
-  return sp_source_attach(e, src, id_out);
+  *out = src;
+  return 0;
 }

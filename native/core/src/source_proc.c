@@ -74,7 +74,7 @@ static int read_start_time(pid_t pid, unsigned long long *out) {
   char path[64], *text;
   size_t len;
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int err = sp_read_proc_file(path, &text, &len);
+  int err = sp__read_proc_file(path, &text, &len);
   if (err) return err == -ENOENT ? -ESRCH : err;
   char *p = strrchr(text, ')');
   int field = 2;
@@ -130,7 +130,7 @@ static void sd_free(struct proc_impl *p) {
 
 /* At the start of the source's visit in a pass: which pages were written
  * since the previous clear (soft-dirty), then clear again.  A write between
- * reading the bits and the clear is lost; the rolling re-read in visit.c
+ * reading the bits and the clear is lost; the rolling re-read in scan.c
  * bounds how long that can last. */
 static void sd_snapshot(struct proc_impl *p, const struct sp_range_spec *specs, size_t n) {
   sd_free(p);
@@ -217,7 +217,7 @@ static int proc_ranges(struct sp_source *src, struct sp_range_spec **out,
 
   struct sp_vma *vmas;
   size_t nv;
-  err = sp_read_smaps(p->pid, &vmas, &nv);
+  err = sp__read_smaps(p->pid, &vmas, &nv);
   if (err) return err;
 
   struct sp_range_spec *specs = calloc(nv ? nv : 1, sizeof *specs);
@@ -358,7 +358,7 @@ static int proc_read(struct sp_source *src, const struct sp_range *range,
                      uint8_t *buf, const void **ptrs) {
   struct proc_impl *p = src->impl;
   size_t i = 0, j;
-  while ((j = sp_next_run(want, npages, &i)) > i) {
+  while ((j = sp__next_run(want, npages, &i)) > i) {
     /* One read per run of wanted pages; after a failure, page by page, so
      * one unmapped page does not lose the run. */
     uint64_t addr = range->start + (first + i) * SP_PAGE_SIZE;
@@ -397,11 +397,11 @@ static const struct sp_source_ops proc_ops = {.ranges = proc_ranges,
                                               .next_present = proc_next_present,
                                               .destroy = proc_destroy};
 
-int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
-                   uint32_t *id_out) {
+int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
+                            struct sp_source **out) {
   const uint32_t known =
       SP_PROC_ALL_ANON | SP_PROC_GUEST_RAM_ONLY | SP_PROC_THP_ZERO_APART | SP_PROC_SOFT_DIRTY;
-  if (!e || pid <= 0 || (flags & ~known)) return -EINVAL;
+  if (pid <= 0 || (flags & ~known)) return -EINVAL;
   if (kill(pid, 0) && errno == ESRCH) return -ESRCH;
 
   /* Without CONFIG_MEM_SOFT_DIRTY every bit reads 0: the pages would all
@@ -429,14 +429,14 @@ int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
     char *text;
     size_t len;
     snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    if (sp_read_proc_file(path, &text, &len) == 0) {
+    if (sp__read_proc_file(path, &text, &len) == 0) {
       int is_qemu = 0;
-      p->ram_bytes = sp_qemu_ram_bytes(text, len, &is_qemu);
+      p->ram_bytes = sp__qemu_ram_bytes(text, len, &is_qemu);
       if (is_qemu && !p->ram_bytes) p->ram_bytes = 128ull << 20; /* QEMU's default */
       free(text);
     }
     snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-    if (sp_read_proc_file(path, &text, &len) == 0) {
+    if (sp__read_proc_file(path, &text, &len) == 0) {
       if (len && text[len - 1] == '\n') text[--len] = '\0';
       snprintf(comm, sizeof comm, "%s", text);
       free(text);
@@ -450,7 +450,7 @@ int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
   if (flags & SP_PROC_THP_ZERO_APART)
     p->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
 
-  struct sp_source *src = sp_source_new(SP_SOURCE_PROCESS, name, comm[0] ? comm : "process");
+  struct sp_source *src = sp__source_new(SP_SOURCE_PROCESS, name, comm[0] ? comm : "process");
   if (!src) {
     proc_destroy(&(struct sp_source){.impl = p});
     return -ENOMEM;
@@ -461,5 +461,6 @@ int sp_add_process(sp_engine *e, const char *name, pid_t pid, uint32_t flags,
   src->impl = p;
   /* Permission to read its memory is checked now, not at the first scan:
    * opening /proc/PID/mem above needed ptrace access. */
-  return sp_source_attach(e, src, id_out);
+  *out = src;
+  return 0;
 }

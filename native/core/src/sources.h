@@ -1,22 +1,35 @@
-/* sources.h - how sources join the engine (private). */
+/*
+ * sources.h - the three kinds of source (caller memory, live processes,
+ * dump files) and the source object they share.  Part of page access: a
+ * source says which ranges and pages exist and reads them.  Joining the
+ * engine is the engine's business (engine.c), not the sources'.
+ */
 #ifndef SP_SOURCES_H
 #define SP_SOURCES_H
 
-#include "engine.h"
+#include "internal.h"
 
-/* Takes ownership of src (allocated with calloc, ops and impl set) and
- * places it in the scan order.  On error src is left to the caller. */
-int sp_engine_add_source(struct sp_engine *e, struct sp_source *src,
-                         uint32_t *id_out);
-/* Reads the ranges of a source that was just added. */
-int sp_engine_source_init_ranges(struct sp_engine *e, uint32_t id);
+#pragma GCC visibility push(hidden)
 
-/* Allocates a source shell with a name (NULL: fallback). */
-struct sp_source *sp_source_new(sp_source_kind kind, const char *name,
-                                const char *fallback);
-/* Adds src, reads its ranges; on any failure frees it.  The common tail of
- * the sp_add_* functions. */
-int sp_source_attach(struct sp_engine *e, struct sp_source *src,
-                     uint32_t *id_out);
+/* Allocates a source shell with a name (NULL: fallback); NULL on ENOMEM. */
+struct sp_source *sp__source_new(sp_source_kind kind, const char *name,
+                                 const char *fallback);
+/* Frees a source not (or no longer) in an engine: its implementation, its
+ * hints and its range list (the ranges themselves belong to tracking). */
+void sp__source_free(struct sp_source *src);
+/* Makes hints set mid-range the source's hints. */
+void sp__source_apply_pending_hints(struct sp_source *src);
+
+/* Opens a source of each kind (arguments as sp_add_memory(),
+ * sp_add_process(), sp_add_dump()); *out is a new source, not yet in an
+ * engine.  Errors as those functions. */
+int sp__source_memory_open(const char *name, const void *addr, size_t len,
+                           struct sp_source **out);
+int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
+                            struct sp_source **out);
+int sp__source_dump_open(const char *name, const char *path, uint32_t flags,
+                         struct sp_source **out);
+
+#pragma GCC visibility pop
 
 #endif

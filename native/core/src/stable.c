@@ -15,25 +15,59 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
+#include "stable.h"
+
+#include "access.h"
 #include "hash.h"
+#include "tracking.h"
 
 static uint32_t node_low(void *ctx, uint32_t id) {
   return (uint32_t)((struct sp_engine *)ctx)->stable.nodes[id].hash;
 }
 
-int sp_stable_init(struct sp_engine *e) {
-  memset(&e->stable, 0, sizeof e->stable);
-  e->stable.free_head = SP_NIL;
-  sp_index_init(&e->stable.index, node_low, e);
-  return 0;
+/* An empty index; keeps the content cache and the counters that outlive
+ * a clear (compares, room_opened_seq). */
+static void index_init(struct sp_engine *e) {
+  struct sp_stable *st = &e->stable;
+  st->nodes = NULL;
+  st->cap = st->nused = 0;
+  st->free_head = SP_NIL;
+  st->pages_shared = st->pages_sharing = 0;
+  st->stable_node_chains = st->stable_node_dups = 0;
+  st->contents = 0;
+  sp__index_init(&st->index, node_low, e);
 }
 
-void sp_stable_free(struct sp_engine *e) {
-  sp_index_free(&e->stable.index);
+static void index_free(struct sp_engine *e) {
+  sp__index_free(&e->stable.index);
   free(e->stable.nodes);
+  e->stable.nodes = NULL;
+}
+
+int sp__stable_init(struct sp_engine *e, uint64_t cache_bytes) {
   memset(&e->stable, 0, sizeof e->stable);
-  e->stable.free_head = SP_NIL;
+  index_init(e);
+  sp__ccache_init(&e->stable.cache);
+  return sp__ccache_configure(&e->stable.cache, cache_bytes);
+}
+
+void sp__stable_free(struct sp_engine *e) {
+  index_free(e);
+  sp__ccache_free(&e->stable.cache);
+}
+
+int sp__stable_configure_cache(struct sp_engine *e, uint64_t cache_bytes) {
+  for (size_t i = 0; i < e->stable.nused; i++) e->stable.nodes[i].cache = SP_NIL;
+  return sp__ccache_configure(&e->stable.cache, cache_bytes);
+}
+
+/* Copies a content into the cache for content node `content`; the node
+ * whose entry was evicted for it forgets that entry. */
+static void cache_put(struct sp_engine *e, uint32_t content, const void *page) {
+  uint32_t evicted;
+  uint32_t entry = sp__ccache_put(&e->stable.cache, content, page, &evicted);
+  if (evicted != SP__CCACHE_NONE) e->stable.nodes[evicted].cache = SP_NIL;
+  e->stable.nodes[content].cache = entry == SP__CCACHE_NONE ? SP_NIL : entry;
 }
 
 static uint32_t node_alloc(struct sp_engine *e, uint8_t kind, uint64_t hash) {
@@ -51,7 +85,7 @@ static uint32_t node_alloc(struct sp_engine *e, uint8_t kind, uint64_t hash) {
     }
     id = (uint32_t)st->nused++;
   }
-  if (kind == SN_REGULAR || kind == SN_CHAIN) e->contents++;
+  if (kind == SN_REGULAR || kind == SN_CHAIN) st->contents++;
   st->nodes[id] = (struct sp_snode){.hash = hash,
                                     .members = SP_NIL,
                                     .link = SP_NIL,
@@ -63,8 +97,8 @@ static uint32_t node_alloc(struct sp_engine *e, uint8_t kind, uint64_t hash) {
 
 static void node_free(struct sp_engine *e, uint32_t id) {
   struct sp_snode *n = &e->stable.nodes[id];
-  if (n->cache != SP_NIL) sp_ccache_drop(&e->cache, n->cache);
-  if (n->kind == SN_REGULAR || n->kind == SN_CHAIN) e->contents--;
+  if (n->cache != SP_NIL) sp__ccache_drop(&e->stable.cache, n->cache);
+  if (n->kind == SN_REGULAR || n->kind == SN_CHAIN) e->stable.contents--;
   n->kind = SN_FREE;
   n->next = e->stable.free_head;
   e->stable.free_head = id;
@@ -74,7 +108,7 @@ static inline struct sp_snode *N(struct sp_engine *e, uint32_t id) {
   return &e->stable.nodes[id];
 }
 
-uint32_t sp_stable_content_of(const struct sp_engine *e, uint32_t node) {
+uint32_t sp__stable_content_of(const struct sp_engine *e, uint32_t node) {
   const struct sp_snode *n = &e->stable.nodes[node];
   return n->kind == SN_DUP ? n->link : node;
 }
@@ -84,16 +118,16 @@ uint32_t sp_stable_content_of(const struct sp_engine *e, uint32_t node) {
 static const void *member_contents(struct sp_engine *e, uint32_t node,
                                    uint64_t hash) {
   for (uint32_t m = N(e, node)->members; m != SP_NIL;
-       m = sp_rec_get(e, m)->next) {
-    const void *p = sp_read_ref(e, m, e->page_buf2);
-    if (p && sp_hash_page(p) == hash) return p;
+       m = sp__rec_get(e, m)->next) {
+    const void *p = sp__read_ref(e, m, e->acc.page_buf2);
+    if (p && sp__hash_page(p) == hash) return p;
   }
   return NULL;
 }
 
-const void *sp_stable_contents(struct sp_engine *e, uint32_t content) {
+const void *sp__stable_contents(struct sp_engine *e, uint32_t content) {
   struct sp_snode *c = N(e, content);
-  if (c->cache != SP_NIL) return sp_ccache_get(&e->cache, c->cache);
+  if (c->cache != SP_NIL) return sp__ccache_get(&e->stable.cache, c->cache);
   const void *p = NULL;
   if (c->kind == SN_CHAIN) {
     for (uint32_t d = c->link; d != SP_NIL && !p; d = N(e, d)->next)
@@ -101,23 +135,19 @@ const void *sp_stable_contents(struct sp_engine *e, uint32_t content) {
   } else {
     p = member_contents(e, content, c->hash);
   }
-  if (p) {
-    uint32_t entry = sp_ccache_put(e, content, p);
-    if (entry != SP_NIL) N(e, content)->cache = entry;
-  }
+  if (p) cache_put(e, content, p);
   return p;
 }
 
-uint32_t sp_stable_find(struct sp_engine *e, const void *page, uint64_t hash) {
+uint32_t sp__stable_find(struct sp_engine *e, const void *page, uint64_t hash) {
   struct sp_index_probe probe;
-  sp_index_probe_init(&e->stable.index, hash, &probe);
+  sp__index_probe_init(&e->stable.index, hash, &probe);
   for (;;) {
-    uint32_t id =
-        sp_index_probe_next(&e->stable.index, &probe, &e->page_compares);
+    uint32_t id = sp__index_probe_next(&e->stable.index, &probe, &e->stable.compares);
     if (id == SP_NIL) return SP_NIL;
     if (N(e, id)->hash != hash) continue;
-    const void *contents = sp_stable_contents(e, id);
-    if (contents && sp_pages_equal(e, page, contents)) return id;
+    const void *contents = sp__stable_contents(e, id);
+    if (contents && sp__pages_equal(e, page, contents)) return id;
   }
 }
 
@@ -131,27 +161,27 @@ static inline bool candidate(const struct sp_engine *e, const struct sp_snode *n
 static void collapse(struct sp_engine *e, uint32_t chain, uint32_t dup) {
   struct sp_snode *c = N(e, chain), *d = N(e, dup);
   d->kind = SN_REGULAR;
-  e->contents++; /* the chain goes below */
+  e->stable.contents++; /* the chain goes below */
   d->link = d->next = SP_NIL;
   d->cache = c->cache;
-  if (d->cache != SP_NIL) sp_ccache_rebind(&e->cache, d->cache, dup);
+  if (d->cache != SP_NIL) sp__ccache_rebind(&e->stable.cache, d->cache, dup);
   c->cache = SP_NIL;
   /* Same content, same hash: the chain's entry now names the dup. */
-  sp_index_replace(&e->stable.index, (uint32_t)c->hash, chain, dup);
+  sp__index_replace(&e->stable.index, (uint32_t)c->hash, chain, dup);
   node_free(e, chain);
-  e->stable_node_chains--;
-  e->stable_node_dups--;
+  e->stable.stable_node_chains--;
+  e->stable.stable_node_dups--;
 }
 
-uint32_t sp_stable_pick(struct sp_engine *e, uint32_t content) {
+uint32_t sp__stable_pick(struct sp_engine *e, uint32_t content) {
   struct sp_snode *c = N(e, content);
   if (c->kind == SN_REGULAR) return candidate(e, c, 0) ? content : SP_NIL;
 
   /* stable_node_dup(): the first dup that can take another mapping, or,
    * once per pass (the kernel: every stable_node_chains_prune_millisecs),
    * the fullest one that can. */
-  bool prune = c->prune_seq != (uint32_t)e->seqnr;
-  if (prune) c->prune_seq = (uint32_t)e->seqnr;
+  bool prune = c->prune_seq != (uint32_t)e->scan.seqnr;
+  if (prune) c->prune_seq = (uint32_t)e->scan.seqnr;
   uint32_t found = SP_NIL, prev_of_found = SP_NIL, prev = SP_NIL;
   for (uint32_t d = c->link; d != SP_NIL; prev = d, d = N(e, d)->next) {
     struct sp_snode *dn = N(e, d);
@@ -174,18 +204,17 @@ uint32_t sp_stable_pick(struct sp_engine *e, uint32_t content) {
   return candidate(e, N(e, found), 0) ? found : SP_NIL;
 }
 
-uint32_t sp_stable_insert(struct sp_engine *e, const void *page,
+uint32_t sp__stable_insert(struct sp_engine *e, const void *page,
                           uint64_t hash, uint32_t content) {
-  if (content == SP_NIL) content = sp_stable_find(e, page, hash);
+  if (content == SP_NIL) content = sp__stable_find(e, page, hash);
   if (content == SP_NIL) {
     uint32_t id = node_alloc(e, SN_REGULAR, hash);
     if (id == SP_NIL) return SP_NIL;
-    if (sp_index_insert(&e->stable.index, hash, id)) {
+    if (sp__index_insert(&e->stable.index, hash, id)) {
       node_free(e, id);
       return SP_NIL;
     }
-    uint32_t entry = sp_ccache_put(e, id, page);
-    N(e, id)->cache = entry;
+    cache_put(e, id, page);
     return id;
   }
 
@@ -196,18 +225,18 @@ uint32_t sp_stable_insert(struct sp_engine *e, const void *page,
     if (chain == SP_NIL) return SP_NIL;
     struct sp_snode *c = N(e, chain), *old = N(e, content);
     c->cache = old->cache;
-    if (c->cache != SP_NIL) sp_ccache_rebind(&e->cache, c->cache, chain);
-    c->prune_seq = (uint32_t)e->seqnr;
+    if (c->cache != SP_NIL) sp__ccache_rebind(&e->stable.cache, c->cache, chain);
+    c->prune_seq = (uint32_t)e->scan.seqnr;
     old->cache = SP_NIL;
     old->kind = SN_DUP;
-    e->contents--; /* the chain took its place */
+    e->stable.contents--; /* the chain took its place */
     old->link = chain;
     old->next = SP_NIL;
     c->link = content;
     /* The chain takes the regular node's entry (same hash). */
-    sp_index_replace(&e->stable.index, (uint32_t)hash, content, chain);
-    e->stable_node_chains++;
-    e->stable_node_dups++;
+    sp__index_replace(&e->stable.index, (uint32_t)hash, content, chain);
+    e->stable.stable_node_chains++;
+    e->stable.stable_node_dups++;
     content = chain;
   }
   uint32_t dup = node_alloc(e, SN_DUP, hash);
@@ -215,52 +244,52 @@ uint32_t sp_stable_insert(struct sp_engine *e, const void *page,
   N(e, dup)->link = content;
   N(e, dup)->next = N(e, content)->link;
   N(e, content)->link = dup;
-  e->stable_node_dups++;
+  e->stable.stable_node_dups++;
   return dup;
 }
 
-void sp_stable_append(struct sp_engine *e, uint32_t node, uint32_t ref) {
+void sp__stable_append(struct sp_engine *e, uint32_t node, uint32_t ref) {
   struct sp_snode *n = N(e, node);
-  struct sp_rec *rec = sp_rec_get(e, ref);
-  struct sp_source *src = sp_rec_source(e, ref);
+  struct sp_rec *rec = sp__rec_get(e, ref);
+  struct sp_source *src = sp__rec_source(e, ref);
   /* stable_tree_append(): the first mapping of a merged page counts as
    * shared, every other one as sharing. */
-  if (n->count) e->pages_sharing++;
-  else e->pages_shared++;
+  if (n->count) e->stable.pages_sharing++;
+  else e->stable.pages_shared++;
   n->count++;
   rec->node = node;
   rec->next = n->members;
   n->members = ref;
-  sp_rec_set_state(rec, REC_STABLE);
+  sp__rec_set_state(rec, REC_STABLE);
   src->merging_pages++;
 }
 
-void sp_stable_remove(struct sp_engine *e, uint32_t ref) {
-  struct sp_rec *rec = sp_rec_get(e, ref);
+void sp__stable_remove(struct sp_engine *e, uint32_t ref) {
+  struct sp_rec *rec = sp__rec_get(e, ref);
   uint32_t node = rec->node;
   struct sp_snode *n = N(e, node);
-  struct sp_source *src = sp_rec_source(e, ref);
+  struct sp_source *src = sp__rec_source(e, ref);
 
   /* Unlink from the member list (singly linked: at most max_page_sharing
    * long, unlike a content's total mappings). */
   uint32_t *link = &n->members;
-  while (*link != ref) link = &sp_rec_get(e, *link)->next;
+  while (*link != ref) link = &sp__rec_get(e, *link)->next;
   *link = rec->next;
   rec->next = SP_NIL;
   rec->node = SP_NIL;
-  sp_rec_set_state(rec, REC_VOLATILE);
+  sp__rec_set_state(rec, REC_VOLATILE);
   src->merging_pages--;
 
   bool was_full = !candidate(e, n, 0) && n->count;
   n->count--;
-  if (n->count) e->pages_sharing--;
-  else e->pages_shared--;
-  if (was_full && candidate(e, n, 0)) e->room_opened_seq = e->seqnr + 1;
+  if (n->count) e->stable.pages_sharing--;
+  else e->stable.pages_shared--;
+  if (was_full && candidate(e, n, 0)) e->stable.room_opened_seq = e->scan.seqnr + 1;
   if (n->count) return;
 
   /* The merged page lost its last mapping: the kernel frees it. */
   if (n->kind == SN_REGULAR) {
-    sp_index_remove(&e->stable.index, (uint32_t)n->hash, node);
+    sp__index_remove(&e->stable.index, (uint32_t)n->hash, node);
     node_free(e, node);
     return;
   }
@@ -270,23 +299,34 @@ void sp_stable_remove(struct sp_engine *e, uint32_t ref) {
   while (*dl != node) dl = &N(e, *dl)->next;
   *dl = n->next;
   node_free(e, node);
-  e->stable_node_dups--;
+  e->stable.stable_node_dups--;
   c = N(e, chain);
   if (c->link == SP_NIL) {
-    sp_index_remove(&e->stable.index, (uint32_t)c->hash, chain);
+    sp__index_remove(&e->stable.index, (uint32_t)c->hash, chain);
     node_free(e, chain);
-    e->stable_node_chains--;
+    e->stable.stable_node_chains--;
   } else if (N(e, c->link)->next == SP_NIL) {
     collapse(e, chain, c->link);
   }
 }
 
-void sp_stable_clear(struct sp_engine *e) {
-  e->contents = 0;
+void sp__stable_clear(struct sp_engine *e) {
   struct sp_stable *st = &e->stable;
   for (size_t i = 0; i < st->nused; i++)
     if (st->nodes[i].kind != SN_FREE && st->nodes[i].cache != SP_NIL)
-      sp_ccache_drop(&e->cache, st->nodes[i].cache);
-  sp_stable_free(e);
-  sp_stable_init(e);
+      sp__ccache_drop(&st->cache, st->nodes[i].cache);
+  index_free(e);
+  index_init(e);
+}
+
+uint32_t sp__stable_first_member(const struct sp_engine *e, uint32_t node) {
+  return e->stable.nodes[node].members;
+}
+
+uint64_t sp__stable_hash(const struct sp_engine *e, uint32_t node) {
+  return e->stable.nodes[node].hash;
+}
+
+size_t sp__stable_bytes(const struct sp_engine *e) {
+  return sp__index_bytes(&e->stable.index) + e->stable.cap * sizeof(struct sp_snode);
 }

@@ -8,52 +8,82 @@
 
 #include <stdlib.h>
 
+#include "access.h"
+
 static uint32_t record_low(void *ctx, uint32_t ref) {
-  return sp_rec_get((struct sp_engine *)ctx, ref)->csum;
+  return sp__rec_get((struct sp_engine *)ctx, ref)->csum;
 }
 
-void sp_unstable_init(struct sp_engine *e) {
-  sp_index_init(&e->unstable, record_low, e);
+void sp__unstable_init(struct sp_engine *e) {
+  sp__index_init(&e->unstable.index, record_low, e);
 }
 
-int sp_unstable_new_pass(struct sp_engine *e) {
+void sp__unstable_free(struct sp_engine *e) { sp__index_free(&e->unstable.index); }
+
+int sp__unstable_new_pass(struct sp_engine *e) {
   /* Size for every record that could be indexed this pass. */
-  return sp_index_reset(&e->unstable, (size_t)(e->rmap_items / 2 + 1));
+  return sp__index_reset(&e->unstable.index, (size_t)(e->tr.rmap_items / 2 + 1));
 }
 
-bool sp_unstable_current(const struct sp_engine *e, const struct sp_rec *rec) {
-  return rec->seq == (uint8_t)e->seqnr;
+void sp__unstable_clear(struct sp_engine *e) { sp__index_reset(&e->unstable.index, 0); }
+
+bool sp__unstable_current(const struct sp_engine *e, const struct sp_rec *rec) {
+  return rec->seq == (uint8_t)e->scan.seqnr;
 }
 
-void sp_unstable_remove(struct sp_engine *e, uint32_t ref) {
-  struct sp_rec *rec = sp_rec_get(e, ref);
+void sp__unstable_remove(struct sp_engine *e, uint32_t ref) {
+  struct sp_rec *rec = sp__rec_get(e, ref);
   /* Only an entry of this pass is still in the index; older ones went
    * with the reset (the kernel's "age" test in remove_rmap_item_from_tree). */
-  if (sp_unstable_current(e, rec)) sp_index_remove(&e->unstable, rec->csum, ref);
-  sp_rec_set_state(rec, REC_VOLATILE);
-  e->pages_unshared--;
+  if (sp__unstable_current(e, rec)) sp__index_remove(&e->unstable.index, rec->csum, ref);
+  sp__rec_set_state(rec, REC_VOLATILE);
+  e->unstable.pages_unshared--;
 }
 
-uint32_t sp_unstable_search_insert(struct sp_engine *e, uint32_t ref,
-                                   const void *page, uint64_t hash,
-                                   const void **partner_page) {
+uint32_t sp__unstable_search_insert(struct sp_engine *e, uint32_t ref, const void *page,
+                                    uint64_t hash, const void **partner_page) {
   struct sp_index_probe probe;
-  sp_index_probe_init(&e->unstable, hash, &probe);
+  sp__index_probe_init(&e->unstable.index, hash, &probe);
   for (;;) {
-    uint32_t other = sp_index_probe_next(&e->unstable, &probe, &e->page_compares);
+    uint32_t other = sp__index_probe_next(&e->unstable.index, &probe, &e->unstable.compares);
     if (other == SP_NIL) break;
-    if (sp_rec_get(e, other)->csum != (uint32_t)hash) continue;
+    if (sp__rec_get(e, other)->csum != (uint32_t)hash) continue;
     /* Like get_mergeable_page(): compare with the page as it is now. */
-    const void *contents = sp_read_ref(e, other, e->page_buf);
-    if (contents && sp_pages_equal(e, page, contents)) {
+    const void *contents = sp__read_ref(e, other, e->acc.page_buf);
+    if (contents && sp__pages_equal(e, page, contents)) {
       *partner_page = contents;
       return other;
     }
   }
-  struct sp_rec *rec = sp_rec_get(e, ref);
-  if (sp_index_insert(&e->unstable, hash, ref)) return SP_NIL; /* ENOMEM: stays volatile */
-  sp_rec_set_state(rec, REC_UNSTABLE);
-  rec->seq = (uint8_t)e->seqnr;
-  e->pages_unshared++;
+  struct sp_rec *rec = sp__rec_get(e, ref);
+  if (sp__index_insert(&e->unstable.index, hash, ref)) return SP_NIL; /* ENOMEM: stays volatile */
+  sp__rec_set_state(rec, REC_UNSTABLE);
+  rec->seq = (uint8_t)e->scan.seqnr;
+  e->unstable.pages_unshared++;
   return SP_NIL;
+}
+
+/* In the unstable index as it stands: of this pass while one runs, of the
+ * pass just completed between passes (the index is emptied when the next
+ * one starts). */
+static bool indexed_now(const struct sp_engine *e, const struct sp_rec *rec) {
+  return rec->seq == (uint8_t)(e->scan.cur.in_pass ? e->scan.seqnr : e->scan.seqnr - 1);
+}
+
+bool sp__unstable_holds(struct sp_engine *e, const void *page, uint64_t hash) {
+  struct sp_index_probe probe;
+  sp__index_probe_init(&e->unstable.index, hash, &probe);
+  for (;;) {
+    uint32_t ref = sp__index_probe_next(&e->unstable.index, &probe, &e->unstable.compares);
+    if (ref == SP_NIL) return false;
+    struct sp_rec *rec = sp__rec_get(e, ref);
+    if (rec->csum != (uint32_t)hash || sp__rec_state(rec) != REC_UNSTABLE || !indexed_now(e, rec))
+      continue;
+    const void *guest = sp__read_ref(e, ref, e->acc.page_buf);
+    if (guest && sp__pages_equal(e, page, guest)) return true;
+  }
+}
+
+size_t sp__unstable_bytes(const struct sp_engine *e) {
+  return sp__index_bytes(&e->unstable.index);
 }

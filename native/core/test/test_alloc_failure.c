@@ -112,30 +112,30 @@ static uint32_t value_is_low(void *ctx, uint32_t value) { return value; }
 static bool holds(const struct sp_index *ix, uint64_t hash, uint32_t value) {
   struct sp_index_probe p;
   uint64_t examined = 0;
-  sp_index_probe_init(ix, hash, &p);
-  for (uint32_t v; (v = sp_index_probe_next(ix, &p, &examined)) != UINT32_MAX;)
+  sp__index_probe_init(ix, hash, &p);
+  for (uint32_t v; (v = sp__index_probe_next(ix, &p, &examined)) != UINT32_MAX;)
     if (v == value) return true;
   return false;
 }
 
-/* sp_index_reset() promises an empty index even when it cannot get the
+/* sp__index_reset() promises an empty index even when it cannot get the
  * larger table it wants: entries of the previous pass must not survive
  * (their records may be gone by now). */
 static void reset_empties_on_enomem(void) {
   struct sp_index ix;
-  sp_index_init(&ix, value_is_low, NULL);
-  CHECK_OK(sp_index_reset(&ix, 10));
-  for (uint32_t v = 1; v <= 10; v++) CHECK_OK(sp_index_insert(&ix, (uint64_t)v << 32 | v, v));
+  sp__index_init(&ix, value_is_low, NULL);
+  CHECK_OK(sp__index_reset(&ix, 10));
+  for (uint32_t v = 1; v <= 10; v++) CHECK_OK(sp__index_insert(&ix, (uint64_t)v << 32 | v, v));
   failing = true;
-  int err = sp_index_reset(&ix, 100000);
+  int err = sp__index_reset(&ix, 100000);
   failing = false;
   CHECK_EQ(err, -ENOMEM);
   CHECK_EQ(ix.used, 0);
   for (uint32_t v = 1; v <= 10; v++) CHECK(!holds(&ix, (uint64_t)v << 32 | v, v));
   /* Still usable. */
-  CHECK_OK(sp_index_insert(&ix, (uint64_t)7 << 32 | 7, 7));
+  CHECK_OK(sp__index_insert(&ix, (uint64_t)7 << 32 | 7, 7));
   CHECK(holds(&ix, (uint64_t)7 << 32 | 7, 7));
-  sp_index_free(&ix);
+  sp__index_free(&ix);
 }
 
 int main(void) {

@@ -238,15 +238,15 @@ static void hash_implementations_agree(void) {
   for (uint64_t seed = 0; seed < 200; seed++) {
     sp_test_fill(p, seed);
     if (seed % 7 == 0) memset(p, 0, SP_PAGE_SIZE);
-    uint64_t h = sp_hash_page_with(p, 0);
-    CHECK_EQ(sp_hash_page_with(p, 1), h);
-    CHECK_EQ(sp_hash_page_with(p, 2), h);
+    uint64_t h = sp__hash_page_with(p, 0);
+    CHECK_EQ(sp__hash_page_with(p, 1), h);
+    CHECK_EQ(sp__hash_page_with(p, 2), h);
     CHECK_EQ(sp_page_hash(p), h);
     p[seed * 13 % SP_PAGE_SIZE] ^= (unsigned char)(1u << (seed % 8));
-    CHECK(sp_hash_page_with(p, 0) != h);
+    CHECK(sp__hash_page_with(p, 0) != h);
   }
   memset(p, 0, SP_PAGE_SIZE);
-  CHECK_EQ(sp_hash_page(p), sp_hash_zero_page());
+  CHECK_EQ(sp__hash_page(p), sp__hash_zero_page());
   sp_test_free_pages(p, 1);
 }
 

@@ -25,7 +25,7 @@ static void smaps_of_this_process(void) {
   fclose(f);
   struct sp_vma *v;
   size_t nv;
-  CHECK_OK(sp_smaps_parse(text, n, &v, &nv));
+  CHECK_OK(sp__smaps_parse(text, n, &v, &nv));
   int found = 0;
   for (size_t i = 0; i < nv; i++) {
     CHECK(v[i].vmflags & VMF_SEEN);
@@ -57,7 +57,7 @@ static void smaps_edge_cases(void) {
       "VmFlags: ex\n";
   struct sp_vma *v;
   size_t n;
-  CHECK_OK(sp_smaps_parse(text, sizeof text - 1, &v, &n));
+  CHECK_OK(sp__smaps_parse(text, sizeof text - 1, &v, &n));
   CHECK_EQ(n, 4);
   CHECK(v[0].vmflags & VMF_MG);
   CHECK(v[0].vmflags & VMF_WR);
@@ -67,9 +67,9 @@ static void smaps_edge_cases(void) {
   CHECK(v[2].vmflags & VMF_DP); /* MAP_DROPPABLE: KSM never merges it */
   CHECK(v[3].special);
   free(v);
-  CHECK_EQ(sp_smaps_parse("garbage\nmore garbage", 20, &v, &n), -EINVAL);
+  CHECK_EQ(sp__smaps_parse("garbage\nmore garbage", 20, &v, &n), -EINVAL);
   /* Truncated in the middle of a header: the complete entries survive. */
-  CHECK_OK(sp_smaps_parse(text, 60, &v, &n));
+  CHECK_OK(sp__smaps_parse(text, 60, &v, &n));
   CHECK_EQ(n, 1);
   free(v);
 }
@@ -91,7 +91,7 @@ static void qemu_ram_sizes(void) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     int is_qemu = -1;
-    CHECK_EQ(sp_qemu_ram_bytes(cases[i].argv, cases[i].len, &is_qemu), cases[i].want);
+    CHECK_EQ(sp__qemu_ram_bytes(cases[i].argv, cases[i].len, &is_qemu), cases[i].want);
     CHECK_EQ(is_qemu, cases[i].qemu);
   }
 }
@@ -123,9 +123,9 @@ static size_t build_core(uint8_t *buf, size_t cap) {
 static void elf_core_ranges(void) {
   uint8_t *buf = calloc(1, 0x8000);
   size_t size = build_core(buf, 0x8000);
-  struct sp_range_spec *r;
+  struct sp__elf_range *r;
   size_t n;
-  CHECK_OK(sp_elf_ranges(buf, size, size, &r, &n));
+  CHECK_OK(sp__elf_ranges(buf, size, size, &r, &n));
   CHECK_EQ(n, 2);
   /* Sorted by guest-physical address; memsz beyond filesz is absent. */
   CHECK_EQ(r[0].start, 0);
@@ -135,10 +135,10 @@ static void elf_core_ranges(void) {
   CHECK_EQ(r[1].npages, 4);
   free(r);
   /* A segment past the end of the file is malformed. */
-  CHECK_EQ(sp_elf_ranges(buf, size, 0x6000, &r, &n), -ENOEXEC);
+  CHECK_EQ(sp__elf_ranges(buf, size, 0x6000, &r, &n), -ENOEXEC);
   ((Elf64_Ehdr *)buf)->e_type = ET_EXEC;
-  CHECK_EQ(sp_elf_ranges(buf, size, size, &r, &n), -ENOEXEC);
-  CHECK_EQ(sp_elf_header_span(buf, 10), -ENOEXEC);
+  CHECK_EQ(sp__elf_ranges(buf, size, size, &r, &n), -ENOEXEC);
+  CHECK_EQ(sp__elf_header_span(buf, 10), -ENOEXEC);
   free(buf);
 }
 

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "sources.h"
+#include "engine.h"
 
 #define PAGES 8
 
@@ -52,13 +52,13 @@ static const struct sp_source_ops flaky_ops = {.ranges = flaky_ranges,
                                                .destroy = flaky_destroy};
 
 static struct flaky *add_flaky(sp_engine *e, unsigned char *mem, uint32_t *id) {
-  struct sp_source *src = sp_source_new(SP_SOURCE_PROCESS, "flaky", "flaky");
+  struct sp_source *src = sp__source_new(SP_SOURCE_PROCESS, "flaky", "flaky");
   struct flaky *f = calloc(1, sizeof *f);
   if (!src || !f) abort();
   f->mem = mem;
   src->ops = &flaky_ops;
   src->impl = f;
-  if (sp_source_attach(e, src, id)) abort();
+  if (sp__source_attach(e, src, id)) abort();
   return f;
 }
 

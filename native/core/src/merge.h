@@ -1,0 +1,37 @@
+/*
+ * merge.h - what happens to one page: cmp_and_merge_page() (mm/ksm.c,
+ * 6.12) with zero pages, the smart-scan schedule and lookahead in front of
+ * the index searches; and taking a page out of every index when it goes.
+ * Changes e->merge only (pages_scanned, pages_skipped, ksm_zero_pages,
+ * lookahead, pages_lost, pages_unread) and each source's zero_pages and
+ * pages_lost.
+ */
+#ifndef SP_MERGE_H
+#define SP_MERGE_H
+
+#include "internal.h"
+
+#pragma GCC visibility push(hidden)
+
+/* Visits a page read in this pass (ref's record is not REC_NONE). */
+void sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
+                     uint32_t range, uint64_t page_index, const void *page);
+/* A page not read because it was not written since its previous visit
+ * (soft-dirty): a merged page is still merged, a zero-merged one still on
+ * the zero page.  Only for REC_STABLE and REC_ZERO records. */
+void sp__merge_unread(struct sp_engine *e, uint32_t ref);
+/* should_skip_rmap_item() for a page that is not merged: true when smart
+ * scan skips it this pass (it leaves the unstable index). */
+bool sp__merge_smart_skip(struct sp_engine *e, uint32_t ref);
+/* A tracked page that is no longer there (or left apart): out of every
+ * index, its record released.  An rmap item counts as lost when `lost`. */
+void sp__merge_forget(struct sp_engine *e, uint32_t ref, bool lost);
+/* The same for every tracked page in [from, to) of a range. */
+void sp__merge_forget_span(struct sp_engine *e, uint32_t range_id, uint64_t from,
+                           uint64_t to, bool lost);
+/* Lookahead starts afresh (new pass, sources changed). */
+void sp__merge_reset_lookahead(struct sp_engine *e);
+
+#pragma GCC visibility pop
+
+#endif

@@ -26,8 +26,22 @@ function killAllSync(): void {
   owned.clear();
 }
 
-function onSignal(sig: NodeJS.Signals): void {
+/** More work for the same moments, run after the guests are killed (e.g. removing their cgroup). */
+const finalizers: (() => void)[] = [];
+
+function runAllSync(): void {
   killAllSync();
+  for (const f of finalizers) {
+    try {
+      f();
+    } catch (e) {
+      process.stderr.write(`${(e as Error).message}\n`);
+    }
+  }
+}
+
+function onSignal(sig: NodeJS.Signals): void {
+  runAllSync();
   // With our listener gone and no other, re-raising gives the default action (exit by signal).
   process.removeListener(sig, onSignal);
   if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
@@ -36,10 +50,19 @@ function onSignal(sig: NodeJS.Signals): void {
 function install(): void {
   if (installed) return;
   installed = true;
-  process.on('exit', killAllSync);
+  process.on('exit', runAllSync);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
   // The monitor runs before Node's own handling and does not swallow the exception.
-  process.on('uncaughtExceptionMonitor', killAllSync);
+  process.on('uncaughtExceptionMonitor', runAllSync);
+}
+
+/**
+ * Run `fn` (synchronous, idempotent) whenever the guests would be killed: on exit, on
+ * SIGINT/SIGTERM/SIGHUP, on an uncaught exception; after the guests are killed.
+ */
+export function atEnd(fn: () => void): void {
+  install();
+  if (!finalizers.includes(fn)) finalizers.push(fn);
 }
 
 export function own(o: Owned): void {

@@ -35,6 +35,17 @@ export interface GuestSpec {
   qemuArgs?: string[];
   /** Appended to the guest kernel command line. */
   kernelArgs?: string;
+  /**
+   * A cgroup directory (v1 or v2) QEMU joins before exec (sp-launch --cgroup), so its RAM and the
+   * host page cache it fills reading its disks are charged there; see cgroup.ts.
+   */
+  cgroup?: string;
+  /**
+   * TCG's translation cache in MiB (QEMU's default reserves up to 1 GiB, and a guest running a
+   * compiler fills hundreds of MiB of it: QEMU's RSS then far exceeds guest RAM, which matters
+   * inside a memory cgroup). Default: QEMU's own.
+   */
+  tbSizeMiB?: number;
   /** How long boot + fill may take (default 180 s: TCG on two busy cores is slow). */
   readyTimeoutMs?: number;
 }
@@ -96,6 +107,12 @@ export function validateSpec(spec: GuestSpec): void {
     if (!existsSync(d.path) || !statSync(d.path).isFile()) bad(`${who}: disk image ${d.path} does not exist or is not a file; create it first`);
   }
   if (spec.readyTimeoutMs !== undefined && !(spec.readyTimeoutMs > 0)) bad(`${who}: readyTimeoutMs must be positive`);
+  if (spec.tbSizeMiB !== undefined && !(Number.isSafeInteger(spec.tbSizeMiB) && spec.tbSizeMiB >= 8 && spec.tbSizeMiB <= 4096)) {
+    bad(`${who}: tbSizeMiB must be a whole number from 8 to 4096, got ${String(spec.tbSizeMiB)}`);
+  }
+  if (spec.cgroup !== undefined && !existsSync(path.join(spec.cgroup, 'cgroup.procs'))) {
+    bad(`${who}: cgroup ${spec.cgroup} has no cgroup.procs; create it first (scripts/qemu/cgroup.ts)`);
+  }
 }
 
 /** QEMU option values separate with commas; a literal comma is written twice. */
@@ -116,7 +133,7 @@ function qemuArgs(lab: Lab, spec: GuestSpec, runDir: string): string[] {
   ].join(' ');
   const args = [
     '-name', `guest=${qv(spec.name)}`,
-    '-accel', 'tcg',
+    '-accel', spec.tbSizeMiB === undefined ? 'tcg' : `tcg,tb-size=${spec.tbSizeMiB}`,
     '-m', String(spec.memMiB),
     '-smp', '1',
     // No default devices and no VGA: no 16 MiB video RAM block beside guest RAM.
@@ -295,7 +312,14 @@ export function sweepStaleRunDirs(): string[] {
 export async function startGuest(lab: Lab, spec: GuestSpec): Promise<Guest> {
   const runDir = mkdtempSync(path.join(os.tmpdir(), `${RUN_PREFIX}${spec.name}-`));
   writeFileSync(path.join(runDir, 'owner'), String(process.pid));
-  const launchArgs = [...(spec.thp ? [] : ['--no-thp']), '--die-with-parent', '--', lab.qemu, ...qemuArgs(lab, spec, runDir)];
+  const launchArgs = [
+    ...(spec.thp ? [] : ['--no-thp']),
+    '--die-with-parent',
+    ...(spec.cgroup === undefined ? [] : ['--cgroup', spec.cgroup]),
+    '--',
+    lab.qemu,
+    ...qemuArgs(lab, spec, runDir),
+  ];
   const started = Date.now();
   const child = spawn(lab.helpers.launch, launchArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) {

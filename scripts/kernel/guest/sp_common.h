@@ -89,6 +89,7 @@ void sp_mount(const char *src, const char *dst, const char *type);
 
 /* The areas, each in its own file. */
 void sp_check_lookahead(void);		/* sp_lookahead.c */
+void sp_lookahead_bench(const char *cmdline);	/* sp_lookahead.c */
 void sp_check_exclusive_cache(void);	/* sp_exclusive_cache.c */
 void sp_hints(const char *cmdline);	/* sp_hints.c */
 

@@ -21,6 +21,8 @@ int main(void)
 
 	if (strstr(cmdline, "sp_mode=hints")) {
 		sp_hints(cmdline);
+	} else if (strstr(cmdline, "sp_mode=lookahead-bench")) {
+		sp_lookahead_bench(cmdline);
 	} else {
 		sp_check_lookahead();
 		sp_check_exclusive_cache();

@@ -213,7 +213,7 @@ test.serial('with advisor "on" the kernel scan-time advisor sets the rate inside
 
 test('metrics: one read of each source per scrape, prom-client through its public entry only', async (t) => {
   const { createMetrics } = await import('../lib/agent/metrics.js');
-  const calls = { readKsm: 0, ksmdCpuSeconds: 0, cowKsm: 0, vmSavings: 0, vmPolicies: 0, crossTenant: 0, agent: 0 };
+  const calls = { readKsm: 0, ksmdCpuSeconds: 0, cowKsm: 0, vmSavings: 0, vmPolicies: 0, crossTenant: 0, fingerprints: 0, agent: 0 };
   const ksm = await readKsm();
   const endpoint = createMetrics({
     readKsm: () => (calls.readKsm++, Promise.resolve(ksm)),
@@ -222,13 +222,67 @@ test('metrics: one read of each source per scrape, prom-client through its publi
     vmSavings: () => (calls.vmSavings++, Promise.resolve({ vms: [], otherBytes: 0, generalProfit: 0 })),
     vmPolicies: () => (calls.vmPolicies++, []),
     crossTenant: () => (calls.crossTenant++, []),
+    fingerprints: () => (calls.fingerprints++, undefined),
     agent: () => (calls.agent++, { cpuBudget: 0.2, ticks: 1, settingWrites: 0, errors: 0, tenantWarnings: 0, cacheBytesReclaimed: 0, startedAt: Date.now() }),
   });
   const text = await endpoint.metrics();
-  t.deepEqual(calls, { readKsm: 1, ksmdCpuSeconds: 1, cowKsm: 1, vmSavings: 1, vmPolicies: 1, crossTenant: 1, agent: 1 });
+  t.deepEqual(calls, { readKsm: 1, ksmdCpuSeconds: 1, cowKsm: 1, vmSavings: 1, vmPolicies: 1, crossTenant: 1, fingerprints: 1, agent: 1 });
   t.is(parseSamples(text).get('node_ksmd_pages_to_scan'), ksm.settings.pages_to_scan);
   t.regex(endpoint.contentType, /^text\/plain; version=0\.0\.4/);
   // The compiled agent requires 'prom-client' itself, never a file inside it.
   const src = await readFile(path.resolve(__dirname, '../lib/agent/metrics.js'), 'utf8');
   t.deepEqual([...src.matchAll(/require\("(prom-client[^"]*)"\)/g)].map((m) => m[1]), ['prom-client']);
+});
+
+test('metrics: per-VM fingerprint figures from the latest sketches, names escaped, none without sketches', async (t) => {
+  const { createMetrics } = await import('../lib/agent/metrics.js');
+  const { encodeSketches } = await import('../lib/fingerprint/file.js');
+  const { keyIdOf, sketchBuffer } = await import('../lib/index.js');
+  const raw = Buffer.alloc(32, 7);
+  const key = { key: raw, id: keyIdOf(raw), path: '(test)' };
+  // web: 300 distinct pages, 100 copies of one more, 50 zero pages; a hostile name: 40 distinct pages.
+  const pageOf = (family: number, i: number): Buffer => {
+    const p = Buffer.alloc(4096);
+    p.writeUInt32LE(family, 0);
+    p.writeUInt32LE(i, 4);
+    return p;
+  };
+  const web = Buffer.concat([...Array.from({ length: 300 }, (_, i) => pageOf(1, i)), ...Array.from({ length: 100 }, () => pageOf(2, 0)), Buffer.alloc(50 * 4096)]);
+  const evilName = 'db"\\\n{x="1"}';
+  const now = Date.now();
+  const sketches = [
+    { ...sketchBuffer(web, key, { name: 'web', host: 'h1' }, 1024), takenAt: now - 30_000, swappedPages: 0 },
+    { ...sketchBuffer(Buffer.concat(Array.from({ length: 40 }, (_, i) => pageOf(3, i))), key, { name: evilName, host: 'h1' }, 1024), takenAt: now - 5_000, swappedPages: 0 },
+  ];
+  let snapshot: import('../lib/agent/fingerprints.js').FingerprintSnapshot | undefined;
+  const endpoint = createMetrics({
+    readKsm: () => readKsm(),
+    ksmdCpuSeconds: () => Promise.resolve(1),
+    cowKsm: () => Promise.resolve(2),
+    vmSavings: () => Promise.resolve({ vms: [], otherBytes: 0, generalProfit: 0 }),
+    vmPolicies: () => [],
+    crossTenant: () => [],
+    fingerprints: () => snapshot,
+    agent: () => ({ cpuBudget: 0.2, ticks: 1, settingWrites: 0, errors: 0, tenantWarnings: 0, cacheBytesReclaimed: 0, startedAt: Date.now() }),
+  });
+  const before = await endpoint.metrics();
+  t.notRegex(before, /^samepage_vm_fingerprint_\w+\{/m, 'no per-VM sample before the first sketch');
+  t.notRegex(before, /^samepage_fingerprint_run_seconds /m);
+  t.regex(before, /^# TYPE samepage_vm_fingerprint_pages gauge$/m);
+
+  snapshot = { keyId: key.id, host: 'h1', startedAt: now - 31_000, finishedAt: now - 4_000, sketches, failures: [], bytes: encodeSketches(sketches, 'h1') };
+  const text = await endpoint.metrics();
+  const m = parseSamples(text);
+  t.is(m.get('samepage_vm_fingerprint_pages{vm="web"}'), 450);
+  t.is(m.get('samepage_vm_fingerprint_zero_pages{vm="web"}'), 50);
+  t.is(m.get('samepage_vm_fingerprint_distinct_estimate{vm="web"}'), 301);
+  const age = m.get('samepage_vm_fingerprint_sketch_age_seconds{vm="web"}') ?? 0;
+  t.true(age >= 30 && age < 40, `age ${age}`);
+  t.is(m.get('samepage_fingerprint_run_seconds'), 27);
+  // The hostile name stays one label value on one line: quote, backslash and newline escaped.
+  t.true(text.includes('samepage_vm_fingerprint_pages{vm="db\\"\\\\\\n{x=\\"1\\"}"} 40'), text.split('\n').filter((l) => l.includes('fingerprint_pages')).join('\n'));
+  t.false(text.split('\n').some((l) => l.startsWith('{x=')), 'no forged line');
+  // A VM gone from the next sketches loses its series.
+  snapshot = { ...snapshot, sketches: sketches.slice(0, 1) };
+  t.notRegex(await endpoint.metrics(), /^samepage_vm_fingerprint_pages\{vm="db/m);
 });

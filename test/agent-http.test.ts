@@ -277,7 +277,7 @@ test('listen 0.0.0.0 without a token: a warning naming /metrics, /api/vms and to
   const warning = open.log.find((l) => l.startsWith('ksm-agent warning: listening on http://0.0.0.0:'));
   t.truthy(warning, open.log.join('\n'));
   t.regex(warning as string, /\/metrics, which exposes per-VM data/);
-  t.regex(warning as string, /\/api\/vms and \/api\/matrix \(which VMs share pages with which\) are refused/);
+  t.regex(warning as string, /\/api\/vms, \/api\/matrix and \/api\/fingerprint \(which VMs share pages with which\) are refused/);
   t.regex(warning as string, /set "tokenFile"/);
   // Traffic only to 127.0.0.1 (0.0.0.0 includes it).
   const vms = await get(open.server.port, '/api/vms');

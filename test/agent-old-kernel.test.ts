@@ -124,6 +124,7 @@ test('metrics on 6.1: what the kernel lacks has no sample (not a made-up 0), the
     vmSavings: async () => attributeSavings([], hostSavings((await readKsm({ root })).counters).bytes),
     vmPolicies: () => [],
     crossTenant: () => [],
+    fingerprints: () => undefined,
     agent: () => agent,
   });
   const text = await endpoint.metrics();

@@ -23,6 +23,7 @@ import type { CrossTenantSharing } from '../tenants.js';
 import { VmWatch } from './vm-watch.js';
 import type { VmView } from './vm-watch.js';
 import { USER_HZ, readVmstat } from '../procfs.js';
+import { FingerprintService } from './fingerprints.js';
 
 /** Re-list VMs at most this often (unless woken by SIGUSR1). */
 const VM_REFRESH_MS = 10_000;
@@ -46,6 +47,8 @@ export class Agent {
   readonly policy: Policy;
   readonly counters: AgentCounters = { ticks: 0, settingWrites: 0, errors: 0, tenantWarnings: 0, cacheBytesReclaimed: 0 };
   readonly startedAt = Date.now();
+  /** The VM sketches of /api/fingerprint and their metrics; the daemon starts and stops its schedule. */
+  readonly fingerprints: FingerprintService;
   lastSample: Sample | undefined;
   lastDecision: Decision | undefined;
   lastPressure: Pressure | undefined;
@@ -67,6 +70,7 @@ export class Agent {
     this.history = new History(cfg.historySamples);
     this.policy = new Policy(cfg);
     this.watch = new VmWatch((vm) => optedOut(vm, this.cfg).out);
+    this.fingerprints = new FingerprintService(cfg.fingerprint, log);
   }
 
   get config(): AgentConfig {
@@ -76,6 +80,7 @@ export class Agent {
   reconfigure(cfg: AgentConfig): void {
     this.cfg = cfg;
     this.policy.reconfigure(cfg);
+    this.fingerprints.reconfigure(cfg.fingerprint);
     this.attribution = undefined;
   }
 
@@ -292,11 +297,13 @@ export class Agent {
           return { vm: vmLabel(vm), optedOut: optedOut(vm, this.cfg).out, ...(tenant === undefined ? {} : { tenant }) };
         }),
       crossTenant: () => this.crossTenant.map((c) => ({ vm: c.vm, peer: c.peer, pages: c.pages })),
+      fingerprints: () => this.fingerprints.current(),
       agent: () => this.snapshot(),
     };
   }
 
   async close(): Promise<void> {
+    await this.fingerprints.stop();
     const s = this.scanner;
     this.scanner = undefined;
     if (s !== undefined) await s.close();

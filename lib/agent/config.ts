@@ -4,6 +4,8 @@
 import { SETTING_NAMES, formatSetting } from '../ksm-files.js';
 import type { KsmSettings, SettingName } from '../ksm-files.js';
 import { DEFAULT_CONFIG_PATH, DEFAULT_LOCK_FILE, DEFAULT_STATE_FILE, UNMERGE_RESERVE_PERCENT } from '../paths.js';
+import { DEFAULT_KEY_PATH } from '../fingerprint/key.js';
+import { MAX_ENTRIES, MIN_ENTRIES } from '../fingerprint/sketch.js';
 import { readOwnFile } from '../safe-files.js';
 import type { VmPolicy } from '../tenants.js';
 import { ConfigError } from './config-error.js';
@@ -21,6 +23,18 @@ export interface CacheConfig {
   dryRun: boolean;
   /** VM names or pids; empty = every VM. */
   vms: string[];
+}
+
+/** The sketches served at /api/fingerprint and their per-VM metrics (lib/agent/fingerprints.ts). */
+export interface FingerprintConfig {
+  /** Sketch at all (only while the key file exists). */
+  enabled: boolean;
+  /** The shortest time between the starts of two sketches of every VM. */
+  intervalSeconds: number;
+  /** The fleet key (ksm-agent fingerprint --init-key); no file, no sketches. */
+  keyFile: string;
+  /** k, the most entries a sketch keeps; null: one per 64 pages of guest RAM, 4096..65536. */
+  entries: number | null;
 }
 
 export interface AgentConfig {
@@ -55,6 +69,7 @@ export interface AgentConfig {
   vms: Record<string, VmPolicy>;
   settings: KsmSettings;
   cache: CacheConfig;
+  fingerprint: FingerprintConfig;
 }
 
 export const DEFAULTS: AgentConfig = {
@@ -87,6 +102,7 @@ export const DEFAULTS: AgentConfig = {
   vms: {},
   settings: {},
   cache: { enabled: false, intervalSeconds: 600, dryRun: false, vms: [] },
+  fingerprint: { enabled: true, intervalSeconds: 3600, keyFile: DEFAULT_KEY_PATH, entries: null },
 };
 
 type Check = (value: unknown, where: string) => unknown;
@@ -193,6 +209,21 @@ const cacheCheck: Check = (v, where) => {
   return out;
 };
 
+const fingerprintCheck: Check = (v, where) => {
+  const keys = '"enabled", "intervalSeconds", "keyFile", "entries"';
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, `must be an object { ${keys} }`, v);
+  const out: FingerprintConfig = { ...DEFAULTS.fingerprint };
+  for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
+    const w = sub(where, k);
+    if (k === 'enabled') out.enabled = bool(val, w) as boolean;
+    else if (k === 'intervalSeconds') out.intervalSeconds = num(10, 7 * 86400)(val, w) as number;
+    else if (k === 'keyFile') out.keyFile = path(val, w) as string;
+    else if (k === 'entries') out.entries = val === null ? null : (num(MIN_ENTRIES, MAX_ENTRIES, true)(val, w) as number);
+    else fail(w, `is not a fingerprint key; allowed: ${keys}`, val);
+  }
+  return out;
+};
+
 const SCHEMA: Record<keyof AgentConfig, Check> = {
   intervalSeconds: num(0.2, 60),
   thresholdPercent: num(0, 100, true),
@@ -223,6 +254,7 @@ const SCHEMA: Record<keyof AgentConfig, Check> = {
   vms: vmsCheck,
   settings: settingsCheck,
   cache: cacheCheck,
+  fingerprint: fingerprintCheck,
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof AgentConfig)[];

@@ -100,6 +100,7 @@ function logConfig(loaded: LoadedConfig, log: Logger): void {
     cpu_budget_percent: c.cpuBudgetPercent,
     interval_s: c.intervalSeconds,
     advisor: c.advisor,
+    fingerprint: c.fingerprint.enabled ? `every ${c.fingerprint.intervalSeconds} s or more, key ${c.fingerprint.keyFile}` : 'off',
   });
   for (const key of loaded.ksmtuned?.ignored ?? []) {
     log.info(`${loaded.ksmtuned?.path}: ${key} is not used: ${KSMTUNED_IGNORED[key] ?? ''}`);
@@ -152,7 +153,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
       let rc = code;
       // Every job disarmed and its run in progress finished, and the chain of ticks and setting
       // writes drained: nothing writes KSM after the restore below.
-      await Promise.all([...[...jobs.values()].map((j) => j.stop()), ...retired]);
+      await Promise.all([...[...jobs.values()].map((j) => j.stop()), ...retired, agent?.fingerprints.stop()]);
       await inFlight;
       if (snapshot !== undefined) {
         try {
@@ -326,6 +327,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<number> {
     await runTick(true);
     log.notice('started', { pid: process.pid, state: a.lastDecision?.state, advisor_available: a.hasAdvisor });
     syncJobs(cfg);
+    // The first sketch run starts now, in the background (fingerprints.ts: its own schedule).
+    if (!shuttingDown) a.fingerprints.start();
     if (earlyUsr1 > 0) onUsr1();
     if (earlyHup > 0) onHup();
   } catch (err) {

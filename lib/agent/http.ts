@@ -5,7 +5,7 @@
 //   400  two Host headers; 403 a Host header that does not name this agent (DNS rebinding: http-host.ts)
 //   405  any method but GET and HEAD; 413 a GET that carries a body (neither body is read)
 //   401  no valid token, when "tokenFile" is set (every route but the public /healthz)
-//   403  side-channel routes (/api/vms, /api/matrix) on a non-loopback listen without a token
+//   403  side-channel routes (/api/vms, /api/matrix, /api/fingerprint) on a non-loopback listen without a token
 // and the server itself bounds connections, header size and the time a request may take
 // (slowloris), answering 431 and 408 itself. A handler that throws gives `500 internal error`:
 // the message, which may name files or pids, goes to the log only.
@@ -261,7 +261,7 @@ function warnExposed(log: Logger, url: string, withToken: boolean): void {
   }
   log.warning(
     `listening on ${url}, not a loopback address, without a token: anyone who reaches it reads /metrics, which exposes per-VM data (each VM's merged pages and savings, cross-tenant sharing); ` +
-      `/api/vms and /api/matrix (which VMs share pages with which) are refused until "tokenFile" is set; set "tokenFile" to a root-only file holding a token, or listen on 127.0.0.1`,
+      `/api/vms, /api/matrix and /api/fingerprint (which VMs share pages with which) are refused until "tokenFile" is set; set "tokenFile" to a root-only file holding a token, or listen on 127.0.0.1`,
   );
 }
 

@@ -13,6 +13,8 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import type { KsmState } from '../sysfs.js';
 import type { Attribution } from '../attribution.js';
 import type { Decision, Pressure } from './policy.js';
+import type { FingerprintSnapshot } from './fingerprints.js';
+import { distinctEstimate } from '../fingerprint/sketch.js';
 
 /** What the metrics read from the running agent at scrape time. */
 export interface MetricsSource {
@@ -26,6 +28,8 @@ export interface MetricsSource {
   /** Tenants, opt-outs and cross-tenant sharing, by VM label. */
   vmPolicies(): { vm: string; tenant?: string; optedOut: boolean }[];
   crossTenant(): { vm: string; peer: string; pages: number }[];
+  /** The daemon's latest VM sketches (fingerprints.ts), kept between runs; undefined when none. */
+  fingerprints(): FingerprintSnapshot | undefined;
   agent(): AgentSnapshot;
 }
 
@@ -192,6 +196,34 @@ function vmCollector(registry: Registry, series: Series, src: MetricsSource): Co
   };
 }
 
+/**
+ * Per VM, the summary figures of the daemon's latest sketches (no sketching at scrape time: the
+ * sketches are taken on their own schedule, fingerprints.ts). VM labels are the sketches' names,
+ * the same bounded labels as the other per-VM series; prom-client escapes them.
+ */
+function fingerprintCollector(registry: Registry, series: Series, src: MetricsSource): Collect {
+  const perVm = (name: string, help: string) => new Gauge({ name, help, labelNames: ['vm'], registers: [registry] });
+  const pages = perVm('samepage_vm_fingerprint_pages', 'Resident pages of this VM KSM would scan (guest RAM and ROMs), at its latest sketch.');
+  const zero = perVm('samepage_vm_fingerprint_zero_pages', 'Of those, zero-filled pages (zero subpages of huge pages included), at its latest sketch.');
+  const distinct = perVm('samepage_vm_fingerprint_distinct_estimate', 'Distinct non-zero page contents of this VM, estimated from its sketch (exact for a complete sketch).');
+  const age = perVm('samepage_vm_fingerprint_sketch_age_seconds', 'Seconds since this VM was sketched.');
+  const duration = series.gauge('samepage_fingerprint_run_seconds', 'How long the latest run that sketched every VM took (about 2 s per GiB of guest RAM).');
+  return () => {
+    const f = src.fingerprints();
+    const now = Date.now();
+    for (const g of [pages, zero, distinct, age]) g.reset();
+    for (const s of f?.sketches ?? []) {
+      const vm = { vm: s.name };
+      pages.set(vm, s.pages);
+      zero.set(vm, s.zeroPages + s.thpZeroPages);
+      distinct.set(vm, Math.round(distinctEstimate(s)));
+      age.set(vm, Math.max(0, (now - s.takenAt) / 1000));
+    }
+    duration(f === undefined ? undefined : (f.finishedAt - f.startedAt) / 1000);
+    return Promise.resolve();
+  };
+}
+
 /** The agent's own state and counters, and the standard process_* series: one snapshot. */
 function agentCollector(series: Series, src: MetricsSource): Collect {
   const state = series.oneHot('samepage_agent_state', 'The policy state: off (no memory pressure), merging, settled (nothing more to gain).', 'state', ['off', 'merging', 'settled']);
@@ -247,7 +279,7 @@ function agentCollector(series: Series, src: MetricsSource): Collect {
 export function createMetrics(src: MetricsSource): MetricsEndpoint {
   const registry = new Registry();
   const series = new Series(registry);
-  const collectors = [ksmCollector(registry, series, src), vmCollector(registry, series, src), agentCollector(series, src)];
+  const collectors = [ksmCollector(registry, series, src), vmCollector(registry, series, src), fingerprintCollector(registry, series, src), agentCollector(series, src)];
   return {
     contentType: registry.contentType,
     async metrics() {

@@ -5,11 +5,18 @@
 //   /api/vms         per-VM savings: the rows of `ksm-agent vms --json`
 //   /api/matrix      VM-by-VM shared KSM pages, from the live page tables
 //   /api/cache       the exclusive-cache scrub: configuration and bytes reclaimed
-// Shapes: api-types.ts. Errors: {"error": "..."} with 400 (bad query) or 404 (no such endpoint).
+//   /api/fingerprint every VM's page-content sketch: the bytes `ksm-agent fingerprint --out` writes
+//                    (application/octet-stream), taken by the daemon on its own schedule
+//                    (lib/agent/fingerprints.ts); the headers say how old they are
+// Shapes: api-types.ts. Errors: {"error": "..."} with 400 (bad query) or 404 (no such endpoint);
+// /api/fingerprint answers 503 (with Retry-After) while it has no sketch: no key file, the first
+// run not finished, or runs failing; 404 when fingerprints are off in the config.
 //
-// Who can read them. /api/vms and /api/matrix are side-channel data: which VMs share how many
-// pages with which, exactly what a cross-VM deduplication attack (CAIN, Dedup Est Machina, VUsion)
-// wants to know before timing writes. They are served:
+// Who can read them. /api/vms, /api/matrix and /api/fingerprint are side-channel data: which VMs
+// share how many pages with which (the sketches let anyone estimate that for any two VMs), exactly
+// what a cross-VM deduplication attack (CAIN, Dedup Est Machina, VUsion) wants to know before
+// timing writes. The sketches' hashes are keyed, so they reveal no page contents without the fleet
+// key, but they do reveal which VMs hold the same pages. They are served:
 //   - with "tokenFile" set: only to a client sending the token (like every route but /healthz);
 //   - without a token on a loopback listen (the default 127.0.0.1:9662): to every process on the
 //     host, any user, and to guests on QEMU user-mode networking (SLIRP without restrict=on
@@ -30,6 +37,7 @@ import type { CacheResponse, HistoryResponse, IndexResponse, MatrixResponse, Sum
 import { pageCounts } from './sampler.js';
 import { RESOLUTION_SECONDS } from './timeline.js';
 import type { Timeline } from './timeline.js';
+import type { FingerprintView } from '../fingerprints.js';
 
 /** What the endpoints read from the running agent. */
 export interface StatusSource {
@@ -43,10 +51,11 @@ export interface StatusSource {
   pressure(): Pressure | undefined;
   vmSavings(): Promise<Attribution | undefined>;
   vmPolicies(): { vm: string; tenant?: string; optedOut: boolean }[];
+  fingerprints(): FingerprintView;
 }
 
 /** Endpoints whose answers tell which VMs share memory with which (see the top of this file). */
-export const SIDE_CHANNEL_ENDPOINTS = ['/api/vms', '/api/matrix'];
+export const SIDE_CHANNEL_ENDPOINTS = ['/api/vms', '/api/matrix', '/api/fingerprint'];
 
 const ENDPOINTS: IndexResponse['endpoints'] = [
   { path: '/api/summary', what: 'KSM counters read now, the agent state and the last tick rates' },
@@ -54,6 +63,7 @@ const ENDPOINTS: IndexResponse['endpoints'] = [
   { path: '/api/vms', what: 'per-VM savings, the rows of ksm-agent vms --json' },
   { path: '/api/matrix', what: 'VM-by-VM shared KSM pages from the live page tables' },
   { path: '/api/cache', what: 'exclusive-cache scrub: configuration and bytes reclaimed' },
+  { path: '/api/fingerprint', what: 'every VM\'s page-content sketch, the sketch file ksm-agent fingerprint --out writes (binary), for ksm-agent place --from URL' },
 ];
 
 export function json(value: unknown, status = 200): Reply {
@@ -121,6 +131,49 @@ function history(timeline: Timeline, url: URL): Reply {
   return json(body);
 }
 
+/** A file name safe in a Content-Disposition header: the host name, letters, digits, . _ - only. */
+function sketchFileName(host: string): string {
+  const clean = host.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64);
+  return `${clean === '' ? 'host' : clean}.fp`;
+}
+
+/**
+ * The latest sketches, or why there are none. Headers on a 200: Age (seconds since the run that
+ * took them started: the oldest a sketch in it can be), X-Samepage-Sketch-Taken-At and
+ * X-Samepage-Next-Sketch-At (Unix seconds), X-Samepage-Sketch-Max-Age (seconds: the oldest a
+ * sketch served here gets, the schedule's period plus two runs), X-Samepage-Key-Id.
+ */
+function fingerprint(src: StatusSource): Reply {
+  const v = src.fingerprints();
+  const p = v.problem;
+  const retry = String(Math.max(1, Math.min(60, Math.ceil(v.periodSeconds))));
+  if (p?.kind === 'off') return json({ error: 'fingerprints are off in this agent\'s config ("fingerprint": {"enabled": false}); set it to true and reload (SIGHUP)' }, 404);
+  const latest = v.latest;
+  if (latest === undefined) {
+    const unavailable = (error: string, seconds: string): Reply => {
+      const r = json({ error }, 503);
+      return { ...r, headers: { ...r.headers, 'Retry-After': seconds } };
+    };
+    if (p?.kind === 'key') return unavailable(`no sketches: ${p.message}; the agent looks for the key again within a minute`, '60');
+    if (p?.kind === 'failed') return unavailable('no sketches: the last run failed; the agent\'s log says why (journalctl -u ksm-agent)', retry);
+    const since = p?.kind === 'pending' ? Math.round((Date.now() - p.since) / 1000) : 0;
+    return unavailable(`no sketches yet: the first run is under way (${since} s so far, about 2 s per GiB of guest RAM); retry later`, '10');
+  }
+  const now = Date.now();
+  const runSeconds = (latest.finishedAt - latest.startedAt) / 1000;
+  const headers: Record<string, string> = {
+    'Cache-Control': 'no-store',
+    'Content-Disposition': `attachment; filename="${sketchFileName(latest.host)}"`,
+    'Last-Modified': new Date(latest.finishedAt).toUTCString(),
+    Age: String(Math.max(0, Math.floor((now - latest.startedAt) / 1000))),
+    'X-Samepage-Sketch-Taken-At': String(Math.floor(latest.startedAt / 1000)),
+    'X-Samepage-Sketch-Max-Age': String(Math.ceil(v.periodSeconds + 2 * runSeconds)),
+    'X-Samepage-Key-Id': latest.keyId,
+  };
+  if (v.nextAt !== undefined) headers['X-Samepage-Next-Sketch-At'] = String(Math.ceil(v.nextAt / 1000));
+  return { status: 200, contentType: 'application/octet-stream', body: latest.bytes, headers };
+}
+
 /** One handler for every GET under /api/. */
 export function apiHandler(src: StatusSource, timeline: Timeline, matrix: () => Promise<MatrixResponse>): Handler {
   return async (_req, url) => {
@@ -137,6 +190,8 @@ export function apiHandler(src: StatusSource, timeline: Timeline, matrix: () => 
         return json(await matrix());
       case '/api/cache':
         return json(cache(src));
+      case '/api/fingerprint':
+        return fingerprint(src);
       default:
         return json({ error: `no endpoint ${url.pathname}; try ${ENDPOINTS.map((e) => e.path.split('?')[0]).join(', ')}` }, 404);
     }

@@ -34,6 +34,7 @@ export function agentSource(a: Agent): StatusSource {
     pressure: () => a.lastPressure,
     vmSavings: () => a.vmSavings(),
     vmPolicies: () => metrics.vmPolicies(),
+    fingerprints: () => a.fingerprints.view(),
   };
 }
 

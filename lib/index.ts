@@ -61,6 +61,7 @@ export type { EngineCounters, NativeBinding } from './native.js';
 export { Scanner } from './scanner.js';
 export type { CachePassResult, MergeGroup, ProcessSourceOptions, ScanOptions, ScanProgress, ScanResult, ScannerSettings, SourceStats } from './scanner.js';
 export { scrubCache, vmCacheFiles, type ScrubOptions, type ScrubResult } from './exclusive-cache.js';
+export { estimateWorkingSets, type WssOptions, type WssPass, type WssReading } from './wss.js';
 export { allocMergeable, getMemoryMerge, pageHash, setMemoryMerge } from './merging.js';
 export type { MergeableOptions } from './merging.js';
 export { livePages, liveSharing } from './live.js';
@@ -75,6 +76,8 @@ export { DEFAULT_KSM_MODEL, estimateColocation, estimateGroup, estimateOverlap }
 export type { Colocation, GroupEstimate, KsmModel } from './fingerprint/estimate.js';
 export { decodeSketches, encodeSketches, readSketchFile, writeSketchFile } from './fingerprint/file.js';
 export type { SketchFile } from './fingerprint/file.js';
+export { FINGERPRINT_PATH, fetchSketches } from './fingerprint/remote.js';
+export type { FetchSketchOptions } from './fingerprint/remote.js';
 export { fingerprintVm, fingerprintVms } from './fingerprint/guest.js';
 export type { FingerprintFailure, FingerprintOptions, FingerprintResult, VmSketch } from './fingerprint/guest.js';
 export { PLACEMENT_METHOD, advisePlacement } from './fingerprint/placement.js';

@@ -121,15 +121,17 @@ export interface SketchFile {
   sketches: Sketch[];
 }
 
+const RETAKE = 'take it again with ksm-agent fingerprint --out';
+
 class Corrupt extends InvalidArgumentError {
-  constructor(file: string, problem: string) {
-    super(`${escapeText(file)} is not a usable sketch file: ${problem}; take it again with ksm-agent fingerprint --out`, { path: file });
+  constructor(file: string, problem: string, remedy = RETAKE) {
+    super(`${escapeText(file)} is not a usable sketch file: ${problem}; ${remedy}`, { path: file });
   }
 }
 
-/** Parses a sketch file's bytes; `file` names it in errors. */
-export function decodeSketches(buf: Buffer, file: string): SketchFile {
-  const bad = (problem: string): Corrupt => new Corrupt(file, problem);
+/** Parses a sketch file's bytes; `file` names it in errors, which end with `remedy`. */
+export function decodeSketches(buf: Buffer, file: string, remedy = RETAKE): SketchFile {
+  const bad = (problem: string): Corrupt => new Corrupt(file, problem, remedy);
   if (buf.length < MAGIC.length || !looksLikeSketchFile(buf)) throw bad(`it does not start with the sketch file magic "SPFPRINT" (${buf.length} bytes)`);
   if (buf.length < PREFIX_BYTES + CHECKSUM_BYTES) throw bad(`it is truncated (${buf.length} bytes)`);
   const version = buf.readUInt32LE(8);

@@ -1,14 +1,18 @@
-// ksm-agent place: from sketch files (ksm-agent fingerprint, on each host), what KSM saves with the
-// VMs where they are now, a placement that saves more, and the moves that get there. It reads only
-// the files it is given; it needs neither root nor the key, and changes nothing.
+// ksm-agent place: from sketch files (ksm-agent fingerprint, on each host) or running agents'
+// /api/fingerprint, what KSM saves with the VMs where they are now, a placement that saves more,
+// and the moves that get there. It reads only what it is given; it needs neither root nor the key,
+// and changes nothing.
 import { readSketchFile } from '../../fingerprint/file.js';
+import type { SketchFile } from '../../fingerprint/file.js';
+import { DEFAULT_FETCH_TIMEOUT_MS, fetchSketches, isSketchUrl, sketchUrl } from '../../fingerprint/remote.js';
+import { readClientTokenFile } from '../../agent/token-file.js';
 import { advisePlacement } from '../../fingerprint/placement.js';
 import type { Placement, PlacementAdvice } from '../../fingerprint/placement.js';
 import { checkSameKey } from '../../fingerprint/estimate.js';
 import type { Sketch } from '../../fingerprint/sketch.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { escapeText } from '../../escape.js';
-import { bool01, flag, noPositionals, num, parse, strs } from '../args.js';
+import { bool01, flag, noPositionals, num, parse, str, strs } from '../args.js';
 import type { OptionSpec } from '../args.js';
 import { commandHelp } from '../help.js';
 import type { Command, Io } from '../command.js';
@@ -18,7 +22,15 @@ import { formatBytes, formatCount, renderTable } from '../../format.js';
 const GIB = 2 ** 30;
 
 const OPTIONS = [
-  { name: 'from', type: 'string', value: 'FILE', multiple: true, description: 'a sketch file written by ksm-agent fingerprint (at least one; one per host, typically)' },
+  {
+    name: 'from',
+    type: 'string',
+    value: 'FILE|URL',
+    multiple: true,
+    description: 'a sketch file written by ksm-agent fingerprint, or a running agent\'s http(s)://HOST:PORT/api/fingerprint (at least one; one per host, typically)',
+  },
+  { name: 'token-file', type: 'string', value: 'PATH', description: 'the agents\' bearer token (their "tokenFile"), sent to every URL; yours or root\'s, mode 0600 or 0400, not a symlink' },
+  { name: 'timeout', type: 'string', value: 'S', description: 'seconds to connect to an agent and read its sketches', default: String(DEFAULT_FETCH_TIMEOUT_MS / 1000) },
   { name: 'hosts', type: 'string', value: 'N', description: 'hosts of the proposed placement', default: 'the hosts the sketches came from' },
   { name: 'capacity', type: 'string', value: 'GiB', description: 'guest RAM (sum of -m sizes) one host may hold', default: 'the most any host holds now' },
   { name: 'use-zero-pages', type: 'string', value: '0|1', description: "the hosts' use_zero_pages: zero-filled pages count as ksm_zero_pages, not pages_sharing", default: '0' },
@@ -44,8 +56,12 @@ resident page not mapped to the zero page); SAVES below is (pages_sharing + ksm_
 4096, +- one standard error of the sketch sample (0 when the sketches hold every content).
 The search is greedy (VMs largest first, each to the host where it adds most), then local search
 (the best single move or pairwise swap, until none improves). A host holds at most --capacity of
-guest RAM. It reads only the files given: no root, no key, no change to anything.`,
-  notes: 'Sketches made with different keys are refused together (exit 2), as are damaged files.',
+guest RAM. It reads only the files and URLs given: no root, no key, no change to anything.
+A URL is read with a time limit (--timeout), at most 256 MiB, no redirect followed.`,
+  notes: `Sketches made with different keys are refused together (exit 2), as are damaged files and
+answers that are not sketch files. A file or agent that is not there: exit 3 (an agent without
+sketches yet, or without a key, too); 401/403 from an agent or an unreadable file: exit 77.
+Example: ksm-agent place --from http://kvm1:9662/api/fingerprint --from kvm2.fp --token-file ~/.ksm-token`,
 });
 
 interface PlacementJson {
@@ -119,7 +135,17 @@ export const place: Command = {
     const p = parse('place', argv, OPTIONS);
     noPositionals('place', p);
     const files = strs(p, 'from');
-    if (files.length === 0) throw new UsageError('no sketches: pass --from FILE (made by ksm-agent fingerprint --out); see ksm-agent place --help');
+    if (files.length === 0) throw new UsageError('no sketches: pass --from FILE (made by ksm-agent fingerprint --out) or --from URL (an agent\'s /api/fingerprint); see ksm-agent place --help');
+    const timeoutS = num('place', p, 'timeout', 0.1, 3600);
+    const tokenFile = str(p, 'token-file');
+    if (tokenFile !== undefined && !files.some(isSketchUrl)) throw new UsageError('--token-file is for agents\' URLs; no --from is one');
+    // URLs are checked before anything is read, so a typo fails fast.
+    for (const f of files) if (isSketchUrl(f)) sketchUrl(f);
+    const token = tokenFile === undefined ? undefined : await readClientTokenFile(tokenFile);
+    const load = (from: string): Promise<SketchFile> =>
+      isSketchUrl(from)
+        ? fetchSketches(from, { ...(token === undefined ? {} : { token }), timeoutMs: Math.round((timeoutS ?? DEFAULT_FETCH_TIMEOUT_MS / 1000) * 1000) })
+        : readSketchFile(from);
     const hosts = num('place', p, 'hosts', 1, 10000, true);
     const capacityGiB = num('place', p, 'capacity', 1 / 1024, 1 << 20);
     const useZeroPages = bool01('place', p, 'use-zero-pages') ?? false;
@@ -129,7 +155,7 @@ export const place: Command = {
     const seen = new Map<string, string>();
     let firstKey: { file: string; keyId: string } | undefined;
     for (const file of files) {
-      const f = await readSketchFile(file);
+      const f = await load(file);
       firstKey ??= { file, keyId: f.keyId };
       if (f.keyId !== firstKey.keyId) {
         throw new InvalidArgumentError(

@@ -1,0 +1,250 @@
+// The daemon's side of issue 15, for real: a `ksm-agent run` (AgentSandbox) with a fleet key and a
+// bearer token sketches the paused TCG guests this test fills, serves them at /api/fingerprint (the
+// bytes `ksm-agent fingerprint --out` writes for the same guests) and as per-VM metrics; a real
+// `ksm-agent place --from URL --token-file F` reads them. Then what goes wrong: no token, a wrong
+// one, a token file others may read, a URL that is no sketch, a foreign key, nothing listening, a
+// server that never answers, one that announces too much or redirects; an agent without a key
+// (503 naming --init-key), and one on 0.0.0.0 without a token (403: side-channel data).
+import test from 'ava';
+import { chmod, writeFile } from 'node:fs/promises';
+import { findGuestRam } from '../lib/guest-ram.js';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { open } from 'node:fs/promises';
+import { decodeSketches, keyIdOf, readFingerprintKey, readSketchFile, snapshotSettings, sketchBuffer, writeSketchFile } from '../lib/index.js';
+import { AgentSandbox, runCli, runCliJson } from './helpers/agent.js';
+import { withSavedKsm } from './helpers/ksm.js';
+import { parseSamples } from './helpers/promql.js';
+import { startQemu, stopAllQemu } from './helpers/qemu.js';
+
+const RAM = 64 << 20;
+const TOKEN = 'ZmluZ2VycHJpbnQtYWdlbnQtdGVzdC10b2tlbg';
+const sandbox = new AgentSandbox('samepage-fp-agent-');
+let keyFile = '';
+let tokenFile = '';
+const extraServers: net.Server[] = [];
+
+test.before(async () => {
+  await sandbox.open();
+  keyFile = path.join(sandbox.dir, 'keys', 'fp.key');
+  const r = await runCli(['fingerprint', '--init-key', '--key-file', keyFile]);
+  if (r.code !== 0) throw new Error(r.stderr);
+  tokenFile = path.join(sandbox.dir, 'token');
+  await writeFile(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+});
+test.after.always(async () => {
+  for (const s of extraServers) s.close();
+  await sandbox.close();
+  await stopAllQemu();
+});
+
+function page(family: number, id: number): Buffer {
+  const p = Buffer.alloc(4096);
+  p.writeUInt32LE(family, 0);
+  p.writeUInt32LE(id, 4);
+  p.fill(family & 0xff, 8, 64);
+  return p;
+}
+
+async function fillGuest(pid: number, content: Buffer): Promise<void> {
+  const ram = await findGuestRam(pid, RAM);
+  const fh = await open(`/proc/${pid}/mem`, 'r+');
+  try {
+    await fh.write(content, 0, content.length, Number(ram.start));
+  } finally {
+    await fh.close();
+  }
+}
+
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+function get(port: number, target: string, headers: Record<string, string> = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: target, headers: { Host: `127.0.0.1:${port}`, ...headers }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** A TCP server on 127.0.0.1 answering each connection with `reply` (never, when undefined). */
+async function rawServer(reply?: string): Promise<number> {
+  const server = net.createServer((sock) => {
+    sock.on('error', () => undefined);
+    if (reply !== undefined) sock.end(reply);
+  });
+  extraServers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+interface PlaceJson {
+  current: { saved_pages: number; hosts: { host: string; vms: string[] }[] };
+  proposed: { saved_pages: number };
+}
+
+test.serial('an agent serves its VMs\' sketches at /api/fingerprint and as metrics; place --from URL reads them with the token', async (t) => {
+  const a = await startQemu(['-m', '64', '-name', 'fpa-1'], RAM);
+  const b = await startQemu(['-m', '64', '-name', 'fpa-2'], RAM);
+  // fpa-1: 1500 pages of family 1 and 200 copies of one page; fpa-2: 800 of fpa-1's and 600 of its own.
+  await fillGuest(a.pid, Buffer.concat([...Array.from({ length: 1500 }, (_, i) => page(1, i)), ...Array.from({ length: 200 }, () => page(9, 0))]));
+  await fillGuest(b.pid, Buffer.concat([...Array.from({ length: 800 }, (_, i) => page(1, i)), ...Array.from({ length: 600 }, (_, i) => page(2, i))]));
+  // What the command writes for the same guests, with the same key.
+  const cliFile = path.join(sandbox.dir, 'cli.fp');
+  const cli = await runCli(['fingerprint', '--key-file', keyFile, '--vm', 'fpa-1', '--vm', 'fpa-2', '--out', cliFile]);
+  t.is(cli.code, 0, cli.stderr);
+  const fromCli = await readSketchFile(cliFile);
+  const key = await readFingerprintKey(keyFile);
+
+  await withSavedKsm(async (before) => {
+    // thresholdPercent 0: no memory pressure, so the agent leaves KSM as it is.
+    const config = await sandbox.writeConfig('fp', {
+      thresholdPercent: 0,
+      thresholdMinKiB: 0,
+      ksmtunedConf: null,
+      intervalSeconds: 0.5,
+      listen: '127.0.0.1:0',
+      tokenFile,
+      fingerprint: { keyFile, intervalSeconds: 3600 },
+    });
+    const agent = sandbox.agent(['--config', config, ...sandbox.files('fp')]);
+    const port = Number(new URL(await agent.metricsUrl()).port);
+    await agent.waitForLine(/fingerprint: sketched \d+ VMs? key_id=/, 180_000);
+    const bearer = { Authorization: `Bearer ${TOKEN}` };
+
+    t.is((await get(port, '/api/fingerprint')).status, 401, 'side-channel data: the token is needed');
+    const r = await get(port, '/api/fingerprint', bearer);
+    t.is(r.status, 200, r.body.toString());
+    t.is(r.headers['content-type'], 'application/octet-stream');
+    t.is(r.headers['cache-control'], 'no-store');
+    t.is(r.headers['x-samepage-key-id'], key.id);
+    t.true(Number(r.headers['age']) >= 0 && Number(r.headers['age']) < 600, String(r.headers['age']));
+    t.true(Number(r.headers['x-samepage-sketch-max-age']) >= 3600, 'the staleness bound covers the interval');
+    t.true(Number(r.headers['x-samepage-next-sketch-at']) >= Date.now() / 1000 + 3000, 'the next run is an interval away');
+    const served = decodeSketches(r.body, 'served');
+    t.is(served.keyId, key.id);
+    t.is(served.host, os.hostname());
+    for (const name of ['fpa-1', 'fpa-2']) {
+      const s = served.sketches.find((x) => x.name === name);
+      const c = fromCli.sketches.find((x) => x.name === name);
+      t.truthy(s, `${name} is served`);
+      // The same guest memory, the same key: the same sketch as the command's.
+      t.deepEqual([...(s?.hashes ?? [])], [...(c?.hashes ?? [])], name);
+      t.deepEqual([...(s?.copies ?? [])], [...(c?.copies ?? [])], name);
+      t.like(s, { pages: c?.pages, zeroPages: c?.zeroPages, thpZeroPages: c?.thpZeroPages, exact: c?.exact, pid: c?.pid });
+    }
+    t.is((await get(port, '/api/fingerprint', { ...bearer, Host: `evil.example:${port}` })).status, 403, 'DNS rebinding');
+    t.true((JSON.parse((await get(port, '/api/', bearer)).body.toString()) as { endpoints: { path: string }[] }).endpoints.some((e) => e.path === '/api/fingerprint'));
+
+    // Per-VM metrics from the same sketches.
+    const m = parseSamples((await get(port, '/metrics', bearer)).body.toString());
+    const fpa1 = served.sketches.find((x) => x.name === 'fpa-1');
+    t.is(m.get('samepage_vm_fingerprint_pages{vm="fpa-1"}'), fpa1?.pages);
+    t.is(m.get('samepage_vm_fingerprint_zero_pages{vm="fpa-1"}'), (fpa1?.zeroPages ?? 0) + (fpa1?.thpZeroPages ?? 0));
+    t.true((m.get('samepage_vm_fingerprint_sketch_age_seconds{vm="fpa-2"}') ?? -1) >= 0);
+    t.true((m.get('samepage_fingerprint_run_seconds') ?? -1) > 0);
+
+    // place --from URL with the token = place --from the bytes served, saved as a file.
+    const url = `http://127.0.0.1:${port}/api/fingerprint`;
+    const savedFile = path.join(sandbox.dir, 'served.fp');
+    await writeFile(savedFile, r.body);
+    const viaUrl = await runCliJson<PlaceJson>(['place', '--from', url, '--token-file', tokenFile, '--json']);
+    const viaFile = await runCliJson<PlaceJson>(['place', '--from', savedFile, '--json']);
+    t.deepEqual(viaUrl, viaFile);
+    t.true(viaUrl.current.hosts.some((h) => h.vms.includes('fpa-1') && h.vms.includes('fpa-2')));
+    // http://HOST:PORT alone means the agent's /api/fingerprint.
+    t.deepEqual(await runCliJson<PlaceJson>(['place', '--from', `http://127.0.0.1:${port}`, '--token-file', tokenFile, '--json']), viaUrl);
+    const human = await runCli(['place', '--from', url, '--token-file', tokenFile]);
+    t.is(human.code, 0, human.stderr);
+    t.regex(human.stdout, /^now: KSM saves /m);
+
+    // What goes wrong, each with one line naming the URL and the exit code of the file case.
+    const wrongToken = path.join(sandbox.dir, 'wrong-token');
+    await writeFile(wrongToken, 'not-the-agents-token-0123456789\n', { mode: 0o600 });
+    const openToken = path.join(sandbox.dir, 'open-token');
+    await writeFile(openToken, `${TOKEN}\n`);
+    await chmod(openToken, 0o644);
+    const foreignFile = path.join(sandbox.dir, 'foreign.fp');
+    const otherKey = Buffer.alloc(32, 5);
+    await writeSketchFile(foreignFile, [sketchBuffer(Buffer.concat([page(7, 1), page(7, 2)]), { key: otherKey, id: keyIdOf(otherKey), path: '(test)' }, { name: 'x', host: 'elsewhere' }, 256)], 'elsewhere');
+    const silent = await rawServer();
+    const huge = await rawServer('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 300000000\r\n\r\n');
+    const redirect = await rawServer(`HTTP/1.1 302 Found\r\nLocation: http://elsewhere.example/steal\r\nContent-Length: 0\r\n\r\n`);
+    const nothing = await freePort();
+    const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const cases: [string[], number, RegExp][] = [
+      [['--from', url], 77, new RegExp(`^ksm-agent place: permission denied: ${esc(url)} answered 401 unauthorized; the agent wants its token: pass the file holding it with --token-file`)],
+      [['--from', url, '--token-file', wrongToken], 77, new RegExp(`^ksm-agent place: permission denied: ${esc(url)} answered 401 unauthorized; the token given is not the agent's`)],
+      [['--from', url, '--token-file', openToken], 2, /^ksm-agent place: refusing to use .*open-token as the agent's token: it has mode 0644: group or others may read it; chmod 600/],
+      [['--from', `http://127.0.0.1:${port}/api/summary`, '--token-file', tokenFile], 2, new RegExp(`^ksm-agent place: http://127\\.0\\.0\\.1:${port}/api/summary is not a usable sketch file: it does not start with the sketch file magic .*; check that the URL is an agent's /api/fingerprint`)],
+      [['--from', url, '--from', foreignFile, '--token-file', tokenFile], 2, /^ksm-agent place: .*foreign\.fp was made with fingerprint key [0-9a-f]{16}, http:\/\/127\.0\.0\.1:\d+\/api\/fingerprint with key [0-9a-f]{16}: sketches of different keys are never compared/],
+      [['--from', `http://127.0.0.1:${nothing}/api/fingerprint`], 3, new RegExp(`^ksm-agent place: cannot reach http://127\\.0\\.0\\.1:${nothing}/api/fingerprint \\(ECONNREFUSED\\): check the host and port`)],
+      [['--from', `http://127.0.0.1:${silent}/api/fingerprint`, '--timeout', '0.5'], 1, new RegExp(`^ksm-agent place: http://127\\.0\\.0\\.1:${silent}/api/fingerprint did not answer within 0\\.5 s`)],
+      [['--from', `http://127.0.0.1:${huge}/api/fingerprint`], 2, /answered with 300000000 bytes, more than the 268435456 a sketch file may have/],
+      [['--from', `http://127.0.0.1:${redirect}/api/fingerprint`, '--token-file', tokenFile], 2, /answered 302 \(a redirect to http:\/\/elsewhere\.example\/steal\), not followed/],
+      [['--from', 'http://user:pw@127.0.0.1:1/api/fingerprint'], 2, /put no credentials in the URL; pass the agent's token with --token-file/],
+      [['--from', savedFile, '--token-file', tokenFile], 2, /--token-file is for agents' URLs/],
+    ];
+    for (const [args, code, message] of cases) {
+      const c = await runCli(['place', ...args]);
+      t.is(c.code, code, `${args.join(' ')}: ${c.stderr}`);
+      t.regex(c.stderr, message, args.join(' '));
+      t.is(c.stderr.trim().split('\n').length, 1, args.join(' '));
+      t.is(c.stdout, '', args.join(' '));
+    }
+    t.false(agent.lines.some((l) => /TypeError|internal error/.test(l)), agent.tail());
+    t.is(await agent.stop('SIGTERM'), 0, agent.tail());
+    t.deepEqual((await snapshotSettings()).files, before.files);
+  });
+});
+
+test.serial('no key: /api/fingerprint answers 503 naming ksm-agent fingerprint --init-key, and place exits 3 saying so; off loopback without a token: 403', async (t) => {
+  await withSavedKsm(async (before) => {
+    const missing = path.join(sandbox.dir, 'keys', 'none.key');
+    const base = { thresholdPercent: 0, thresholdMinKiB: 0, ksmtunedConf: null, intervalSeconds: 0.5, fingerprint: { keyFile: missing } };
+    const agent = sandbox.agent(['--config', await sandbox.writeConfig('nokey', { ...base, listen: '127.0.0.1:0' }), ...sandbox.files('nokey')]);
+    const port = Number(new URL(await agent.metricsUrl()).port);
+    await agent.waitForLine(/fingerprint: not sketching: no fingerprint key at /);
+    const r = await get(port, '/api/fingerprint');
+    t.is(r.status, 503);
+    t.is(r.headers['retry-after'], '60');
+    const body = JSON.parse(r.body.toString()) as { error: string };
+    t.regex(body.error, new RegExp(`^no sketches: no fingerprint key at ${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: create one with "ksm-agent fingerprint --init-key --key-file `));
+    const m = parseSamples((await get(port, '/metrics')).body.toString());
+    t.false([...m.keys()].some((k) => k.startsWith('samepage_vm_fingerprint_')), 'no per-VM fingerprint series without sketches');
+    const p = await runCli(['place', '--from', `http://127.0.0.1:${port}/api/fingerprint`]);
+    t.is(p.code, 3, p.stderr);
+    t.regex(p.stderr, /^ksm-agent place: http:\/\/127\.0\.0\.1:\d+\/api\/fingerprint has no sketches \(503\): no sketches: no fingerprint key at .*: create one with "ksm-agent fingerprint --init-key/);
+    t.is(await agent.stop('SIGTERM'), 0, agent.tail());
+
+    const wide = sandbox.agent(['--config', await sandbox.writeConfig('wide', { ...base, listen: '0.0.0.0:0' }), ...sandbox.files('wide')]);
+    const widePort = Number(new URL(await wide.metricsUrl()).port);
+    await wide.waitForLine(/started pid=/);
+    const refused = await get(widePort, '/api/fingerprint');
+    t.is(refused.status, 403);
+    t.regex(refused.body.toString(), /this endpoint tells which VMs share memory/);
+    t.regex(wide.lines.join('\n'), /\/api\/vms, \/api\/matrix and \/api\/fingerprint .* are refused until "tokenFile" is set/);
+    const p2 = await runCli(['place', '--from', `http://127.0.0.1:${widePort}/api/fingerprint`]);
+    t.is(p2.code, 77, p2.stderr);
+    t.regex(p2.stderr, /answered 403 forbidden: forbidden: this endpoint tells which VMs share memory.*; the agent serves sketches off loopback only with "tokenFile" set/);
+    t.is(await wide.stop('SIGTERM'), 0, wide.tail());
+    t.deepEqual((await snapshotSettings()).files, before.files);
+  });
+});

@@ -12,9 +12,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LAB="${SAMEPAGE_LAB:-/var/cache/samepage-lab}"
 GUEST_SRC="$HERE/guest"
-# Modules the guest needs for virtio-blk disks on the PCI transport; whichever of them the kernel
-# has built in (Debian 6.12: virtio_pci) is skipped, the rest and their dependencies go in.
-GUEST_MODULES=(virtio_pci virtio_blk)
+# Modules the guest needs for virtio-blk disks on the PCI transport, and ext4 (with the crc32c
+# it asks the crypto API for, which nothing loads without modprobe) to mount a Debian root
+# (sp_root=); whichever of them the kernel has built in (Debian 6.12: virtio_pci) is skipped,
+# the rest and their dependencies go in.
+GUEST_MODULES=(virtio_pci virtio_blk crc32c_generic ext4)
 
 say() { printf 'samepage-lab: %s\n' "$*"; }
 die() { printf 'samepage-lab: error: %s\n' "$*" >&2; exit 1; }

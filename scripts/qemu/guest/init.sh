@@ -29,6 +29,20 @@ if [ -n "$want" ] && [ "$want" -gt 0 ]; then
 	[ "$(ls /dev/vd? 2>/dev/null | wc -l)" -ge "$want" ] || echo "SAMEPAGE: ERROR init: expected $want virtio disks, found: $(ls /dev/vd? 2>/dev/null | xargs)"
 fi
 
+# sp_root=/dev/vdX: a full root filesystem (the Debian seed image, scripts/qemu/debian/): mount
+# it and hand over to its own init, which starts sp-fill and sp-agent itself (samepage-agent.service).
+root=$(sed -n 's/.*\bsp_root=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$root" ]; then
+	mkdir -p /newroot
+	if mount -t ext4 -o rw "$root" /newroot; then
+		umount /run /sys /proc
+		mount --move /dev /newroot/dev
+		exec switch_root /newroot /sbin/init
+	fi
+	echo "SAMEPAGE: ERROR init: cannot mount the root filesystem $root (ext4)"
+	exec /bin/sp-agent --port /dev/ttyS1
+fi
+
 # The fill runs as a daemon so it keeps its memory while this shell goes on; it prints
 # "SAMEPAGE: FILL {json}" or "SAMEPAGE: ERROR fill: ...".
 /bin/sp-fill --cmdline --daemon --tag boot

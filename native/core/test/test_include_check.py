@@ -11,6 +11,7 @@ native/core passes, with the library's objects when given:
   test_include_check.py [OBJ...]     (ctest include_layers passes them)
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,60 @@ core_objects = [o for arg in sys.argv[1:] for o in arg.split(';') if o]
 rc, out = run(os.path.join(HERE, '..'), core_objects)
 what = ' and its objects call only down' if core_objects else ''
 report(f'native/core has no include cycle and no upward include{what}', rc == 0, out)
+
+
+
+def public_api():
+    """Names declared SP_API in the public headers."""
+    names = set()
+    inc = os.path.join(HERE, '..', 'include')
+    for name in os.listdir(inc):
+        text = open(os.path.join(inc, name)).read()
+        names.update(re.findall(r'^SP_API\b[^(]*?\b(sp_\w+)\(', text, re.M))
+    return names
+
+
+def exports_only_public(objects):
+    """Links the objects into a shared object: its dynamic symbols must be
+    exactly the public API (hidden visibility keeps every sp__ internal in)."""
+    tmp = tempfile.mkdtemp(prefix='sp-exports.')
+    try:
+        so = os.path.join(tmp, 'libcore.so')
+        r = subprocess.run(['cc', '-shared', '-o', so] + objects + ['-lpthread'],
+                           capture_output=True, text=True)
+        if r.returncode:
+            return False, 'linking the objects failed:\n' + r.stderr
+        out = subprocess.run(['nm', '-D', '--defined-only', so], capture_output=True,
+                             text=True, check=True).stdout
+        exported = {f[2] for f in (l.split() for l in out.splitlines())
+                    if len(f) == 3 and f[1] in 'TDBR' and f[2].startswith('sp')}
+        api = public_api()
+        extra, missing = sorted(exported - api), sorted(api - exported)
+        return not extra and not missing and len(api) > 20, \
+            f'  exported but not public: {extra}\n  public but not exported: {missing}'
+    finally:
+        shutil.rmtree(tmp)
+
+
+def headers_stand_alone():
+    """Each public header compiles on its own, as C and as C++."""
+    inc = os.path.join(HERE, '..', 'include')
+    bad = []
+    for name in sorted(os.listdir(inc)):
+        for lang, cc in (('c', 'cc'), ('c++', 'c++')):
+            r = subprocess.run([cc, '-fsyntax-only', '-Wall', '-Wextra', '-Werror', '-x', lang, '-I', inc, '-'],
+                               input=f'#include "{name}"\n', capture_output=True, text=True)
+            if r.returncode:
+                bad.append(f'{name} as {lang}:\n{r.stderr}')
+    return not bad, '\n'.join(bad)
+
+
+ok, detail = headers_stand_alone()
+report('each public header compiles on its own in C and C++', ok, detail)
+
+if core_objects:
+    ok, detail = exports_only_public(core_objects)
+    report('a shared object of the core exports the public API and nothing else', ok, detail)
 
 print(f'{passed} passed, {failed} failed')
 sys.exit(1 if failed else 0)

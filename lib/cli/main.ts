@@ -28,9 +28,10 @@ import { set } from './commands/set.js';
 import { status } from './commands/status.js';
 import { vms } from './commands/vms.js';
 import { watch } from './commands/watch.js';
+import { wss } from './commands/wss.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
 
-const COMMANDS: Command[] = [status, vms, estimate, watch, exec, set, restore, run, cache, fingerprint, place];
+const COMMANDS: Command[] = [status, vms, estimate, watch, exec, set, restore, run, cache, fingerprint, place, wss];
 
 function globalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

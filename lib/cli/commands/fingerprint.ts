@@ -51,6 +51,8 @@ Without the key a sketch reveals no page contents and cannot be matched against 
 Memory is read through /proc/PID/mem and never written; no KSM setting changes.`,
   notes: `Needs root (other users' guest memory). Create the key once with --init-key and copy it (mode
 0600) to every host whose sketches are compared; sketches of different keys are refused together.
+ksm-agent run serves the same sketches, taken on its own schedule, at /api/fingerprint (config
+key "fingerprint"; side-channel data, read like /api/vms) and their figures as per-VM metrics.
 Example: ksm-agent fingerprint --out /var/lib/samepage/$(hostname).fp`,
 });
 

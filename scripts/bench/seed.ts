@@ -1,0 +1,296 @@
+// npm run bench:seed:run -- --workload NAME: two real Debian 12 guests (scripts/qemu/debian/)
+// booted under QEMU TCG, in a memory cgroup with a limit so the host page cache of their disk
+// images competes with their RAM, run one workload at once, bounded in time; meanwhile the host
+// is sampled (KSM counters and ksmd CPU, the host page cache each image holds, the cgroup's
+// charge, each QEMU's RSS and CPU) to a JSON file. The foundation of issue 14's tables.
+//
+//   --workload boot|compile|bonnie|fio-zipf|desktop   (required)
+//   --seconds N        workload length (defaults: boot 60, compile 300, bonnie 600, fio-zipf 120, desktop 120)
+//   --mem MiB          guest RAM (512)
+//   --limit MiB|off    the cgroup's memory limit (default: per guest RAM + 256 MiB of QEMU (its
+//                      128 MiB TCG cache and the rest), plus 384 MiB of host page cache)
+//   --ksm PAGES/MS|off ksmd's pages_to_scan/sleep_millisecs during the run (default 1000/20; KSM
+//                      settings saved first and restored after, pages unmerged); off: KSM untouched
+//   --interval S       sampling period (2)
+//   --file-mib N       bonnie++/fio file size in the guest (default 2 x --mem)
+//   --zipf THETA       fio Zipf exponent (1.2)
+//   --out FILE         the JSON (default seed-WORKLOAD.json)
+// Prints a summary and one JSON line last.
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { USER_HZ, findKsmd, readKsm, readProcStat, readStatus, setKsm } from '../../lib/index.js';
+import { withSavedKsm } from '../../test/helpers/ksm.js';
+import { cacheState, cachedCount } from '../../test/helpers/pagecache.js';
+import { createMemoryCgroup, type MemoryCgroup, type MemoryUsage } from '../qemu/cgroup.js';
+import { ensureSeedImage, makeRunDir, startDebianGuests, type DebianGuest } from '../qemu/debian.js';
+import { stopAll } from '../qemu/harness.js';
+import { DEFAULT_SECONDS, GRACE_SECONDS, WORKLOADS, isWorkload, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
+
+const MIB = 1 << 20;
+const GUESTS = ['seed-a', 'seed-b'];
+/** QEMU's memory beyond guest RAM under TCG with a 128 MiB translation cache (measured ~200 MiB). */
+const QEMU_OVERHEAD_MIB = 256;
+
+interface Options {
+  workload: WorkloadName;
+  seconds: number;
+  memMiB: number;
+  limitMiB: number | undefined;
+  ksm: { pages: number; sleepMs: number } | undefined;
+  intervalS: number;
+  fileMiB: number;
+  zipfTheta: number;
+  out: string;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`bench:seed: ${message}\n`);
+  process.exit(2);
+}
+
+function wholeNumber(name: string, raw: string | undefined, fallback: number, min: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) fail(`--${name} must be a whole number >= ${min}, got "${raw}"`);
+  return n;
+}
+
+function options(): Options {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        workload: { type: 'string' },
+        seconds: { type: 'string' },
+        mem: { type: 'string' },
+        limit: { type: 'string' },
+        ksm: { type: 'string' },
+        interval: { type: 'string' },
+        'file-mib': { type: 'string' },
+        zipf: { type: 'string' },
+        out: { type: 'string' },
+      },
+      strict: true,
+    }) as { values: Record<string, string | undefined> });
+  } catch (e) {
+    fail(`${(e as Error).message}; see the options at the top of scripts/bench/seed.ts`);
+  }
+  const workload = values['workload'];
+  if (workload === undefined || !isWorkload(workload)) fail(`--workload must be one of ${WORKLOADS.join(', ')}, got "${workload ?? ''}"`);
+  const memMiB = wholeNumber('mem', values['mem'], 512, 256);
+  const limitRaw = values['limit'];
+  const floor = GUESTS.length * (memMiB + QEMU_OVERHEAD_MIB);
+  const limitMiB = limitRaw === 'off' ? undefined : wholeNumber('limit', limitRaw, floor + 384, floor);
+  const ksmRaw = values['ksm'] ?? '1000/20';
+  let ksm: Options['ksm'];
+  if (ksmRaw !== 'off') {
+    const m = /^(\d+)\/(\d+)$/.exec(ksmRaw);
+    if (!m) fail(`--ksm must be PAGES/SLEEP_MS (e.g. 1000/20) or off, got "${ksmRaw}"`);
+    ksm = { pages: Number(m[1]), sleepMs: Number(m[2]) };
+  }
+  const intervalS = Number(values['interval'] ?? 2);
+  if (!(intervalS >= 0.5 && intervalS <= 60)) fail(`--interval must be 0.5 to 60 seconds, got "${values['interval'] ?? ''}"`);
+  const zipfTheta = Number(values['zipf'] ?? 1.2);
+  if (!(zipfTheta > 0 && zipfTheta < 10)) fail(`--zipf must be a number between 0 and 10, got "${values['zipf'] ?? ''}"`);
+  return {
+    workload,
+    seconds: wholeNumber('seconds', values['seconds'], DEFAULT_SECONDS[workload], 1),
+    memMiB,
+    limitMiB,
+    ksm,
+    intervalS,
+    fileMiB: wholeNumber('file-mib', values['file-mib'], 2 * memMiB, 16),
+    zipfTheta,
+    out: values['out'] ?? `seed-${workload}.json`,
+  };
+}
+
+interface Sample {
+  t: number;
+  phase: string;
+  ksm: Record<string, number>;
+  ksmdCpuS: number;
+  /** Host page cache held by each guest's image (mincore), MiB. */
+  imageCacheMiB: number[];
+  cgroup?: MemoryUsage;
+  qemu: { rssMiB: number; cpuS: number }[];
+}
+
+class Sampler {
+  readonly samples: Sample[] = [];
+  phase = 'booting';
+  private running = true;
+  private loop: Promise<void> | undefined;
+  images: string[] = [];
+  guests: DebianGuest[] = [];
+
+  constructor(
+    private readonly t0: number,
+    private readonly ksmd: number,
+    private readonly intervalMs: number,
+    private readonly cgroup: MemoryCgroup | undefined,
+  ) {}
+
+  start(): void {
+    this.loop = (async () => {
+      while (this.running) {
+        const next = Date.now() + this.intervalMs;
+        try {
+          this.samples.push(await this.sample());
+        } catch (e) {
+          // A guest going away mid-sample ends the run elsewhere; the sample is just skipped.
+          process.stderr.write(`sample skipped: ${(e as Error).message}\n`);
+        }
+        await sleep(Math.max(0, next - Date.now()));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  private async sample(): Promise<Sample> {
+    const t = (Date.now() - this.t0) / 1000;
+    const { counters } = await readKsm();
+    const ksm: Record<string, number> = {};
+    for (const k of ['pages_shared', 'pages_sharing', 'pages_unshared', 'pages_volatile', 'full_scans', 'general_profit', 'pages_scanned'] as const) {
+      const v = counters[k];
+      if (v !== undefined) ksm[k] = v;
+    }
+    const kstat = await readProcStat(this.ksmd);
+    const imageCacheMiB: number[] = [];
+    const qemu: Sample['qemu'] = [];
+    for (const img of this.images) imageCacheMiB.push((cachedCount(await cacheState(img)) * 4096) / MIB);
+    for (const g of this.guests) {
+      const st = await readProcStat(g.guest.pid);
+      const status = await readStatus(g.guest.pid);
+      qemu.push({ rssMiB: (status.vmRssBytes ?? 0) / MIB, cpuS: (st.utime + st.stime) / USER_HZ });
+    }
+    return {
+      t,
+      phase: this.phase,
+      ksm,
+      ksmdCpuS: (kstat.utime + kstat.stime) / USER_HZ,
+      imageCacheMiB,
+      ...(this.cgroup ? { cgroup: this.cgroup.usage() } : {}),
+      qemu,
+    };
+  }
+}
+
+const r1 = (x: number): number => Math.round(x * 10) / 10;
+const avg = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+async function runBench(o: Options): Promise<void> {
+  const image = await ensureSeedImage();
+  process.stderr.write(`image ${image.path} ready in ${image.ensureMs} ms\n`);
+  const runDir = makeRunDir();
+  const cgroup = o.limitMiB === undefined ? undefined : createMemoryCgroup(o.workload, o.limitMiB);
+  const ksmd = await findKsmd();
+  const t0 = Date.now();
+  const sampler = new Sampler(t0, ksmd, o.intervalS * 1000, cgroup);
+  let result: WorkloadResult[] = [];
+  let workloadStart = 0;
+  let workloadEnd = 0;
+  let guests: DebianGuest[] = [];
+  let failure: Error | undefined;
+  try {
+    if (o.ksm) await setKsm({ pages_to_scan: o.ksm.pages, sleep_millisecs: o.ksm.sleepMs, run: 1 });
+    sampler.start();
+    guests = await startDebianGuests(
+      image,
+      runDir,
+      GUESTS.map((name) => ({ name, memMiB: o.memMiB, ...(cgroup ? { cgroup: cgroup.dir } : {}) })),
+      (paths) => (sampler.images = paths),
+    );
+    sampler.guests = guests;
+    for (const g of guests) {
+      process.stderr.write(`${g.guest.name}: login prompt after ${((g.loginMs ?? NaN) / 1000).toFixed(1)} s, READY after ${(g.readyMs / 1000).toFixed(1)} s\n`);
+    }
+    sampler.phase = o.workload;
+    workloadStart = (Date.now() - t0) / 1000;
+    const script = workloadScript(o.workload, o);
+    const timeoutMs = (o.seconds + GRACE_SECONDS[o.workload]) * 1000;
+    const outs = await Promise.all(guests.map((g) => g.guest.exec(script, timeoutMs)));
+    workloadEnd = (Date.now() - t0) / 1000;
+    result = outs.map((r, i) => {
+      if (r.code !== 0 && !r.stdout.includes('SEED_RESULT')) {
+        throw new Error(`${GUESTS[i]}: workload ${o.workload} exited with ${r.code}:\n${(r.stdout + r.stderr).slice(-800)}`);
+      }
+      return parseResult(o.workload, r.stdout);
+    });
+  } catch (e) {
+    failure = e as Error;
+    const kills = cgroup?.oomKills() ?? 0;
+    if (kills > 0) {
+      failure = new Error(`${failure.message}\nthe cgroup's OOM killer killed ${kills} process(es): raise --limit (now ${o.limitMiB} MiB) or lower --mem`);
+    }
+  } finally {
+    await sampler.stop();
+    await stopAll();
+  }
+  const oomKills = cgroup?.oomKills() ?? 0;
+  await cgroup?.remove();
+
+  const during = sampler.samples.filter((s) => s.phase === o.workload);
+  const all = sampler.samples;
+  const cpu = (ss: Sample[]): number => {
+    if (ss.length < 2) return 0;
+    const a = ss[0] as Sample;
+    const b = ss[ss.length - 1] as Sample;
+    return (100 * (b.ksmdCpuS - a.ksmdCpuS)) / (b.t - a.t);
+  };
+  const sumCache = (s: Sample): number => s.imageCacheMiB.reduce((a, b) => a + b, 0);
+  const summary = {
+    workload: o.workload,
+    guests: GUESTS.length,
+    mem_mib: o.memMiB,
+    limit_mib: o.limitMiB ?? null,
+    ksm: o.ksm ? `${o.ksm.pages}/${o.ksm.sleepMs}` : 'off',
+    cgroup_version: cgroup?.version ?? null,
+    image_ensure_ms: image.ensureMs,
+    login_s: guests.map((g) => (g.loginMs === undefined ? null : r1(g.loginMs / 1000))),
+    ready_s: guests.map((g) => r1(g.readyMs / 1000)),
+    workload_s: r1(workloadEnd - workloadStart),
+    avg_pages_shared: Math.round(avg(during.map((s) => s.ksm['pages_shared'] ?? 0))),
+    avg_pages_sharing: Math.round(avg(during.map((s) => s.ksm['pages_sharing'] ?? 0))),
+    avg_pages_shared_from_boot: Math.round(avg(all.map((s) => s.ksm['pages_shared'] ?? 0))),
+    ksmd_cpu_pct: r1(cpu(during.length >= 2 ? during : all)),
+    avg_host_cache_mib: r1(avg(during.map(sumCache))),
+    peak_host_cache_mib: r1(Math.max(0, ...all.map(sumCache))),
+    avg_cgroup_file_mib: cgroup ? r1(avg(during.map((s) => (s.cgroup?.fileBytes ?? 0) / MIB))) : null,
+    oom_kills: oomKills,
+    samples: all.length,
+    results: result,
+  };
+  writeFileSync(o.out, `${JSON.stringify({ options: o, image: image.manifest, summary, ...(failure ? { error: failure.message } : {}), samples: all }, null, 1)}\n`);
+  if (failure) {
+    process.stderr.write(`samples so far written to ${o.out}\n`);
+    throw failure;
+  }
+  const lines = [
+    `seed ${o.workload}: 2 Debian guests x ${o.memMiB} MiB (TCG, THP off, cache=writeback), cgroup limit ${o.limitMiB ?? 'none'} MiB, ksmd ${summary.ksm}`,
+    `  login prompt after ${summary.login_s.join(' / ')} s; READY after ${summary.ready_s.join(' / ')} s; workload ${summary.workload_s} s`,
+    `  pages_shared avg ${summary.avg_pages_shared} (from boot ${summary.avg_pages_shared_from_boot}), pages_sharing avg ${summary.avg_pages_sharing}; ksmd CPU ${summary.ksmd_cpu_pct} %`,
+    `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB`,
+    `  results: ${JSON.stringify(result)}`,
+    `  ${all.length} samples in ${o.out}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n${JSON.stringify(summary)}\n`);
+}
+
+async function main(): Promise<void> {
+  const o = options();
+  if (process.getuid?.() !== 0) fail('needs root (KSM sysfs, cgroups, mmdebstrap); rerun with sudo');
+  if (o.ksm) await withSavedKsm(() => runBench(o));
+  else await runBench(o);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:seed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

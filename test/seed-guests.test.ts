@@ -1,0 +1,138 @@
+/**
+ * The seed benchmarks' foundations, for real: the memory cgroup (sp-launch --cgroup charges a
+ * process's page cache there and the limit caps it; removed on remove() and on SIGTERM), the
+ * Debian 12 image (built by scripts/qemu/debian/build-image.sh from Debian's packages, ~35 s cold,
+ * cached after) booted as two TCG guests with systemd, each workload's short smoke run, and the
+ * runner end to end. Needs root; does not touch /sys/kernel/mm/ksm (the runner runs --ksm off).
+ */
+import test from 'ava';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createMemoryCgroup } from '../scripts/qemu/cgroup.js';
+import { ensureLab, stopAll } from '../scripts/qemu/harness.js';
+import { ensureSeedImage, makeRunDir, startDebianGuests, dropFromHostCache } from '../scripts/qemu/debian.js';
+import { parseResult, workloadScript, type WorkloadName } from '../scripts/bench/seed-workloads.js';
+
+const run = promisify(execFile);
+const MIB = 1 << 20;
+const root = path.resolve(__dirname, '../..');
+
+test.after.always(async () => {
+  await stopAll();
+});
+
+test.serial('a memory cgroup: sp-launch --cgroup charges the page cache a reader fills, the limit caps it, remove() deletes it', async (t) => {
+  const lab = await ensureLab();
+  const dir = mkdtempSync('/var/tmp/sp-cgroup-test-');
+  const file = path.join(dir, 'data');
+  try {
+    writeFileSync(file, randomBytes(160 * MIB));
+    const cg = createMemoryCgroup('test', 64);
+    t.true(existsSync(path.join(cg.dir, 'cgroup.procs')));
+    t.is(cg.limitBytes, 64 * MIB);
+    // A reader outside the cgroup: nothing is charged to it.
+    await dropFromHostCache(file);
+    await run('sh', ['-c', `cat ${file} > /dev/null`]);
+    t.true(cg.usage().fileBytes < 4 * MIB, `outside reader charged ${cg.usage().fileBytes} bytes`);
+    // The same read through sp-launch --cgroup: charged, and held under the 64 MiB limit.
+    await dropFromHostCache(file);
+    await run(lab.helpers.launch, ['--cgroup', cg.dir, '--', 'sh', '-c', `cat ${file} > /dev/null`]);
+    const u = cg.usage();
+    t.true(u.fileBytes > 16 * MIB, `reader in the cgroup: only ${u.fileBytes} bytes of page cache charged`);
+    t.true(u.currentBytes <= 64 * MIB, `charge ${u.currentBytes} over the 64 MiB limit`);
+    await cg.remove();
+    t.false(existsSync(cg.dir));
+    // A bad directory is refused before exec, naming it.
+    const bad = await run(lab.helpers.launch, ['--cgroup', '/nonexistent-cg', '--', 'true']).catch((e: { code: number; stderr: string }) => e);
+    t.is((bad as { code: number }).code, 127);
+    t.regex((bad as { stderr: string }).stderr, /\/nonexistent-cg\/cgroup\.procs/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('a memory cgroup is removed when its process is ended by SIGTERM', async (t) => {
+  const js = `const { createMemoryCgroup } = require(${JSON.stringify(path.join(root, 'dist/scripts/qemu/cgroup.js'))});
+const cg = createMemoryCgroup('sigterm', 128); console.log(cg.dir); setInterval(() => {}, 1000);`;
+  const child = spawn(process.execPath, ['-e', js], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const dir = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+  t.true(existsSync(dir));
+  child.kill('SIGTERM');
+  const [, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once('exit', (c, s) => resolve([c, s])));
+  t.is(signal, 'SIGTERM');
+  t.false(existsSync(dir), `${dir} left behind`);
+});
+
+test.serial('two Debian 12 guests boot with systemd in a memory cgroup, and each workload runs briefly', async (t) => {
+  const image = await ensureSeedImage();
+  t.log(`image ${image.path}: ${JSON.stringify(image.manifest)} (ensure ${image.ensureMs} ms)`);
+  const runDir = makeRunDir();
+  const cg = createMemoryCgroup('smoke', 2048);
+  try {
+    const gs = await startDebianGuests(image, runDir, [
+      { name: 'smoke-a', memMiB: 512, cgroup: cg.dir },
+      { name: 'smoke-b', memMiB: 512, cgroup: cg.dir },
+    ]);
+    for (const g of gs) t.log(`${g.guest.name}: login ${g.loginMs} ms, READY ${g.readyMs} ms`);
+    const [a, b] = gs.map((g) => g.guest);
+    if (!a || !b) throw new Error('two guests expected');
+    t.deepEqual(cg.pids().sort(), [a.pid, b.pid].sort(), 'both QEMUs in the cgroup');
+    t.true(cg.usage().fileBytes > 8 * MIB, 'the images read at boot are charged as page cache');
+    t.true(gs.every((g) => g.loginMs !== undefined), 'a login prompt on each serial console');
+    for (const g of [a, b]) {
+      const r = await g.exec('cat /proc/1/comm /etc/debian_version; uname -r; hostname');
+      const [init, version, kernel] = r.stdout.split('\n');
+      t.is(init, 'systemd');
+      t.regex(version ?? '', /^12\./);
+      t.regex(kernel ?? '', /^6\.12\./);
+    }
+    const opts = { memMiB: 32, fileMiB: 64, zipfTheta: 1.2 };
+    const smoke = async (g: typeof a, name: WorkloadName, seconds: number): Promise<Record<string, unknown>> => {
+      const r = await g.exec(workloadScript(name, { ...opts, seconds }), (seconds + 240) * 1000);
+      t.is(r.code, 0, `${name}: ${r.stdout.slice(-400)} ${r.stderr.slice(-400)}`);
+      return parseResult(name, r.stdout);
+    };
+    const [desktop, fio] = await Promise.all([smoke(a, 'desktop', 12), smoke(b, 'fio-zipf', 5)]);
+    t.log(`desktop ${JSON.stringify(desktop)}; fio-zipf ${JSON.stringify(fio)}`);
+    t.true((desktop['launches'] as number) >= 3 && (desktop['fonts'] as number) > 0);
+    t.true((fio['read_iops'] as number) > 0);
+    const [bonnie, compile] = await Promise.all([smoke(a, 'bonnie', 300), smoke(b, 'compile', 20)]);
+    t.log(`bonnie ${JSON.stringify(bonnie)}; compile ${JSON.stringify(compile)}`);
+    // The char tests are slow enough to time under TCG; the block ones on a 64 MiB file may be
+    // too fast for bonnie++ ("+++++", null here).
+    for (const k of ['putc_kps', 'getc_kps']) t.true((bonnie[k] as number) > 0, k);
+    for (const k of ['put_block_kps', 'rewrite_kps', 'get_block_kps', 'seeks_per_s']) t.true(bonnie[k] === null || (bonnie[k] as number) > 0, k);
+    t.true(Array.isArray(compile['build_seconds']) && typeof compile['builds'] === 'number');
+  } finally {
+    await stopAll();
+    await cg.remove();
+  }
+});
+
+test.serial('the runner: bad options exit 2 naming them; a boot run writes samples of KSM and host cache', async (t) => {
+  const cli = path.join(root, 'dist/scripts/bench/seed.js');
+  const bad = await run(process.execPath, [cli, '--workload', 'nope']).catch((e: { code: number; stderr: string }) => e);
+  t.is((bad as { code: number }).code, 2);
+  t.regex((bad as { stderr: string }).stderr, /--workload must be one of boot, compile, bonnie, fio-zipf, desktop/);
+  const dir = mkdtempSync('/var/tmp/sp-seed-runner-');
+  try {
+    const out = path.join(dir, 'boot.json');
+    const r = await run(process.execPath, [cli, '--workload', 'boot', '--seconds', '6', '--ksm', 'off', '--interval', '1', '--out', out], {
+      maxBuffer: 1 << 24,
+    });
+    const last = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ready_s: number[]; login_s: (number | null)[]; samples: number; peak_host_cache_mib: number };
+    t.log(r.stdout);
+    t.is(last.ready_s.length, 2);
+    t.true(last.login_s.every((x) => typeof x === 'number'));
+    t.true(last.peak_host_cache_mib > 8, 'the images were sampled in the host cache');
+    const file = JSON.parse(readFileSync(out, 'utf8')) as { samples: { phase: string; imageCacheMiB: number[] }[] };
+    t.is(file.samples.length, last.samples);
+    t.true(file.samples.some((s) => s.phase === 'booting' && s.imageCacheMiB.length === 2));
+    t.true(file.samples.some((s) => s.phase === 'boot'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -41,6 +41,10 @@ test('a bad config names the file, the key and the allowed values', async (t) =>
     [{ vms: { web1: { tenant: 'a', optout: true } } }, /key "vms.web1.optout": is not a VM key; allowed: "tenant", "optOut"/],
     [{ settings: { pages_to_scan: 100 } }, /key "settings.pages_to_scan": is not a setting the agent applies; allowed: .*use_zero_pages/],
     [{ pagesToScanMin: 500, pagesToScanMax: 100 }, /key "pagesToScanMin" \(500\) must not exceed "pagesToScanMax" \(100\)/],
+    [{ fingerprint: { intervalSeconds: 1 } }, /key "fingerprint.intervalSeconds": must be a number from 10 to 604800, got 1/],
+    [{ fingerprint: { keyFile: 'fp.key' } }, /key "fingerprint.keyFile": must be an absolute path, got "fp.key"/],
+    [{ fingerprint: { entries: 7 } }, /key "fingerprint.entries": must be an integer from 256 to 1048576, got 7/],
+    [{ fingerprint: { every: 60 } }, /key "fingerprint.every": is not a fingerprint key; allowed: "enabled", "intervalSeconds", "keyFile", "entries", "vms"/],
     ['{"intervalSeconds": 2,', /is not valid JSON/],
   ];
   for (const [config, re] of cases) {

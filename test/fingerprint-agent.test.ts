@@ -122,7 +122,8 @@ test.serial('an agent serves its VMs\' sketches at /api/fingerprint and as metri
       intervalSeconds: 0.5,
       listen: '127.0.0.1:0',
       tokenFile,
-      fingerprint: { keyFile, intervalSeconds: 3600 },
+      // Only this test's guests: others on the host (another test's) would only slow the run down.
+      fingerprint: { keyFile, intervalSeconds: 3600, vms: ['fpa-1', 'fpa-2', 'no-such-vm'] },
     });
     const agent = sandbox.agent(['--config', config, ...sandbox.files('fp')]);
     const port = Number(new URL(await agent.metricsUrl()).port);
@@ -141,6 +142,7 @@ test.serial('an agent serves its VMs\' sketches at /api/fingerprint and as metri
     const served = decodeSketches(r.body, 'served');
     t.is(served.keyId, key.id);
     t.is(served.host, os.hostname());
+    t.deepEqual(served.sketches.map((x) => x.name).sort(), ['fpa-1', 'fpa-2'], 'the configured VMs that run, and no other');
     for (const name of ['fpa-1', 'fpa-2']) {
       const s = served.sketches.find((x) => x.name === name);
       const c = fromCli.sketches.find((x) => x.name === name);
@@ -247,4 +249,45 @@ test.serial('no key: /api/fingerprint answers 503 naming ksm-agent fingerprint -
     t.is(await wide.stop('SIGTERM'), 0, wide.tail());
     t.deepEqual((await snapshotSettings()).files, before.files);
   });
+});
+
+test.serial("the daemon's sketch schedule: one run at a time, each next start max(interval, 19 × the last run) after the last ended; stop() ends it", async (t) => {
+  const { FingerprintService, IDLE_PER_BUSY } = await import('../lib/agent/fingerprints.js');
+  const { createLogger } = await import('../lib/agent/log.js');
+  const lines: string[] = [];
+  // An interval far below the config's minimum (10 s), so the CPU bound (19 × the run) is what spaces runs.
+  const q = await startQemu(['-m', '64', '-name', 'fpa-sched'], RAM);
+  const svc = new FingerprintService({ enabled: true, intervalSeconds: 0.05, keyFile, entries: 256, vms: [String(q.pid)] }, createLogger({ write: (l) => lines.push(l) }));
+  t.is(svc.view().problem?.kind, 'pending');
+  svc.start();
+  const seen: { startedAt: number; finishedAt: number; nextAt: number | undefined; period: number }[] = [];
+  const deadline = Date.now() + 240_000;
+  while (seen.length < 3 && Date.now() < deadline) {
+    const v = svc.view();
+    const l = v.latest;
+    if (l !== undefined && l.startedAt !== seen[seen.length - 1]?.startedAt) seen.push({ startedAt: l.startedAt, finishedAt: l.finishedAt, nextAt: v.nextAt, period: v.periodSeconds });
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await svc.stop();
+  const after = lines.length;
+  t.is(seen.length, 3, lines.join('\n'));
+  for (let i = 1; i < seen.length; i++) {
+    const prev = seen[i - 1] as (typeof seen)[number];
+    const cur = seen[i] as (typeof seen)[number];
+    const run = prev.finishedAt - prev.startedAt;
+    // Each run starts after the last ended (never two at a time), at least 19 runs' time later.
+    // (run is in whole ms of Date.now(), the schedule's own measure in fractions: 2 ms of slack, times 19.)
+    t.true(cur.startedAt >= prev.finishedAt + Math.max(50, IDLE_PER_BUSY * (run - 2)) - 5, `run ${i}: started ${cur.startedAt - prev.finishedAt} ms after the last ended (${run} ms long)`);
+    t.true(prev.period >= (IDLE_PER_BUSY * (run - 2)) / 1000, `period ${prev.period} s after a run of ${run} ms`);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(lines.length, after, 'no run after stop()');
+  t.is(svc.view().nextAt, undefined);
+
+  // Off: nothing runs and the view says so.
+  const off = new FingerprintService({ enabled: false, intervalSeconds: 10, keyFile, entries: null, vms: [] }, createLogger({ write: () => undefined }));
+  off.start();
+  t.is(off.view().problem?.kind, 'off');
+  t.is(off.view().nextAt, undefined);
+  await off.stop();
 });

@@ -35,6 +35,8 @@ export interface FingerprintConfig {
   keyFile: string;
   /** k, the most entries a sketch keeps; null: one per 64 pages of guest RAM, 4096..65536. */
   entries: number | null;
+  /** VM names or pids to sketch; empty = every QEMU VM. */
+  vms: string[];
 }
 
 export interface AgentConfig {
@@ -102,7 +104,7 @@ export const DEFAULTS: AgentConfig = {
   vms: {},
   settings: {},
   cache: { enabled: false, intervalSeconds: 600, dryRun: false, vms: [] },
-  fingerprint: { enabled: true, intervalSeconds: 3600, keyFile: DEFAULT_KEY_PATH, entries: null },
+  fingerprint: { enabled: true, intervalSeconds: 3600, keyFile: DEFAULT_KEY_PATH, entries: null, vms: [] },
 };
 
 type Check = (value: unknown, where: string) => unknown;
@@ -210,7 +212,7 @@ const cacheCheck: Check = (v, where) => {
 };
 
 const fingerprintCheck: Check = (v, where) => {
-  const keys = '"enabled", "intervalSeconds", "keyFile", "entries"';
+  const keys = '"enabled", "intervalSeconds", "keyFile", "entries", "vms"';
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, `must be an object { ${keys} }`, v);
   const out: FingerprintConfig = { ...DEFAULTS.fingerprint };
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
@@ -219,6 +221,10 @@ const fingerprintCheck: Check = (v, where) => {
     else if (k === 'intervalSeconds') out.intervalSeconds = num(10, 7 * 86400)(val, w) as number;
     else if (k === 'keyFile') out.keyFile = path(val, w) as string;
     else if (k === 'entries') out.entries = val === null ? null : (num(MIN_ENTRIES, MAX_ENTRIES, true)(val, w) as number);
+    else if (k === 'vms') {
+      if (!Array.isArray(val) || !val.every((x) => typeof x === 'string' && x !== '')) fail(w, 'must be an array of VM names or pids (strings)', val);
+      out.vms = [...(val as string[])];
+    }
     else fail(w, `is not a fingerprint key; allowed: ${keys}`, val);
   }
   return out;

@@ -20,6 +20,8 @@ import { encodeSketches } from '../fingerprint/file.js';
 import { fingerprintVms } from '../fingerprint/guest.js';
 import type { FingerprintFailure, VmSketch } from '../fingerprint/guest.js';
 import { readFingerprintKey } from '../fingerprint/key.js';
+import { vmLabel } from '../attribution.js';
+import { listVms } from '../vms.js';
 import type { FingerprintConfig } from './config.js';
 import type { Logger } from './log.js';
 
@@ -169,7 +171,12 @@ export class FingerprintService {
         next = Math.min(this.cfg.intervalSeconds, KEY_RECHECK_SECONDS);
         return;
       }
-      const r = await fingerprintVms({ key, ...(cfg.entries === null ? {} : { entries: cfg.entries }), signal: abort.signal });
+      // Configured VMs that are not running are no error: the others are sketched.
+      const chosen = cfg.vms.length === 0 ? undefined : (await listVms({ memory: false })).filter((vm) => cfg.vms.includes(vmLabel(vm)) || cfg.vms.includes(String(vm.pid))).map((vm) => vm.pid);
+      const r =
+        chosen?.length === 0
+          ? { sketches: [], failures: [] }
+          : await fingerprintVms({ key, ...(chosen === undefined ? {} : { vms: chosen }), ...(cfg.entries === null ? {} : { entries: cfg.entries }), signal: abort.signal });
       const host = os.hostname();
       const finishedAt = Date.now();
       this.lastElapsedMs = performance.now() - t0;

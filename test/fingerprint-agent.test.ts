@@ -223,7 +223,8 @@ test.serial('no key: /api/fingerprint answers 503 naming ksm-agent fingerprint -
     const base = { thresholdPercent: 0, thresholdMinKiB: 0, ksmtunedConf: null, intervalSeconds: 0.5, fingerprint: { keyFile: missing } };
     const agent = sandbox.agent(['--config', await sandbox.writeConfig('nokey', { ...base, listen: '127.0.0.1:0' }), ...sandbox.files('nokey')]);
     const port = Number(new URL(await agent.metricsUrl()).port);
-    await agent.waitForLine(/fingerprint: not sketching: no fingerprint key at /);
+    await agent.waitForLine(/^ksm-agent info: fingerprint: not sketching: no fingerprint key at /);
+    t.false(agent.lines.some((l) => l.startsWith('ksm-agent warning:')), 'no key is no warning: it is how fingerprints stay off');
     const r = await get(port, '/api/fingerprint');
     t.is(r.status, 503);
     t.is(r.headers['retry-after'], '60');

@@ -166,7 +166,9 @@ export class FingerprintService {
         key = await readFingerprintKey(cfg.keyFile);
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
-        if (this.problem.kind !== 'key' || this.problem.message !== message) this.log.warning(`fingerprint: not sketching: ${message}`);
+        // No key is the normal state of a host that does not use fingerprints: said once, not warned.
+        const noKey = err instanceof SamepageError && err.code === 'NOT_FOUND';
+        if (this.problem.kind !== 'key' || this.problem.message !== message) this.log[noKey ? 'info' : 'warning'](`fingerprint: not sketching: ${message}`);
         this.problem = { kind: 'key', message };
         next = Math.min(this.cfg.intervalSeconds, KEY_RECHECK_SECONDS);
         return;

@@ -7,17 +7,16 @@
 // (503 naming --init-key), and one on 0.0.0.0 without a token (403: side-channel data).
 import test from 'ava';
 import { chmod, writeFile } from 'node:fs/promises';
-import { findGuestRam } from '../lib/guest-ram.js';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { open } from 'node:fs/promises';
 import { decodeSketches, keyIdOf, readFingerprintKey, readSketchFile, snapshotSettings, sketchBuffer, writeSketchFile } from '../lib/index.js';
 import { AgentSandbox, runCli, runCliJson } from './helpers/agent.js';
 import { withSavedKsm } from './helpers/ksm.js';
 import { parseSamples } from './helpers/promql.js';
 import { startQemu, stopAllQemu } from './helpers/qemu.js';
+import { familyPage, writeGuestRam } from './helpers/fingerprint-guests.js';
 
 const RAM = 64 << 20;
 const TOKEN = 'ZmluZ2VycHJpbnQtYWdlbnQtdGVzdC10b2tlbg';
@@ -40,23 +39,9 @@ test.after.always(async () => {
   await stopAllQemu();
 });
 
-function page(family: number, id: number): Buffer {
-  const p = Buffer.alloc(4096);
-  p.writeUInt32LE(family, 0);
-  p.writeUInt32LE(id, 4);
-  p.fill(family & 0xff, 8, 64);
-  return p;
-}
+const page = familyPage;
 
-async function fillGuest(pid: number, content: Buffer): Promise<void> {
-  const ram = await findGuestRam(pid, RAM);
-  const fh = await open(`/proc/${pid}/mem`, 'r+');
-  try {
-    await fh.write(content, 0, content.length, Number(ram.start));
-  } finally {
-    await fh.close();
-  }
-}
+const fillGuest = (pid: number, content: Buffer): Promise<void> => writeGuestRam(pid, RAM, content);
 
 interface Answer {
   status: number;

@@ -4,13 +4,13 @@
 // and --out pointed at a file that is not a sketch, each with exit 2 (3 for the missing key) and the
 // file left as it was.
 import test from 'ava';
-import { chmod, mkdtemp, open, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { findGuestRam } from '../lib/guest-ram.js';
 import { estimateGroup, fingerprintVms, readFingerprintKey, readSketchFile } from '../lib/index.js';
 import { runCli, runCliJson } from './helpers/agent.js';
 import { startQemu, stopAllQemu } from './helpers/qemu.js';
+import { familyPage, writeGuestRam } from './helpers/fingerprint-guests.js';
 
 const RAM = 64 << 20;
 let tmp = '';
@@ -27,28 +27,13 @@ test.after.always(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-function page(family: number, id: number): Buffer {
-  const p = Buffer.alloc(4096);
-  p.writeUInt32LE(family, 0);
-  p.writeUInt32LE(id, 4);
-  p.fill(family & 0xff, 8, 64);
-  return p;
-}
+const page = familyPage;
 
 function pages(family: number, from: number, to: number): Buffer[] {
   return Array.from({ length: to - from }, (_, i) => page(family, from + i));
 }
 
-/** The test's own setup: writes `content` at the start of the guest's RAM (the guest is paused, -S). */
-async function fillGuest(pid: number, content: Buffer): Promise<void> {
-  const ram = await findGuestRam(pid, RAM);
-  const fh = await open(`/proc/${pid}/mem`, 'r+');
-  try {
-    await fh.write(content, 0, content.length, Number(ram.start));
-  } finally {
-    await fh.close();
-  }
-}
+const fillGuest = (pid: number, content: Buffer): Promise<void> => writeGuestRam(pid, RAM, content);
 
 interface FpJson {
   host: string;

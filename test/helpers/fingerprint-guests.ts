@@ -57,16 +57,30 @@ export async function guestContents(): Promise<Record<string, Buffer>> {
   };
 }
 
-/** Starts a paused guest named `name` and writes `content` at the start of its RAM; its pid. */
-export async function startFilledGuest(name: string, content: Buffer): Promise<number> {
-  const q = await startQemu(['-m', String(GUEST_RAM / MIB), '-name', name], GUEST_RAM);
-  const ram = await findGuestRam(q.pid, GUEST_RAM);
-  const fh = await open(`/proc/${q.pid}/mem`, 'r+');
+/** A page of a "family" of contents: pages of one family and id are equal, all others differ. */
+export function familyPage(family: number, id: number): Buffer {
+  const p = Buffer.alloc(PAGE);
+  p.writeUInt32LE(family, 0);
+  p.writeUInt32LE(id, 4);
+  p.fill(family & 0xff, 8, 64);
+  return p;
+}
+
+/** The test's own setup: writes `content` at the start of a paused guest's RAM of `ramBytes`. */
+export async function writeGuestRam(pid: number, ramBytes: number, content: Buffer): Promise<void> {
+  const ram = await findGuestRam(pid, ramBytes);
+  const fh = await open(`/proc/${pid}/mem`, 'r+');
   try {
     await fh.write(content, 0, content.length, Number(ram.start));
   } finally {
     await fh.close();
   }
+}
+
+/** Starts a paused guest named `name` and writes `content` at the start of its RAM; its pid. */
+export async function startFilledGuest(name: string, content: Buffer): Promise<number> {
+  const q = await startQemu(['-m', String(GUEST_RAM / MIB), '-name', name], GUEST_RAM);
+  await writeGuestRam(q.pid, GUEST_RAM, content);
   return q.pid;
 }
 

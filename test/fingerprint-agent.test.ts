@@ -270,6 +270,15 @@ test.serial("the daemon's sketch schedule: one run at a time, each next start ma
   t.is(lines.length, after, 'no run after stop()');
   t.is(svc.view().nextAt, undefined);
 
+  // No VM to sketch (none of the configured ones runs): still a valid sketch file, of the key.
+  const none = new FingerprintService({ enabled: true, intervalSeconds: 10, keyFile, entries: null, vms: ['fpa-not-running'] }, createLogger({ write: () => undefined }));
+  none.start();
+  for (let i = 0; i < 500 && none.view().latest === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+  await none.stop();
+  const empty = decodeSketches(none.view().latest?.bytes ?? Buffer.alloc(0), 'empty');
+  t.is(empty.keyId, (await readFingerprintKey(keyFile)).id);
+  t.deepEqual(empty.sketches, []);
+
   // Off: nothing runs and the view says so.
   const off = new FingerprintService({ enabled: false, intervalSeconds: 10, keyFile, entries: null, vms: [] }, createLogger({ write: () => undefined }));
   off.start();

@@ -184,7 +184,7 @@ export class FingerprintService {
       this.lastElapsedMs = performance.now() - t0;
       next = this.periodSeconds();
       if (this.stopped || !this.cfg.enabled) return;
-      this.latest = { keyId: key.id, host, startedAt: started, finishedAt, sketches: r.sketches, failures: r.failures, bytes: encodeSketches(r.sketches, host, finishedAt) };
+      this.latest = { keyId: key.id, host, startedAt: started, finishedAt, sketches: r.sketches, failures: r.failures, bytes: encodeSketches(r.sketches, host, finishedAt, key.id) };
       this.problem = { kind: 'pending', since: finishedAt };
       for (const f of r.failures) this.log.info(`fingerprint: VM ${f.name} (pid ${f.pid}) not sketched: ${f.error.message}`);
       this.log.info(`fingerprint: sketched ${r.sketches.length} VM${r.sketches.length === 1 ? '' : 's'}`, {

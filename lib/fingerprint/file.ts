@@ -60,9 +60,12 @@ interface FileHeader {
   sketches: SketchHeader[];
 }
 
-/** The bytes of a sketch file holding `sketches` (all of one key). */
-export function encodeSketches(sketches: readonly Sketch[], host: string, createdAt = Date.now()): Buffer {
-  const keyId = sketches[0]?.keyId ?? '';
+/**
+ * The bytes of a sketch file holding `sketches` (all of one key). `keyId` names the key when there
+ * is no sketch to take it from (a host with no VM running still answers with a valid file).
+ */
+export function encodeSketches(sketches: readonly Sketch[], host: string, createdAt = Date.now(), keyId = sketches[0]?.keyId): Buffer {
+  if (keyId === undefined || !/^[0-9a-f]{16}$/.test(keyId)) throw new InvalidArgumentError('a sketch file needs the id of the key its sketches were made with (16 hex digits)');
   for (const s of sketches) {
     if (s.keyId !== keyId) throw new InvalidArgumentError('one sketch file holds sketches of one key only');
   }

@@ -249,7 +249,10 @@ test.serial('the guest reads the data back correctly', async (t) => {
   const reread = await s.guest.exec('sha256sum /dev/vda');
   t.is(reread.code, 0, reread.stderr);
   t.is(sum(reread.stdout), imageSum, 'read again through the host');
-  t.true(cachedCount(await cacheState(img)) >= PAGES * 0.95, 'the re-read went through the host cache');
+  // The re-read fills the host cache again (cache=writeback); a host short of memory could evict
+  // some of it, so the count is in the message.
+  const recached = cachedCount(await cacheState(img));
+  t.true(recached >= PAGES * 0.95, `the re-read went through the host cache: ${recached} of ${PAGES} pages cached`);
 });
 
 test.serial('the image is unchanged after all the scrubs', async (t) => {

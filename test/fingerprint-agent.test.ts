@@ -274,10 +274,23 @@ test.serial("the daemon's sketch schedule: one run at a time, each next start ma
   const none = new FingerprintService({ enabled: true, intervalSeconds: 10, keyFile, entries: null, vms: ['fpa-not-running'] }, createLogger({ write: () => undefined }));
   none.start();
   for (let i = 0; i < 500 && none.view().latest === undefined; i++) await new Promise((r) => setTimeout(r, 20));
-  await none.stop();
   const empty = decodeSketches(none.view().latest?.bytes ?? Buffer.alloc(0), 'empty');
   t.is(empty.keyId, (await readFingerprintKey(keyFile)).id);
   t.deepEqual(empty.sketches, []);
+  // SIGHUP's reconfigure: a longer interval re-times the wait; turned off, the sketches are dropped
+  // (the endpoint then answers 404 and the metrics have no series); on again, a run starts at once.
+  const armed = none.view().nextAt ?? 0;
+  none.reconfigure({ enabled: true, intervalSeconds: 600, keyFile, entries: null, vms: ['fpa-not-running'] });
+  t.true((none.view().nextAt ?? 0) >= armed + 500_000, 'the next run moved out to the new interval');
+  none.reconfigure({ enabled: false, intervalSeconds: 600, keyFile, entries: null, vms: ['fpa-not-running'] });
+  t.is(none.view().problem?.kind, 'off');
+  t.is(none.view().latest, undefined);
+  t.is(none.current(), undefined);
+  t.is(none.view().nextAt, undefined);
+  none.reconfigure({ enabled: true, intervalSeconds: 600, keyFile, entries: null, vms: ['fpa-not-running'] });
+  for (let i = 0; i < 500 && none.view().latest === undefined; i++) await new Promise((r) => setTimeout(r, 20));
+  t.truthy(none.view().latest, 'on again: sketched without waiting an interval');
+  await none.stop();
 
   // Off: nothing runs and the view says so.
   const off = new FingerprintService({ enabled: false, intervalSeconds: 10, keyFile, entries: null, vms: [] }, createLogger({ write: () => undefined }));

@@ -291,6 +291,17 @@ test.serial("the daemon's sketch schedule: one run at a time, each next start ma
   for (let i = 0; i < 500 && none.view().latest === undefined; i++) await new Promise((r) => setTimeout(r, 20));
   t.truthy(none.view().latest, 'on again: sketched without waiting an interval');
   await none.stop();
+  // Off and on again while a run is in flight (started under the old config, aborted): the next
+  // run still starts at once when that one ends, not a whole interval later.
+  const racing = new FingerprintService({ enabled: true, intervalSeconds: 600, keyFile, entries: null, vms: ['fpa-not-running'] }, createLogger({ write: () => undefined }));
+  racing.start();
+  await new Promise((r) => setTimeout(r, 0)); // the first run's timer fires first: it is now reading the key
+  racing.reconfigure({ enabled: false, intervalSeconds: 600, keyFile, entries: null, vms: ['fpa-not-running'] });
+  const reEnabledAt = Date.now();
+  racing.reconfigure({ enabled: true, intervalSeconds: 600, keyFile, entries: null, vms: ['fpa-not-running'] });
+  for (let i = 0; i < 500 && (racing.view().latest?.startedAt ?? 0) < reEnabledAt; i++) await new Promise((r) => setTimeout(r, 20));
+  t.true((racing.view().latest?.startedAt ?? 0) >= reEnabledAt, 'a run started after the re-enable, without waiting an interval');
+  await racing.stop();
 
   // Off: nothing runs and the view says so.
   const off = new FingerprintService({ enabled: false, intervalSeconds: 10, keyFile, entries: null, vms: [] }, createLogger({ write: () => undefined }));

@@ -68,6 +68,8 @@ export class FingerprintService {
   private running: Promise<void> | undefined;
   private abort: AbortController | undefined;
   private lastElapsedMs = 0;
+  /** A reconfigure asked for a run now while one was in flight: it starts as soon as that one ends. */
+  private runAgain = false;
   private started = false;
   private stopped = false;
 
@@ -115,14 +117,13 @@ export class FingerprintService {
       this.problem = { kind: 'off' };
       return;
     }
-    if (!before.enabled) {
-      this.problem = { kind: 'pending', since: Date.now() };
+    // On again, or another key (sketches of the old one are no longer what this host's peers
+    // compare with): a run now, or right after the one in flight (which was started under the old
+    // config: turned off meanwhile it was aborted, and its end would otherwise arm a whole period).
+    if (!before.enabled || before.keyFile !== cfg.keyFile) {
+      if (!before.enabled) this.problem = { kind: 'pending', since: Date.now() };
       if (this.running === undefined) this.arm(0);
-      return;
-    }
-    if (before.keyFile !== cfg.keyFile && this.running === undefined) {
-      // Another key: sketches of the old one are no longer what this host's peers compare with.
-      this.arm(0);
+      else this.runAgain = true;
     } else if (before.intervalSeconds !== cfg.intervalSeconds && this.timer !== undefined) {
       this.arm(this.periodSeconds());
     }
@@ -203,7 +204,9 @@ export class FingerprintService {
       this.problem = err instanceof SamepageError && err.code === 'INVALID_ARGUMENT' && /fingerprint key/.test(err.message) ? { kind: 'key', message: err.message } : { kind: 'failed', at: Date.now() };
     } finally {
       this.abort = undefined;
-      if (!this.stopped) this.arm(next);
+      const again = this.runAgain;
+      this.runAgain = false;
+      if (!this.stopped) this.arm(again ? 0 : next);
     }
   }
 

@@ -268,4 +268,20 @@ void sp__merge_forget_span(struct sp_engine *e, uint32_t range_id, uint64_t from
   }
 }
 
+void sp__merge_move(struct sp_engine *e, uint32_t from, uint32_t to) {
+  const struct sp_rec *rec = sp__rec_get(e, from);
+  switch (sp__rec_state(rec)) {
+  case REC_STABLE:
+    sp__stable_rekey(e, from, to);
+    break;
+  case REC_UNSTABLE:
+    sp__unstable_rekey(e, from, to);
+    break;
+  default:
+    break;
+  }
+  if (e->merge.la.valid && e->merge.la.partner == from) e->merge.la.partner = to;
+  sp__track_move(e, from, to);
+}
+
 void sp__merge_reset_lookahead(struct sp_engine *e) { e->merge.la.valid = false; }

@@ -29,6 +29,11 @@ void sp__merge_forget(struct sp_engine *e, uint32_t ref, bool lost);
 /* The same for every tracked page in [from, to) of a range. */
 void sp__merge_forget_span(struct sp_engine *e, uint32_t range_id, uint64_t from,
                            uint64_t to, bool lost);
+/* The page of record `from` is now page `to` of another range of the same
+ * source (a VMA split or merge): the record moves with what it holds, in
+ * every index, as the kernel's address-keyed rmap_item stays.  `to` comes
+ * from sp__track_get_or_create() and is REC_NONE. */
+void sp__merge_move(struct sp_engine *e, uint32_t from, uint32_t to);
 /* Lookahead starts afresh (new pass, sources changed). */
 void sp__merge_reset_lookahead(struct sp_engine *e);
 

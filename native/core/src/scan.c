@@ -32,18 +32,56 @@ static void drop_range(struct sp_engine *e, uint32_t range_id, bool lost) {
   sp__range_destroy(e, range_id);
 }
 
-static int resize_range(struct sp_engine *e, uint32_t range_id, uint64_t npages) {
-  if (npages > SP_RANGE_MAX_PAGES) return -E2BIG;
-  if (npages < e->tr.ranges[range_id].npages)
-    sp__merge_forget_span(e, range_id, npages, e->tr.ranges[range_id].npages, true);
-  return sp__range_resize(e, range_id, npages);
-}
-
 static void forget_source_pages(struct sp_engine *e, struct sp_source *src, bool lost) {
   for (size_t i = 0; i < src->nranges; i++) drop_range(e, src->ranges[i], lost);
   free(src->ranges);
   src->ranges = NULL;
   src->nranges = 0;
+}
+
+/* The new range holding addr of old range `old`, or -1.  A dump's ranges
+ * must also map addr to the same file offset (else the page is another
+ * one); a process's or a buffer's page is its address. */
+static long holder(const struct sp_source *src, const struct sp_range_spec *specs, size_t n,
+                   const struct sp_range *old, uint64_t addr) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) { /* the last spec starting at or below addr */
+    size_t mid = (lo + hi) / 2;
+    if (specs[mid].start <= addr) lo = mid + 1;
+    else hi = mid;
+  }
+  if (!lo) return -1;
+  const struct sp_range_spec *s = &specs[lo - 1];
+  if (addr >= s->start + s->npages * SP_PAGE_SIZE) return -1;
+  if (src->kind == SP_SOURCE_DUMP &&
+      s->file_offset - s->start != old->file_offset - old->start)
+    return -1;
+  return (long)(lo - 1);
+}
+
+/* Pages [from, npages) of old range `old_id` leave it.  As the kernel keys
+ * rmap_items by address, a VMA split or merge (mprotect, madvise, a heap
+ * that grew into its neighbour) changes nothing for the pages: each record
+ * moves, with its merge, to the new range that holds its address; only the
+ * pages no range holds any more are forgotten. */
+static void rehome_span(struct sp_engine *e, struct sp_source *src, uint32_t old_id,
+                        uint64_t from, const struct sp_range_spec *specs, const uint32_t *ids,
+                        size_t n) {
+  uint64_t to = e->tr.ranges[old_id].npages;
+  uint32_t ref;
+  while ((ref = sp__track_next_live(e, old_id, &from, to)) != SP_NIL) {
+    const struct sp_range *old = &e->tr.ranges[old_id];
+    uint64_t addr = old->start + from * SP_PAGE_SIZE;
+    long j = holder(src, specs, n, old, addr);
+    uint32_t dest = SP_NIL;
+    if (j >= 0 && ids[j] != old_id) {
+      dest = sp__track_get_or_create(e, ids[j], (addr - specs[j].start) / SP_PAGE_SIZE);
+      if (dest != SP_NIL && sp__rec_state(sp__rec_get(e, dest)) != REC_NONE) dest = SP_NIL;
+    }
+    if (dest != SP_NIL) sp__merge_move(e, ref, dest);
+    else sp__merge_forget(e, ref, true);
+    from++;
+  }
 }
 
 int sp__scan_refresh_ranges(struct sp_engine *e, size_t slot) {
@@ -52,39 +90,64 @@ int sp__scan_refresh_ranges(struct sp_engine *e, size_t slot) {
   size_t n = 0;
   int err = src->ops->ranges(src, &specs, &n);
   if (err) return err;
+  size_t nold = src->nranges;
   uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-  if (!ids) {
+  /* kept[k]: how many pages old range k keeps (it became new range
+   * kept_by[k]), or SP_NIL when it goes. */
+  uint64_t *kept = malloc((nold ? nold : 1) * sizeof *kept);
+  if (!ids || !kept) {
+    free(ids);
+    free(kept);
     free(specs);
     return -ENOMEM;
   }
-  const struct sp_range *ranges = e->tr.ranges;
+  for (size_t k = 0; k < nold; k++) kept[k] = UINT64_MAX;
+
+  /* 1. Every new range gets an id: the old range starting at the same
+   * place (grown now if it grows, shrunk only after its tail moved), or a
+   * new one.  On failure, the ranges so far are kept and the rest is
+   * retried on the next visit. */
   size_t old = 0;
-  bool err_on_create = false;
   for (size_t i = 0; i < n; i++) {
-    while (old < src->nranges && ranges[src->ranges[old]].start < specs[i].start)
-      drop_range(e, src->ranges[old++], true);
-    if (old < src->nranges && ranges[src->ranges[old]].start == specs[i].start &&
-        ranges[src->ranges[old]].file_offset == specs[i].file_offset) {
-      ids[i] = src->ranges[old++];
-      e->tr.ranges[ids[i]].flags = specs[i].flags;
-      err = resize_range(e, ids[i], specs[i].npages);
-      err_on_create = false;
+    while (old < nold && e->tr.ranges[src->ranges[old]].start < specs[i].start) old++;
+    if (old < nold && e->tr.ranges[src->ranges[old]].start == specs[i].start &&
+        e->tr.ranges[src->ranges[old]].file_offset == specs[i].file_offset) {
+      uint32_t id = src->ranges[old];
+      if (specs[i].npages > SP_RANGE_MAX_PAGES) err = -E2BIG;
+      else if (specs[i].npages > e->tr.ranges[id].npages)
+        err = sp__range_resize(e, id, specs[i].npages);
+      if (!err) {
+        ids[i] = id;
+        e->tr.ranges[id].flags = specs[i].flags;
+        kept[old] = specs[i].npages;
+      }
+      old++;
     } else {
       err = sp__range_create(e, (uint32_t)slot, &specs[i], &ids[i]);
-      err_on_create = true;
     }
-    ranges = e->tr.ranges; /* create may move the table */
     if (err) {
-      /* Keep what was built; the rest is retried on the next visit.  A
-       * range that failed to resize goes too (it is in no list any more). */
-      if (!err_on_create) drop_range(e, ids[i], true);
-      for (size_t j = old; j < src->nranges; j++) drop_range(e, src->ranges[j], true);
       n = i;
       break;
     }
   }
-  if (!err)
-    while (old < src->nranges) drop_range(e, src->ranges[old++], true);
+
+  /* 2. Pages that left their range move to the range now holding them
+   * (or are forgotten); then old ranges shrink or go. */
+  for (size_t k = 0; k < nold; k++) {
+    uint32_t id = src->ranges[k];
+    uint64_t keep = kept[k] == UINT64_MAX ? 0 : kept[k];
+    if (keep < e->tr.ranges[id].npages) rehome_span(e, src, id, keep, specs, ids, n);
+  }
+  for (size_t k = 0; k < nold; k++) {
+    uint32_t id = src->ranges[k];
+    if (kept[k] == UINT64_MAX) sp__range_destroy(e, id);
+    else if (kept[k] < e->tr.ranges[id].npages) sp__range_resize(e, id, kept[k]);
+  }
+  free(kept);
+  /* Records moved, and the lookahead partner with them: its page may now
+   * be in another range. */
+  sp__merge_reset_lookahead(e);
+
   free(src->ranges);
   src->ranges = ids;
   src->nranges = n;

@@ -310,6 +310,12 @@ void sp__stable_remove(struct sp_engine *e, uint32_t ref) {
   }
 }
 
+void sp__stable_rekey(struct sp_engine *e, uint32_t from, uint32_t to) {
+  uint32_t *link = &N(e, sp__rec_get(e, from)->node)->members;
+  while (*link != from) link = &sp__rec_get(e, *link)->next;
+  *link = to;
+}
+
 void sp__stable_clear(struct sp_engine *e) {
   struct sp_stable *st = &e->stable;
   for (size_t i = 0; i < st->nused; i++)

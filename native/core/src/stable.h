@@ -34,6 +34,10 @@ uint32_t sp__stable_insert(struct sp_engine *e, const void *page, uint64_t hash,
  * record REC_STABLE, remove makes it REC_VOLATILE. */
 void sp__stable_append(struct sp_engine *e, uint32_t node, uint32_t ref);
 void sp__stable_remove(struct sp_engine *e, uint32_t ref);
+/* A member's record is about to move from ref `from` to ref `to`
+ * (sp__track_move()): its node's member list names `to` instead.  No
+ * counter changes: the mapping is the same. */
+void sp__stable_rekey(struct sp_engine *e, uint32_t from, uint32_t to);
 /* The content node of a regular node or dup. */
 uint32_t sp__stable_content_of(const struct sp_engine *e, uint32_t node);
 /* Contents of a content node: from the cache or a member still holding

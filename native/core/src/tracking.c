@@ -146,6 +146,20 @@ void sp__track_release(struct sp_engine *e, uint32_t ref) {
   chunk_free(e, cid);
 }
 
+void sp__track_move(struct sp_engine *e, uint32_t from, uint32_t to) {
+  *sp__rec_get(e, to) = *sp__rec_get(e, from);
+  e->tr.chunks[to >> SP_CHUNK_SHIFT]->live++;
+  /* Same source, same rmap_item: only the slot changes, so rmap_items and
+   * tracked stay; the old slot is released as sp__track_release() would
+   * without counting an item dropped. */
+  memset(sp__rec_get(e, from), 0, sizeof(struct sp_rec));
+  uint32_t cid = from >> SP_CHUNK_SHIFT;
+  struct sp_chunk *c = e->tr.chunks[cid];
+  if (--c->live) return;
+  set_chunk_id(e, &e->tr.ranges[c->range], c->first >> SP_CHUNK_SHIFT, SP_NIL);
+  chunk_free(e, cid);
+}
+
 void sp__track_locate(const struct sp_engine *e, uint32_t ref, uint32_t *range_id,
                       uint64_t *page) {
   const struct sp_chunk *c = e->tr.chunks[ref >> SP_CHUNK_SHIFT];

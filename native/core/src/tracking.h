@@ -9,9 +9,10 @@
  *
  * Callers name a page by (range id, page index) and a record by its ref;
  * how a range finds its records (today a chunk directory per range) is
- * private to tracking.c.  That is the seam for keying records by address,
- * as the kernel does: a range could become a view onto a per-source
- * address-keyed table without any caller changing.
+ * private to tracking.c.  Records are keyed by address as the kernel's
+ * rmap_items are: when the ranges of a source change (a VMA split or
+ * merge), the scan layer moves each record to the range that now holds its
+ * address (sp__track_move()) instead of dropping it.
  */
 #ifndef SP_TRACKING_H
 #define SP_TRACKING_H
@@ -39,6 +40,12 @@ void sp__track_start(struct sp_engine *e, uint32_t ref);
 /* Ends tracking a page whose record is in no index: the record becomes
  * REC_NONE and an empty chunk is freed. */
 void sp__track_release(struct sp_engine *e, uint32_t ref);
+/* Moves a record to another page's slot (`to`, from
+ * sp__track_get_or_create(), still REC_NONE) of the same source: a VMA
+ * split or merge moved its page to another range, and the kernel, whose
+ * rmap_items are keyed by address, keeps it as it is.  `from` becomes
+ * REC_NONE; the caller has already re-pointed every index at `to`. */
+void sp__track_move(struct sp_engine *e, uint32_t from, uint32_t to);
 /* A record that stays but for which the kernel holds no rmap_item any more
  * (a page left on the zero page), and back. */
 void sp__track_item_drop(struct sp_engine *e, uint32_t ref);

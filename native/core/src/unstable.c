@@ -40,6 +40,11 @@ void sp__unstable_remove(struct sp_engine *e, uint32_t ref) {
   e->unstable.pages_unshared--;
 }
 
+void sp__unstable_rekey(struct sp_engine *e, uint32_t from, uint32_t to) {
+  const struct sp_rec *rec = sp__rec_get(e, from);
+  if (sp__unstable_current(e, rec)) sp__index_replace(&e->unstable.index, rec->csum, from, to);
+}
+
 uint32_t sp__unstable_search_insert(struct sp_engine *e, uint32_t ref, const void *page,
                                     uint64_t hash, const void **partner_page) {
   struct sp_index_probe probe;

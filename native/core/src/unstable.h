@@ -19,6 +19,9 @@ int sp__unstable_new_pass(struct sp_engine *e);
 void sp__unstable_clear(struct sp_engine *e);
 /* Takes a record out of the unstable state (visit, merge, or page gone). */
 void sp__unstable_remove(struct sp_engine *e, uint32_t ref);
+/* A record about to move from ref `from` to ref `to` (sp__track_move()):
+ * the index, if it holds it, names `to` instead. */
+void sp__unstable_rekey(struct sp_engine *e, uint32_t from, uint32_t to);
 /* unstable_tree_search_insert(): the indexed record whose page equals
  * `page`, or, when there is none, inserts ref and returns SP_NIL.
  * *partner_page receives the contents of the returned record's page. */

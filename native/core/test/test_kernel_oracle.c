@@ -186,6 +186,98 @@ static void kernel_agrees(int use_zero_pages) {
   CHECK_OK(ksm_write("run", "0"));
 }
 
+/* ---- a VMA split or merge keeps the merges ---------------------------- */
+
+enum { SPLIT_PAGES = 512, SPLIT_AT = 200, SPLIT_LEN = 64 };
+static unsigned char *split_region;
+
+/* Each SIGUSR1 flips pages [SPLIT_AT, +SPLIT_LEN) between read-only (the
+ * VMA splits in three) and writable (they merge back into one). */
+static void split_flip(int sig) {
+  (void)sig;
+  static int read_only;
+  read_only = !read_only;
+  mprotect(split_region + (size_t)SPLIT_AT * SP_PAGE_SIZE, SPLIT_LEN * SP_PAGE_SIZE,
+           PROT_READ | (read_only ? 0 : PROT_WRITE));
+}
+
+static void split_body(void *hello) {
+  if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
+  split_region = sp_test_pages(SPLIT_PAGES);
+  for (int i = 0; i < SPLIT_PAGES; i++)
+    sp_test_fill(split_region + (size_t)i * SP_PAGE_SIZE, 300 + (uint64_t)(i % 16));
+  if (madvise(split_region, SPLIT_PAGES * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
+  if (signal(SIGUSR1, split_flip) == SIG_ERR) _exit(5);
+  *(uint64_t *)hello = (uintptr_t)split_region;
+}
+
+static int maps_lines(pid_t pid) {
+  char path[64], line[512];
+  snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+  FILE *f = fopen(path, "r");
+  int n = 0;
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f)) n++;
+  fclose(f);
+  return n;
+}
+
+/* Waits until ksmd has done `scans` more full scans (at most 60 s). */
+static void ksmd_scans(int64_t scans) {
+  int64_t until = ksm_read("full_scans") + scans;
+  double deadline = now() + 60;
+  while (ksm_read("full_scans") < until && now() < deadline) usleep(20000);
+  CHECK(ksm_read("full_scans") >= until);
+}
+
+/* The kernel keys rmap_items by address: after an mprotect splits the VMA,
+ * and after the one that merges it back, the child's merges and rmap_items
+ * stay as they were, pass after pass; the engine's too. */
+static void split_keeps_merges(void) {
+  uint64_t start;
+  current = sp_test_fork(split_body, &start, sizeof start);
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  uint32_t id;
+  CHECK_OK(sp_add_process(e, "split", current.pid, 0, &id));
+  sp_test_passes(e, 3);
+  sp_source_info src;
+  CHECK_OK(sp_source_get(e, id, &src));
+  CHECK_EQ(src.merging_pages, SPLIT_PAGES);
+
+  CHECK_OK(ksm_write("run", "2"));
+  CHECK_OK(ksm_write("max_page_sharing", "256"));
+  CHECK_OK(ksm_write("pages_to_scan", "5000"));
+  CHECK_OK(ksm_write("sleep_millisecs", "10"));
+  CHECK_OK(ksm_write("run", "1"));
+  double deadline = now() + 60;
+  while (proc_read_number(current.pid, "ksm_merging_pages") < SPLIT_PAGES && now() < deadline)
+    usleep(50000);
+  CHECK_EQ(proc_read_number(current.pid, "ksm_merging_pages"), SPLIT_PAGES);
+  int64_t items = proc_ksm_stat(current.pid, "ksm_rmap_items");
+  CHECK_EQ(items, SPLIT_PAGES);
+
+  for (int step = 0; step < 2; step++) {
+    int lines = maps_lines(current.pid);
+    CHECK_EQ(kill(current.pid, SIGUSR1), 0);
+    for (int i = 0; i < 100 && maps_lines(current.pid) == lines; i++) usleep(10000);
+    CHECK_EQ(maps_lines(current.pid), lines + (step == 0 ? 2 : -2));
+    for (int pass = 0; pass < 3; pass++) {
+      ksmd_scans(1);
+      CHECK_OK(sp_engine_pass(e));
+      CHECK_OK(sp_source_get(e, id, &src));
+      int64_t kmerging = proc_read_number(current.pid, "ksm_merging_pages");
+      CHECK_EQ(kmerging, SPLIT_PAGES);
+      CHECK_EQ(proc_ksm_stat(current.pid, "ksm_rmap_items"), items);
+      CHECK_EQ(src.merging_pages, kmerging);
+      CHECK_EQ(src.rmap_items, items);
+      CHECK_EQ(src.ranges, step == 0 ? 3 : 1);
+    }
+  }
+  sp_engine_destroy(e);
+  sp_test_end(&current);
+  CHECK_OK(ksm_write("run", "0"));
+}
+
 static void with_zero_pages_off(void) { kernel_agrees(0); }
 static void with_zero_pages_on(void) { kernel_agrees(1); }
 
@@ -204,6 +296,10 @@ int main(void) {
   ksm_restore_settings();
   ksm_save_settings();
   sp_check_run("kernel agrees, use_zero_pages=1", with_zero_pages_on);
+  sp_test_end(&current);
+  ksm_restore_settings();
+  ksm_save_settings();
+  sp_check_run("a VMA split or merge keeps the merges, kernel and engine", split_keeps_merges);
   sp_test_end(&current);
   ksm_restore_settings();
   return sp_check_done();

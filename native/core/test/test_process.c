@@ -89,13 +89,17 @@ static void exits_mid_scan(void) {
 }
 
 /* A child whose pages the parent can rewrite: it reads {page, seed}
- * commands from a pipe (seed 0 = zeros) and acknowledges each. */
+ * commands from a pipe (seed 0 = zeros; WRITER_READ_ONLY / WRITER_WRITABLE
+ * mprotect WRITER_SPLIT pages from `page`, splitting or merging its VMA)
+ * and acknowledges each. */
 struct writer {
   pid_t pid;
   int cmd_fd, ack_fd;
 };
 
-enum { WRITER_PAGES = 512 };
+enum { WRITER_PAGES = 512, WRITER_SPLIT = 64 };
+#define WRITER_READ_ONLY UINT32_MAX
+#define WRITER_WRITABLE (UINT32_MAX - 1)
 
 static struct writer spawn_writer(void) {
   int cmd[2], ack[2];
@@ -114,7 +118,10 @@ static struct writer spawn_writer(void) {
     if (write(ack[1], &ok, 1) != 1) _exit(4);
     while (read(cmd[0], c, sizeof c) == sizeof c) {
       unsigned char *page = m + (size_t)(c[0] % WRITER_PAGES) * SP_PAGE_SIZE;
-      if (c[1]) sp_test_fill(page, c[1]);
+      if (c[1] == WRITER_READ_ONLY || c[1] == WRITER_WRITABLE) {
+        int prot = PROT_READ | (c[1] == WRITER_WRITABLE ? PROT_WRITE : 0);
+        if (mprotect(page, WRITER_SPLIT * SP_PAGE_SIZE, prot)) _exit(6);
+      } else if (c[1]) sp_test_fill(page, c[1]);
       else memset(page, 0, SP_PAGE_SIZE);
       if (write(ack[1], &ok, 1) != 1) _exit(5);
     }
@@ -188,6 +195,46 @@ static void soft_dirty_same_result(void) {
   close(w.cmd_fd);
   close(w.ack_fd);
   waitpid(w.pid, NULL, 0);
+}
+
+static void writer_end(struct writer *w) {
+  close(w->cmd_fd);
+  close(w->ack_fd);
+  waitpid(w->pid, NULL, 0);
+}
+
+/* Records are keyed by address, as the kernel's rmap_items: an mprotect
+ * that splits the VMA in three, and the one that merges it back, change
+ * nothing for the pages.  (Before, the range keeping the start was cut
+ * short and the tail's records were dropped: its merges were lost for a
+ * pass and came back two passes later.) */
+static void vma_split_keeps_merges(void) {
+  struct writer w = spawn_writer();
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  uint32_t id;
+  CHECK_OK(sp_add_process(e, NULL, w.pid, 0, &id));
+  sp_test_passes(e, 3);
+  sp_counters before = sp_test_counters(e);
+  /* 16 contents, 32 copies each. */
+  CHECK_EQ(before.pages_shared, 16);
+  CHECK_EQ(before.pages_sharing, WRITER_PAGES - 16);
+  sp_source_info info;
+  for (int step = 0; step < 2; step++) {
+    writer_set(&w, 200, step == 0 ? WRITER_READ_ONLY : WRITER_WRITABLE);
+    for (int pass = 0; pass < 3; pass++) {
+      CHECK_OK(sp_engine_pass(e));
+      sp_counters c = sp_test_counters(e);
+      CHECK_EQ(c.pages_shared, before.pages_shared);
+      CHECK_EQ(c.pages_sharing, before.pages_sharing);
+      CHECK_EQ(c.rmap_items, WRITER_PAGES);
+      CHECK_EQ(c.pages_lost, 0);
+      CHECK_OK(sp_source_get(e, id, &info));
+      CHECK_EQ(info.ranges, step == 0 ? 3 : 1);
+      CHECK_EQ(info.merging_pages, WRITER_PAGES);
+    }
+  }
+  sp_engine_destroy(e);
+  writer_end(&w);
 }
 
 /* Two THPs: in each, 256 zero pages then 256 pages of 8 contents.  With
@@ -349,6 +396,7 @@ int main(void) {
   sp_check_run("a child with a known layout", known_layout);
   sp_check_run("a child that exits mid-scan", exits_mid_scan);
   sp_check_run("soft-dirty: fewer reads, same result", soft_dirty_same_result);
+  sp_check_run("a VMA split or merge keeps the merges", vma_split_keeps_merges);
   sp_check_run("zero THP subpages left apart", thp_zero_apart);
   sp_check_run("MAP_DROPPABLE memory is never merged", droppable_never_merges);
   sp_check_run("missing pid, bad flags, no permission", missing_and_forbidden);

@@ -164,7 +164,7 @@ static void visit_zero(struct sp_engine *e, struct sp_source *src, uint32_t ref,
   e->merge.pages_scanned++;
 }
 
-void sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
+bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
                      uint32_t range, uint64_t page_index, const void *page) {
   struct sp_rec *rec = sp__rec_get(e, ref);
   uint64_t hash = sp__hash_page(page);
@@ -172,20 +172,29 @@ void sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
 
   if (state == REC_ZERO) {
     visit_zero(e, src, ref, rec, page, hash);
-    return;
+    return false;
   }
-  e->merge.pages_scanned++;
 
   if (state == REC_STABLE) {
     /* Still the merged content: nothing to do (the kernel returns early
      * for a KSM page already on its node).  Otherwise it was written,
-     * which breaks the sharing (copy-on-write). */
+     * which broke the sharing (copy-on-write). */
     if (sp__stable_hash(e, rec->node) == hash) {
+      e->merge.pages_scanned++;
       e->merge.la.valid = false;
-      return;
+      return false;
     }
+    /* Written: no longer a KSM page, so should_skip_rmap_item() ages it
+     * and may skip it, with the age it had when it merged (the age stands
+     * still while the page is KSM, and the kernel never resets it); a skip
+     * takes it out of the stable tree unvisited. */
+    if (sp__merge_smart_skip(e, ref)) return true;
+    e->merge.pages_scanned++;
     sp__stable_remove(e, ref);
-  } else if (state == REC_UNSTABLE) {
+  } else {
+    e->merge.pages_scanned++;
+  }
+  if (state == REC_UNSTABLE) {
     sp__unstable_remove(e, ref);
   }
 
@@ -195,7 +204,7 @@ void sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
     rec->csum = (uint32_t)hash;
     rec->state |= REC_F_CSUM;
     e->merge.la.valid = false;
-    return;
+    return false;
   }
 
   if (e->settings.use_zero_pages && hash == e->zero_hash &&
@@ -204,17 +213,20 @@ void sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
     e->merge.ksm_zero_pages++;
     src->zero_pages++;
     e->merge.la.valid = false;
-    return;
+    return false;
   }
 
   merge_candidate(e, ref, range, page_index, page, hash);
+  return false;
 }
 
 bool sp__merge_smart_skip(struct sp_engine *e, uint32_t ref) {
   struct sp_rec *rec = sp__rec_get(e, ref);
   if (!should_skip(e, rec)) return false;
   e->merge.pages_skipped++;
+  /* remove_rmap_item_from_tree() */
   if (sp__rec_state(rec) == REC_UNSTABLE) sp__unstable_remove(e, ref);
+  else if (sp__rec_state(rec) == REC_STABLE) sp__stable_remove(e, ref);
   return true;
 }
 

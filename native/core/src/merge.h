@@ -13,15 +13,18 @@
 
 #pragma GCC visibility push(hidden)
 
-/* Visits a page read in this pass (ref's record is not REC_NONE). */
-void sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
+/* Visits a page read in this pass (ref's record is not REC_NONE).  Returns
+ * true when smart scan skipped it after all: a merged page found written
+ * is not a KSM page any more, and the kernel decides its skip only then
+ * (it is not charged to pages_to_scan). */
+bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
                      uint32_t range, uint64_t page_index, const void *page);
 /* A page not read because it was not written since its previous visit
  * (soft-dirty): a merged page is still merged, a zero-merged one still on
  * the zero page.  Only for REC_STABLE and REC_ZERO records. */
 void sp__merge_unread(struct sp_engine *e, uint32_t ref);
-/* should_skip_rmap_item() for a page that is not merged: true when smart
- * scan skips it this pass (it leaves the unstable index). */
+/* should_skip_rmap_item() for a page that is not a KSM page now: true when
+ * smart scan skips it this pass (it leaves the unstable or stable index). */
 bool sp__merge_smart_skip(struct sp_engine *e, uint32_t ref);
 /* A tracked page that is no longer there (or left apart): out of every
  * index, its record released.  An rmap item counts as lost when `lost`. */

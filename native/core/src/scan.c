@@ -370,7 +370,10 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
       sp__merge_forget(e, refs[i], false);
       continue;
     }
-    sp__merge_visit(e, src, refs[i], range_id, first + i, w->ptrs[i]);
+    /* A merged page found written and skipped was charged before it was
+     * read; the kernel charges no skipped page, so it is given back (the
+     * step goes on to the next window if it must). */
+    if (sp__merge_visit(e, src, refs[i], range_id, first + i, w->ptrs[i])) charged--;
   }
   sp__window_end(e);
   e->scan.cur.page = first + n;

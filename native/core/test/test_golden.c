@@ -223,6 +223,45 @@ static void steps_like_ksmd(void) {
   sp_test_free_pages(mem, 250);
 }
 
+/* Smart scan after a merged page is written (6.12 should_skip_rmap_item()):
+ * the page is no longer KSM, so it is aged and may be skipped with the age
+ * it merged at (an rmap_item's age stands still while its page is KSM and
+ * is never reset).  Two unique pages age alike: visited in passes 1-4, 6,
+ * 9 and 14 (skips of 1, 2, 4, then 8).  Page 0 takes page 1's content
+ * after pass 6: the checksum gate sees it in pass 9, they merge in pass 14
+ * at age 14 with 8 skips to go.  Page 0 written after that is skipped in
+ * pass 15, leaving its merged page, and the skip is not charged. */
+static void written_merged_page_skipped(void) {
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  unsigned char *mem = sp_test_pages(2);
+  sp_test_fill(mem, 41);
+  sp_test_fill(mem + SP_PAGE_SIZE, 42);
+  CHECK_OK(sp_add_memory(e, "aged", mem, 2 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 6);
+  memcpy(mem, mem + SP_PAGE_SIZE, SP_PAGE_SIZE);
+  sp_test_passes(e, 7);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 0);
+  sp_test_passes(e, 1); /* pass 14 */
+  c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared, 1);
+  CHECK_EQ(c.pages_sharing, 1);
+  mem[100] ^= 1;
+  /* Pass 15, one page per step: page 0 is skipped (not charged), page 1
+   * is scanned; the next step ends the pass. */
+  CHECK_EQ(sp_engine_step(e, 1), 1);
+  sp_counters d = sp_test_counters(e);
+  CHECK_EQ(d.pages_skipped - c.pages_skipped, 1);
+  CHECK_EQ(d.pages_scanned - c.pages_scanned, 1);
+  CHECK_EQ(d.full_scans, c.full_scans);
+  CHECK_EQ(d.pages_shared, 1);
+  CHECK_EQ(d.pages_sharing, 0);
+  CHECK_EQ(sp_engine_step(e, 1), 0);
+  CHECK_EQ(sp_test_counters(e).full_scans, c.full_scans + 1);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 2);
+}
+
 static void no_source_no_scan(void) {
   sp_engine *e = sp_test_engine(0, 256, 1, 1);
   CHECK_EQ(sp_engine_pass(e), -ENODATA);
@@ -276,7 +315,11 @@ static void page_flag_hints(void) {
   CHECK_EQ(p.pass_pages, 2);
   CHECK_EQ(sp_test_counters(e).pages_sharing, 5);
   mem[5 * SP_PAGE_SIZE] ^= 1;
+  /* Page 5, written after it merged at age 2, is aged by smart scan from
+   * then on: it is skipped in pass 5 and merges back in pass 6. */
   sp_test_passes(e, 3);
+  CHECK_EQ(sp_test_counters(e).pages_sharing, 3);
+  sp_test_passes(e, 1);
   sp_counters c = sp_test_counters(e);
   CHECK_EQ(c.rmap_items, 6);
   CHECK_EQ(c.pages_shared, 2);
@@ -299,6 +342,7 @@ int main(void) {
   sp_check_run("zero pages with use_zero_pages 0 and 1", zero_pages);
   sp_check_run("max_page_sharing is busy while merged", max_page_sharing_busy);
   sp_check_run("steps like ksmd", steps_like_ksmd);
+  sp_check_run("a merged page written is aged and skipped", written_merged_page_skipped);
   sp_check_run("errors without sources", no_source_no_scan);
   return sp_check_done();
 }

@@ -84,7 +84,10 @@ typedef enum sp_source_kind {
 #define SP_PROC_GUEST_RAM_ONLY (1u << 1)
 /* Leave out zero-filled pages that sit inside transparent huge pages: the
  * kernel maps them to the zero page when it splits the THP, outside KSM's
- * counters.  Needs /proc/kpageflags (root); ignored without it. */
+ * counters.  THPs are found through /proc/kpageflags as root; without root
+ * through PAGEMAP_SCAN's HUGE category, which sees PMD-mapped THPs only.
+ * (Pages mapped to the zero page are left out with or without root: by PFN,
+ * or by PAGEMAP_SCAN's PFNZERO category when PFNs are hidden.) */
 #define SP_PROC_THP_ZERO_APART (1u << 2)
 /* Read again only the pages written since the previous pass (soft-dirty
  * bits: /proc/PID/clear_refs, bit 55 of pagemap); a rolling eighth of the

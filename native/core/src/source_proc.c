@@ -38,6 +38,7 @@ struct sp_pm_scan_arg {
 #define SP_PAGE_IS_FILE (1 << 2)
 #define SP_PAGE_IS_PRESENT (1 << 3)
 #define SP_PAGE_IS_PFNZERO (1 << 5)
+#define SP_PAGE_IS_HUGE (1 << 6)
 
 #define PM_SOFT_DIRTY (1ull << 55)
 #define PM_PRESENT (1ull << 63)
@@ -67,6 +68,11 @@ struct proc_impl {
   uint64_t pm_addr;
   size_t pm_n;
   uint64_t pm[SP_BATCH_PAGES];
+  /* PFNs hidden (not root): PAGEMAP_SCAN's categories of that window,
+   * SP_PAGE_IS_PFNZERO / SP_PAGE_IS_HUGE per page; cat_ok when known. */
+  bool cat_ok;
+  uint8_t cat[SP_BATCH_PAGES];
+  struct sp_page_region regions[SP_BATCH_PAGES];
 };
 
 /* Field 22 of /proc/PID/stat; the comm field may hold spaces and ')'. */
@@ -263,6 +269,40 @@ static int proc_ranges(struct sp_source *src, struct sp_range_spec **out,
   return 0;
 }
 
+/* Without root, pagemap hides PFNs, so neither the zero page (a read
+ * fault's, or one KSM placed with use_zero_pages) nor a THP can be told by
+ * PFN.  PAGEMAP_SCAN computes its categories in the kernel and needs no
+ * privilege: p->cat gets PFNZERO and HUGE (PMD-mapped THP) per page of
+ * [addr, addr + npages pages).  Sets p->cat_ok on success. */
+static void scan_categories(struct proc_impl *p, uint64_t addr, size_t npages) {
+  p->cat_ok = false;
+  if (p->no_pagemap_scan) return;
+  memset(p->cat, 0, npages);
+  uint64_t end = addr + npages * SP_PAGE_SIZE, at = addr;
+  while (at < end) {
+    struct sp_pm_scan_arg arg = {.size = sizeof arg,
+                                 .start = at,
+                                 .end = end,
+                                 .vec = (uintptr_t)p->regions,
+                                 .vec_len = SP_BATCH_PAGES,
+                                 .category_anyof_mask = SP_PAGE_IS_PFNZERO | SP_PAGE_IS_HUGE,
+                                 .return_mask = SP_PAGE_IS_PFNZERO | SP_PAGE_IS_HUGE};
+    long got = ioctl(p->pagemap_fd, SP_PAGEMAP_SCAN, &arg);
+    if (got < 0) {
+      if (errno == ENOTTY || errno == EINVAL) p->no_pagemap_scan = true;
+      return;
+    }
+    for (long r = 0; r < got; r++) {
+      const struct sp_page_region *g = &p->regions[r];
+      for (uint64_t a = g->start; a < g->end && a < end; a += SP_PAGE_SIZE)
+        p->cat[(a - addr) / SP_PAGE_SIZE] = (uint8_t)g->categories;
+    }
+    if (arg.walk_end <= at) break;
+    at = arg.walk_end;
+  }
+  p->cat_ok = at >= end;
+}
+
 static int proc_presence(struct sp_source *src, uint64_t addr, size_t npages,
                          uint8_t *flags) {
   struct proc_impl *p = src->impl;
@@ -272,13 +312,16 @@ static int proc_presence(struct sp_source *src, uint64_t addr, size_t npages,
   size_t have = (size_t)got / sizeof(uint64_t);
   p->pm_addr = addr;
   p->pm_n = have;
+  p->cat_ok = false;
+  if (!p->zero_pfn) scan_categories(p, addr, have);
   for (size_t i = 0; i < npages; i++) {
     uint64_t e = i < have ? p->pm[i] : 0;
     uint64_t pfn = e & PM_PFN_MASK;
+    bool zero = p->zero_pfn ? pfn == p->zero_pfn
+                            : p->cat_ok && (p->cat[i] & SP_PAGE_IS_PFNZERO);
     /* Present, anonymous (not page cache or shared memory), and not the
      * zero page a read fault maps: what folio_walk hands to ksmd. */
-    bool present = (e & PM_PRESENT) && !(e & PM_FILE) &&
-                   !(p->zero_pfn && pfn == p->zero_pfn);
+    bool present = (e & PM_PRESENT) && !(e & PM_FILE) && !zero;
     flags[i] = present ? PAGE_PRESENT : 0;
     if (present && sd_clean(p, addr + i * SP_PAGE_SIZE, e)) flags[i] |= PAGE_CLEAN;
   }
@@ -290,7 +333,15 @@ static int proc_thp(struct sp_source *src, const struct sp_range *range,
                     uint8_t *thp) {
   struct proc_impl *p = src->impl;
   uint64_t addr = range->start + first * SP_PAGE_SIZE;
-  if (p->kpageflags_fd < 0 || addr != p->pm_addr || npages > p->pm_n) return -ENODATA;
+  if (addr != p->pm_addr || npages > p->pm_n) return -ENODATA;
+  if (p->kpageflags_fd < 0) {
+    /* Not root: PAGEMAP_SCAN's HUGE category (a PMD-mapped THP; one
+     * already split to PTEs is not seen). */
+    if (!p->cat_ok) return -ENODATA;
+    for (size_t i = 0; i < npages; i++)
+      thp[i] = want[i] && (p->cat[i] & SP_PAGE_IS_HUGE);
+    return 0;
+  }
   memset(thp, 0, npages);
   size_t i = 0;
   while (i < npages) {

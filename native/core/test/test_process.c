@@ -237,6 +237,86 @@ static void vma_split_keeps_merges(void) {
   writer_end(&w);
 }
 
+/* Pages 0-31 mapped to the zero page by read faults, 32-63 four contents
+ * eight times, 64-95 written with zeros (anonymous pages that hold zeros). */
+enum { ZP_PAGES = 96 };
+static bool zero_mapped_layout(void) {
+  if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) return false;
+  unsigned char *m = sp_test_pages(ZP_PAGES);
+  for (int i = 0; i < 32; i++) (void)((volatile unsigned char *)m)[(size_t)i * SP_PAGE_SIZE];
+  for (int i = 32; i < 64; i++) sp_test_fill(m + (size_t)i * SP_PAGE_SIZE, 700 + (uint64_t)(i % 4));
+  for (int i = 64; i < ZP_PAGES; i++) ((volatile unsigned char *)m)[(size_t)i * SP_PAGE_SIZE] = 0;
+  return madvise(m, ZP_PAGES * SP_PAGE_SIZE, MADV_MERGEABLE) == 0;
+}
+
+struct zp_result {
+  int err;
+  uint64_t present, shared, sharing, rmap_items, thp_zero;
+};
+
+/* The engine on this very process, as the kernel would scan it. */
+static struct zp_result scan_self(uint32_t flags) {
+  struct zp_result r = {0};
+  sp_engine *e = sp_test_engine(0, 256, 1, 1);
+  uint32_t id;
+  r.err = sp_add_process(e, NULL, getpid(), flags, &id);
+  if (!r.err) {
+    sp_test_passes(e, 3);
+    sp_source_info info;
+    r.err = sp_source_get(e, id, &info);
+    sp_counters c = sp_test_counters(e);
+    r.present = info.present_pages;
+    r.thp_zero = info.thp_zero_pages;
+    r.shared = c.pages_shared;
+    r.sharing = c.pages_sharing;
+    r.rmap_items = c.rmap_items;
+  }
+  sp_engine_destroy(e);
+  return r;
+}
+
+/* In a child (PR_SET_THP_DISABLE and uids are per process), as nobody
+ * when as_nobody: lays out its memory with layout(), then scan_self(). */
+static struct zp_result scan_child(bool as_nobody, bool (*layout)(void), uint32_t flags) {
+  int res[2];
+  struct zp_result r = {.err = -99};
+  CHECK_EQ(pipe(res), 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    close(res[0]);
+    r.err = -1;
+    if ((!as_nobody || (setgid(65534) == 0 && setuid(65534) == 0 &&
+                        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) == 0)) &&
+        layout())
+      r = scan_self(flags);
+    _exit(write(res[1], &r, sizeof r) == sizeof r ? 0 : 1);
+  }
+  close(res[1]);
+  CHECK_EQ(read(res[0], &r, sizeof r), sizeof r);
+  close(res[0]);
+  waitpid(pid, NULL, 0);
+  return r;
+}
+
+/* Without root pagemap hides PFNs; the zero page is then found through
+ * PAGEMAP_SCAN's PFNZERO category, so pages a read fault mapped to it are
+ * left out as ksmd leaves them (before, they were read as 32 more zero
+ * pages that merged).  The same figures as root, who compares PFNs. */
+static void zero_page_without_root(void) {
+  struct zp_result user = scan_child(true, zero_mapped_layout, 0);
+  CHECK_EQ(user.err, 0);
+  CHECK_EQ(user.present, 64);
+  CHECK_EQ(user.rmap_items, 64);
+  CHECK_EQ(user.shared, 5);
+  CHECK_EQ(user.sharing, 28 + 31);
+  struct zp_result root = scan_child(false, zero_mapped_layout, 0);
+  CHECK_EQ(root.err, 0);
+  CHECK_EQ(root.present, user.present);
+  CHECK_EQ(root.shared, user.shared);
+  CHECK_EQ(root.sharing, user.sharing);
+}
+
 /* Two THPs: in each, 256 zero pages then 256 pages of 8 contents.  With
  * SP_PROC_THP_ZERO_APART the zero subpages are left apart (the kernel maps
  * them to the zero page when it splits the THP, outside KSM), the others
@@ -283,6 +363,23 @@ static void thp_zero_apart(void) {
   sp_engine_destroy(apart);
   sp_engine_destroy(all);
   sp_test_end(&ch);
+}
+
+static bool thp_layout(void) {
+  char hello;
+  thp_body(&hello);
+  return true;
+}
+
+/* The same without root: no /proc/kpageflags, so THPs are found through
+ * PAGEMAP_SCAN's HUGE category (before, the flag was ignored and the 512
+ * zero subpages merged). */
+static void thp_zero_apart_without_root(void) {
+  struct zp_result user = scan_child(true, thp_layout, SP_PROC_THP_ZERO_APART);
+  CHECK_EQ(user.err, 0);
+  CHECK_EQ(user.thp_zero, 512);
+  CHECK_EQ(user.shared, 8);
+  CHECK_EQ(user.sharing, 512 - 8);
 }
 
 /* MAP_DROPPABLE (6.11+): memory the kernel may zero under pressure.
@@ -397,7 +494,9 @@ int main(void) {
   sp_check_run("a child that exits mid-scan", exits_mid_scan);
   sp_check_run("soft-dirty: fewer reads, same result", soft_dirty_same_result);
   sp_check_run("a VMA split or merge keeps the merges", vma_split_keeps_merges);
+  sp_check_run("zero-page mappings left out without root", zero_page_without_root);
   sp_check_run("zero THP subpages left apart", thp_zero_apart);
+  sp_check_run("zero THP subpages left apart without root", thp_zero_apart_without_root);
   sp_check_run("MAP_DROPPABLE memory is never merged", droppable_never_merges);
   sp_check_run("missing pid, bad flags, no permission", missing_and_forbidden);
   sp_check_run("QEMU guest RAM", qemu_guest_ram);

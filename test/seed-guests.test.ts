@@ -3,7 +3,7 @@
  * process's page cache there and the limit caps it; removed on remove() and on SIGTERM), the
  * Debian 12 image (built by scripts/qemu/debian/build-image.sh from Debian's packages, ~35 s cold,
  * cached after) booted as two TCG guests with systemd, each workload's short smoke run, and the
- * runner end to end. Needs root; does not touch /sys/kernel/mm/ksm (the runner runs --ksm off).
+ * runner end to end, its run file through the report (bench:seed). Needs root; does not touch /sys/kernel/mm/ksm (the runner runs --ksm off).
  */
 import test from 'ava';
 import { execFile, spawn } from 'node:child_process';
@@ -132,6 +132,14 @@ test.serial('the runner: bad options exit 2 naming them; a boot run writes sampl
     t.is(file.samples.length, last.samples);
     t.true(file.samples.some((s) => s.phase === 'booting' && s.imageCacheMiB.length === 2));
     t.true(file.samples.some((s) => s.phase === 'boot'));
+    // QEMU's reads (/proc/PID/io) sampled from its start, and the report made from this run file.
+    const qemuReads = (file.samples as unknown as { phase: string; qemu: { rcharMiB?: number }[] }[]).filter((s) => s.phase === 'booting' && s.qemu.length === 2);
+    t.true(qemuReads.length > 0 && qemuReads.every((s) => s.qemu.every((q) => typeof q.rcharMiB === 'number')), 'QEMU reads sampled while booting');
+    const report = path.join(dir, 'report');
+    const rr = await run(process.execPath, [path.join(root, 'dist/scripts/bench/seed-report-cli.js'), '--runs', out, '--out', report, '--measure', 'none', '--plots', 'off']);
+    const line = JSON.parse(rr.stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+    t.is(line['runs'], 1);
+    t.regex(readFileSync(path.join(report, 'report.md'), 'utf8'), /\| boot\.json \| boot \| no-ksm \| 2 × 512 MiB \|/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -17,15 +17,17 @@
 //   --out FILE         the JSON (default seed-WORKLOAD.json)
 // Prints a summary and one JSON line last.
 import { writeFileSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { USER_HZ, findKsmd, readKsm, readProcStat, readStatus, setKsm } from '../../lib/index.js';
 import { withSavedKsm } from '../../test/helpers/ksm.js';
 import { cacheState, cachedCount } from '../../test/helpers/pagecache.js';
-import { createMemoryCgroup, type MemoryCgroup, type MemoryUsage } from '../qemu/cgroup.js';
+import { createMemoryCgroup, type MemoryCgroup } from '../qemu/cgroup.js';
 import { ensureSeedImage, makeRunDir, startDebianGuests, type DebianGuest } from '../qemu/debian.js';
 import { stopAll } from '../qemu/harness.js';
+import { hostCacheHitRatio, type SeedSample } from './seed-report.js';
 import { DEFAULT_SECONDS, GRACE_SECONDS, WORKLOADS, isWorkload, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
 
 const MIB = 1 << 20;
@@ -107,15 +109,34 @@ function options(): Options {
   };
 }
 
-interface Sample {
-  t: number;
-  phase: string;
-  ksm: Record<string, number>;
-  ksmdCpuS: number;
-  /** Host page cache held by each guest's image (mincore), MiB. */
-  imageCacheMiB: number[];
-  cgroup?: MemoryUsage;
-  qemu: { rssMiB: number; cpuS: number }[];
+type Sample = SeedSample;
+
+/** rchar and read_bytes of /proc/PID/io, in MiB. */
+async function readIo(pid: number): Promise<{ rcharMiB: number; readMiB: number }> {
+  const text = await readFile(`/proc/${pid}/io`, 'utf8');
+  const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(text)?.[1] ?? NaN) / MIB;
+  return { rcharMiB: field('rchar'), readMiB: field('read_bytes') };
+}
+
+/**
+ * The pid of the process whose command line names each image copy (its QEMU), or undefined while
+ * none does: the sampler reads the QEMUs from their start, before startDebianGuests() resolves.
+ */
+async function pidsByImage(images: readonly string[]): Promise<(number | undefined)[]> {
+  const found: (number | undefined)[] = images.map(() => undefined);
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let args: string[];
+    try {
+      args = (await readFile(`/proc/${e}/cmdline`, 'utf8')).split('\0');
+    } catch {
+      continue; // gone meanwhile
+    }
+    images.forEach((img, i) => {
+      if (found[i] === undefined && args.some((a) => a.includes(img)) && !args[0]?.endsWith('sp-launch')) found[i] = Number(e);
+    });
+  }
+  return found;
 }
 
 class Sampler {
@@ -125,6 +146,7 @@ class Sampler {
   private loop: Promise<void> | undefined;
   images: string[] = [];
   guests: DebianGuest[] = [];
+  private pids: (number | undefined)[] = [undefined];
 
   constructor(
     private readonly t0: number,
@@ -165,11 +187,22 @@ class Sampler {
     const imageCacheMiB: number[] = [];
     const qemu: Sample['qemu'] = [];
     for (const img of this.images) imageCacheMiB.push((cachedCount(await cacheState(img)) * 4096) / MIB);
-    for (const g of this.guests) {
-      const st = await readProcStat(g.guest.pid);
-      const status = await readStatus(g.guest.pid);
-      qemu.push({ rssMiB: (status.vmRssBytes ?? 0) / MIB, cpuS: (st.utime + st.stime) / USER_HZ });
+    if (this.guests.length > 0) this.pids = this.guests.map((g) => g.guest.pid);
+    else if (this.images.length > 0 && this.pids.some((p) => p === undefined)) this.pids = await pidsByImage(this.images);
+    for (const pid of this.pids) {
+      if (pid === undefined) break; // sampled once every QEMU runs, so qemu[i] is always guest i
+      try {
+        const st = await readProcStat(pid);
+        const status = await readStatus(pid);
+        qemu.push({ rssMiB: (status.vmRssBytes ?? 0) / MIB, cpuS: (st.utime + st.stime) / USER_HZ, ...(await readIo(pid)) });
+      } catch (e) {
+        if (this.guests.length > 0) throw e;
+        this.pids = this.images.map(() => undefined); // a wrapper that exec'd away, or a QEMU that failed: look again
+        qemu.length = 0;
+        break;
+      }
     }
+    if (qemu.length !== this.images.length) qemu.length = 0;
     return {
       t,
       phase: this.phase,
@@ -263,6 +296,7 @@ async function runBench(o: Options): Promise<void> {
     avg_host_cache_mib: r1(avg(during.map(sumCache))),
     peak_host_cache_mib: r1(Math.max(0, ...all.map(sumCache))),
     avg_cgroup_file_mib: cgroup ? r1(avg(during.map((s) => (s.cgroup?.fileBytes ?? 0) / MIB))) : null,
+    host_cache_hit_ratio: ((h) => (h === null ? null : Math.round(h * 1000) / 1000))(hostCacheHitRatio(during)),
     oom_kills: oomKills,
     samples: all.length,
     results: result,
@@ -276,7 +310,7 @@ async function runBench(o: Options): Promise<void> {
     `seed ${o.workload}: 2 Debian guests x ${o.memMiB} MiB (TCG, THP off, cache=writeback), cgroup limit ${o.limitMiB ?? 'none'} MiB, ksmd ${summary.ksm}`,
     `  login prompt after ${summary.login_s.join(' / ')} s; READY after ${summary.ready_s.join(' / ')} s; workload ${summary.workload_s} s`,
     `  pages_shared avg ${summary.avg_pages_shared} (from boot ${summary.avg_pages_shared_from_boot}), pages_sharing avg ${summary.avg_pages_sharing}; ksmd CPU ${summary.ksmd_cpu_pct} %`,
-    `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB`,
+    `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB; host cache hit ratio ${summary.host_cache_hit_ratio ?? '-'}`,
     `  results: ${JSON.stringify(result)}`,
     `  ${all.length} samples in ${o.out}`,
   ];

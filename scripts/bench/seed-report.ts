@@ -1,0 +1,495 @@
+// The seed report (issue 14): reads the JSON files `npm run bench:seed:run` writes, one per run,
+// and renders the published tables with our figures beside them (markdown), the plots to draw
+// (seed-plots.ts turns them into PNGs) and the one JSON line the issue names. Pure: no I/O but
+// reading the run files, so a test can render a report from any runs.
+//
+// A run is identified by its workload and its variant: what the host did during it. The runner
+// today makes two: "kernel" (the kernel's ksmd at --ksm PAGES/MS, no action on the host cache)
+// and "no-ksm" (--ksm off). The others the tables need ("lookahead": the engine with lookahead,
+// the way ksmd runs, on the live guests; "scrub": the agent's exclusive-cache scrub on its timer;
+// "drop-all": the images dropped from the host cache on the same timer; "truly-exclusive") are
+// read from options.variant when a run file carries it; until the runner makes them, their
+// columns say "not run" and the report lists the runs missing.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { MemoryUsage } from '../qemu/cgroup.js';
+
+/** One sample of the host during a run (scripts/bench/seed.ts writes them every --interval). */
+export interface SeedSample {
+  /** Seconds since the guests' QEMUs started. */
+  t: number;
+  /** "booting", then the workload's name. */
+  phase: string;
+  ksm: Record<string, number>;
+  ksmdCpuS: number;
+  /** Host page cache held by each guest's image (mincore), MiB. */
+  imageCacheMiB: number[];
+  cgroup?: MemoryUsage;
+  /**
+   * Per QEMU: RSS, CPU, and its reads from /proc/PID/io: rchar (bytes its read calls returned,
+   * from the host page cache or not) and read_bytes (bytes it made the kernel fetch from storage).
+   * With cache=writeback nearly all of them are the image's, so over a window the host cache's
+   * hit ratio by bytes is 1 - Δread_bytes / Δrchar (readahead counts as fetched). Runs before
+   * 2026-12-03 21:00 UTC have no rcharMiB/readMiB; from then on they are sampled from each QEMU's start.
+   */
+  qemu: { rssMiB: number; cpuS: number; rcharMiB?: number; readMiB?: number }[];
+}
+
+/** The host cache's hit ratio by bytes over the samples, summed over the QEMUs; null without reads. */
+export function hostCacheHitRatio(ss: readonly SeedSample[]): number | null {
+  // From the first sample that has the QEMUs' reads (the runner finds them once each has started).
+  const withReads = ss.filter((s) => s.qemu.length > 0 && s.qemu.every((q) => q.rcharMiB !== undefined));
+  const a = withReads[0];
+  const b = withReads.at(-1);
+  if (a === undefined || b === undefined || a === b) return null;
+  let rchar = 0;
+  let read = 0;
+  b.qemu.forEach((q, i) => {
+    const p = a.qemu[i];
+    if (p?.rcharMiB === undefined || q.rcharMiB === undefined || p.readMiB === undefined || q.readMiB === undefined) return;
+    rchar += q.rcharMiB - p.rcharMiB;
+    read += q.readMiB - p.readMiB;
+  });
+  return rchar > 0 ? Math.min(1, Math.max(0, 1 - read / rchar)) : null;
+}
+
+export const VARIANTS = ['kernel', 'no-ksm', 'lookahead', 'scrub', 'drop-all', 'truly-exclusive'] as const;
+export type Variant = (typeof VARIANTS)[number] | string;
+
+export const VARIANT_MEANING: Record<string, string> = {
+  kernel: "the kernel's ksmd at the run's --ksm, no action on the host cache",
+  'no-ksm': 'KSM left as it was (--ksm off)',
+  lookahead: 'the engine with lookahead on the live guests, at the same pages_to_scan/sleep budget',
+  scrub: "the agent's exclusive-cache scrub on its timer",
+  'drop-all': 'the images dropped from the host cache on the scrub timer',
+  'truly-exclusive': 'a block in exactly one cache',
+};
+
+export interface SeedRun {
+  file: string;
+  mtimeMs: number;
+  workload: string;
+  variant: Variant;
+  options: Record<string, unknown>;
+  summary: Record<string, unknown>;
+  samples: SeedSample[];
+  error?: string;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function variantOf(options: Record<string, unknown>): Variant {
+  if (typeof options['variant'] === 'string') return options['variant'];
+  return isObject(options['ksm']) ? 'kernel' : 'no-ksm';
+}
+
+/** A run file, checked for the fields the report reads; an Error naming the file otherwise. */
+export function readRun(file: string): SeedRun {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not a JSON file (${(e as Error).message})`);
+  }
+  if (!isObject(raw) || !isObject(raw['options']) || !isObject(raw['summary']) || !Array.isArray(raw['samples'])) {
+    throw new Error(`${file}: not a bench:seed:run file (no options, summary and samples)`);
+  }
+  const options = raw['options'];
+  const workload = options['workload'];
+  if (typeof workload !== 'string') throw new Error(`${file}: options.workload is missing`);
+  const samples = raw['samples'] as unknown[];
+  for (const [i, s] of samples.entries()) {
+    if (!isObject(s) || typeof s['t'] !== 'number' || !isObject(s['ksm']) || !Array.isArray(s['imageCacheMiB']) || !Array.isArray(s['qemu'])) {
+      throw new Error(`${file}: sample ${i} lacks t, ksm, imageCacheMiB or qemu`);
+    }
+  }
+  return {
+    file,
+    mtimeMs: statSync(file).mtimeMs,
+    workload,
+    variant: variantOf(options),
+    options,
+    summary: raw['summary'],
+    samples: samples as SeedSample[],
+    ...(typeof raw['error'] === 'string' ? { error: raw['error'] } : {}),
+  };
+}
+
+/** Runs from files and directories (every *.json in a directory that is a run file; others skipped). */
+export function loadRuns(paths: readonly string[]): { runs: SeedRun[]; skipped: string[] } {
+  const runs: SeedRun[] = [];
+  const skipped: string[] = [];
+  for (const p of paths) {
+    if (statSync(p).isDirectory()) {
+      for (const name of readdirSync(p).filter((n) => n.endsWith('.json')).sort()) {
+        try {
+          runs.push(readRun(path.join(p, name)));
+        } catch (e) {
+          skipped.push((e as Error).message);
+        }
+      }
+    } else {
+      runs.push(readRun(p));
+    }
+  }
+  return { runs, skipped };
+}
+
+// ---- the published figures (issue 14, from the seed's paper), 2 VMs each ----
+
+export const PUBLISHED = {
+  lookahead: {
+    boot: { shared: [8000, 11000], cpu: [12, 12] },
+    compile: { shared: [26000, 30000], cpu: [19, 22] },
+    desktop: { shared: [31000, 62000], cpu: [14.6, 16.8] },
+  },
+  cache: {
+    compile: { shared: 75000, dropped: null, hostCacheMiB: [512, 260], cpu: [14, 16] },
+    desktop: { shared: 62000, dropped: 162000, hostCacheMiB: [400, 219], cpu: [18.8, 14.6] },
+  },
+  bonnie: {
+    putc_kps: [24000, 32000],
+    getc_kps: [27000, 27500],
+    get_block_kps: [53750, 47700],
+    put_block_kps: [22500, 23800],
+  },
+} as const;
+
+const BONNIE_LABEL: Record<keyof typeof PUBLISHED.bonnie, string> = {
+  putc_kps: 'write (char)',
+  getc_kps: 'read (char)',
+  get_block_kps: 'read (block)',
+  put_block_kps: 'write (block)',
+};
+
+export const ZIPF_POLICIES = [
+  { key: 'none', variant: 'kernel', label: 'no action' },
+  { key: 'ksm_exclusive', variant: 'scrub', label: 'KSM-exclusive (our scrub)' },
+  { key: 'drop_all', variant: 'drop-all', label: 'drop-all' },
+  { key: 'truly_exclusive', variant: 'truly-exclusive', label: 'truly exclusive' },
+] as const;
+
+export const TABLES = ['lookahead', 'cache', 'bonnie', 'zipf', 'wss'] as const;
+export type TableName = (typeof TABLES)[number];
+
+// ---- figures of a run ----
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** The newest run of a workload and variant that did not fail. */
+export function pick(runs: readonly SeedRun[], workload: string, variant: Variant): SeedRun | undefined {
+  return runs
+    .filter((r) => r.workload === workload && r.variant === variant && r.error === undefined)
+    .sort((a, b) => a.mtimeMs - b.mtimeMs)
+    .at(-1);
+}
+
+/** The samples taken while the workload ran (after both guests were READY). */
+export function during(run: SeedRun): SeedSample[] {
+  return run.samples.filter((s) => s.phase === run.workload);
+}
+
+/**
+ * The window a table averages over: for boot, the whole run from QEMU's start (the published boot
+ * figure is the boot itself; the runner's "boot" phase is only the idle minute after READY); for
+ * the others, the workload's samples.
+ */
+export function windowOf(run: SeedRun): SeedSample[] {
+  return run.workload === 'boot' ? run.samples : during(run);
+}
+
+/** Average pages_shared over the run's window; null without samples. */
+export function avgShared(run: SeedRun): number | null {
+  const ss = windowOf(run);
+  if (ss.length === 0) return null;
+  return Math.round(ss.reduce((a, s) => a + (s.ksm['pages_shared'] ?? 0), 0) / ss.length);
+}
+
+/** ksmd's CPU over the run's window, % of one core (Δ utime+stime / Δt); null under two samples. */
+export function ksmdCpuPct(run: SeedRun): number | null {
+  const ss = windowOf(run);
+  const a = ss[0];
+  const b = ss.at(-1);
+  if (a === undefined || b === undefined || b.t <= a.t) return null;
+  return Math.round((1000 * (b.ksmdCpuS - a.ksmdCpuS)) / (b.t - a.t)) / 10;
+}
+
+export function hitRatioOf(run: SeedRun): number | null {
+  return num(run.summary['host_cache_hit_ratio']) ?? hostCacheHitRatio(during(run));
+}
+
+/** The mean over the guests of a numeric result field (bonnie++ columns, fio IOPS); null if none has it. */
+export function meanResult(run: SeedRun, field: string): number | null {
+  const results = Array.isArray(run.summary['results']) ? (run.summary['results'] as unknown[]) : [];
+  const vs = results.map((r) => (isObject(r) ? num(r[field]) : null)).filter((v): v is number => v !== null);
+  return vs.length === 0 ? null : vs.reduce((a, b) => a + b, 0) / vs.length;
+}
+
+const ratio = (a: number | null | undefined, b: number | null | undefined): number | null =>
+  a === null || a === undefined || b === null || b === undefined || b === 0 ? null : Math.round((a / b) * 1000) / 1000;
+
+// ---- plots ----
+
+export interface LinePlot {
+  kind: 'lines';
+  file: string;
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: { label: string; color: string; x: number[]; y: (number | null)[] }[];
+  /** Vertical lines (e.g. where the workload started). */
+  markers: { x: number; label: string }[];
+}
+export interface BarPlot {
+  kind: 'bars';
+  file: string;
+  title: string;
+  yLabel: string;
+  yMax: number;
+  bars: { label: string; value: number; color: string }[];
+}
+export type Plot = LinePlot | BarPlot;
+
+export const PLOT_SIZE = { width: 960, height: 440 };
+
+const COLORS: Record<string, string> = {
+  kernel: '#2563eb',
+  'no-ksm': '#6b7280',
+  lookahead: '#16a34a',
+  scrub: '#9333ea',
+  'drop-all': '#ea580c',
+  'truly-exclusive': '#0891b2',
+};
+const colorOf = (v: Variant): string => COLORS[v] ?? '#111827';
+
+function workloadStart(run: SeedRun): number | undefined {
+  return run.samples.find((s) => s.phase === run.workload)?.t;
+}
+
+function timePlot(runs: SeedRun[], workload: string, file: string, title: string, yLabel: string, value: (s: SeedSample) => number | null): LinePlot {
+  const markers: LinePlot['markers'] = [];
+  const series = runs.map((r) => {
+    const start = workloadStart(r);
+    if (start !== undefined) markers.push({ x: start, label: `${r.variant}: ${workload} starts` });
+    return { label: r.variant, color: colorOf(r.variant), x: r.samples.map((s) => s.t), y: r.samples.map(value) };
+  });
+  return { kind: 'lines', file, title, xLabel: 'seconds since the guests started', yLabel, series, markers };
+}
+
+// ---- the report ----
+
+export interface Report {
+  markdown: string;
+  plots: Plot[];
+  /** The one JSON line (issue 14's names), printed last. */
+  json: Record<string, unknown>;
+  /** Runs a table needs that are not there, with the command that makes each (when the runner can). */
+  missing: string[];
+}
+
+const fmt = (v: number | null | undefined, digits = 0): string =>
+  v === null || v === undefined ? 'not run' : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const arrow = (a: string, b: string): string => `${a} → ${b}`;
+const ratioText = (r: number | null): string => (r === null ? '—' : `×${r.toFixed(2)}`);
+
+/** The runner's arguments that make a run of this workload and variant, or null if it cannot yet. */
+export function runnerArgs(workload: string, variant: Variant): string[] | null {
+  if (variant === 'kernel') return ['--workload', workload];
+  if (variant === 'no-ksm') return ['--workload', workload, '--ksm', 'off'];
+  return null;
+}
+
+/** The file name a measured run gets in the runs directory. */
+export function runFileName(workload: string, variant: Variant): string {
+  return variant === 'kernel' ? `seed-${workload}.json` : `seed-${workload}-${variant}.json`;
+}
+
+/** The runs each table reads (workload, variant). */
+export function requiredRuns(tables: readonly TableName[]): { workload: string; variant: Variant }[] {
+  const out: { workload: string; variant: Variant }[] = [];
+  const add = (workload: string, variant: Variant): void => {
+    if (!out.some((r) => r.workload === workload && r.variant === variant)) out.push({ workload, variant });
+  };
+  for (const t of tables) {
+    if (t === 'lookahead') for (const w of ['boot', 'compile', 'desktop']) (add(w, 'kernel'), add(w, 'lookahead'));
+    if (t === 'cache') for (const w of ['compile', 'desktop']) (add(w, 'kernel'), add(w, 'scrub'));
+    if (t === 'bonnie') (add('bonnie', 'kernel'), add('bonnie', 'scrub'));
+    if (t === 'zipf') for (const p of ZIPF_POLICIES) add('fio-zipf', p.variant);
+  }
+  return out;
+}
+
+/** What a table's missing run needs: the runner's command, or the feature the runner still lacks. */
+function howToRun(workload: string, variant: Variant): string {
+  const args = runnerArgs(workload, variant);
+  if (args !== null) return `npm run bench:seed:run -- ${args.join(' ')} --out ${runFileName(workload, variant)}`;
+  return `a ${workload} run with variant "${variant}" (${VARIANT_MEANING[variant] ?? variant}): bench:seed:run cannot make it yet`;
+}
+
+export function buildReport(runs: readonly SeedRun[], opts: { tables?: readonly TableName[]; generatedAt?: Date; sources?: string[] } = {}): Report {
+  const tables = opts.tables ?? TABLES;
+  const missing: string[] = [];
+  const need = (workload: string, variant: Variant): SeedRun | undefined => {
+    const r = pick(runs, workload, variant);
+    if (r === undefined) {
+      const line = howToRun(workload, variant);
+      if (!missing.includes(line)) missing.push(line);
+    }
+    return r;
+  };
+  const md: string[] = [];
+  const plots: Plot[] = [];
+  const plotted = new Set<string>();
+  /** The two time plots of a workload (every variant run of it, newest each), once; their markdown. */
+  const plotWorkload = (workload: string): string[] => {
+    const variants = [...new Set([...VARIANTS, ...runs.map((r) => r.variant)])];
+    const rs = variants.map((v) => pick(runs, workload, v)).filter((r): r is SeedRun => r !== undefined);
+    if (rs.length === 0) return [];
+    const files = [`pages-shared-${workload}.png`, `host-cache-${workload}.png`];
+    if (!plotted.has(workload)) {
+      plotted.add(workload);
+      plots.push(timePlot(rs, workload, files[0] as string, `pages_shared over time: ${workload}, 2 guests`, 'pages_shared', (s) => num(s.ksm['pages_shared'])));
+      plots.push(
+        timePlot(rs, workload, files[1] as string, `host page cache of the two images over time: ${workload}`, 'MiB', (s) =>
+          s.imageCacheMiB.length === 0 ? null : s.imageCacheMiB.reduce((a, b) => a + b, 0),
+        ),
+      );
+    }
+    return files.map((f) => `![${f.replace(/\.png$/, '').replace(/-/g, ' ')}](${f})`);
+  };
+
+  md.push('# The seed tables, re-measured on Debian 12 guests (issue 14)', '');
+  md.push(
+    `Generated ${(opts.generatedAt ?? new Date()).toISOString()} by \`npm run bench:seed\` from ${runs.length} run file${runs.length === 1 ? '' : 's'}` +
+      `${opts.sources?.length ? ` (${opts.sources.join(', ')})` : ''}. Published figures are the seed paper's (2 VMs each); ours are 2 Debian 12 guests under QEMU TCG in a memory cgroup (scripts/bench/seed.ts). "not run" marks a figure whose run is not among the files (see [Missing runs](#missing-runs)).`,
+    '',
+  );
+
+  md.push('## Runs', '', '| file | workload | variant | guests × RAM | cgroup limit | ksmd | workload s | avg pages_shared | avg pages_sharing | ksmd CPU % | avg host cache MiB | host cache hit ratio | result |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of [...runs].sort((a, b) => a.workload.localeCompare(b.workload) || a.mtimeMs - b.mtimeMs)) {
+    const s = r.summary;
+    const hr = hitRatioOf(r);
+    md.push(
+      `| ${path.basename(r.file)} | ${r.workload} | ${r.variant} | ${num(s['guests']) ?? '?'} × ${num(s['mem_mib']) ?? '?'} MiB | ${num(s['limit_mib']) === null ? 'none' : `${num(s['limit_mib'])} MiB`} | ${String(s['ksm'] ?? '?')} | ${fmt(num(s['workload_s']), 1)} | ${fmt(num(s['avg_pages_shared']))} | ${fmt(num(s['avg_pages_sharing']))} | ${fmt(num(s['ksmd_cpu_pct']), 1)} | ${fmt(num(s['avg_host_cache_mib']), 1)} | ${hr === null ? '—' : hr.toFixed(3)} | ${r.error === undefined ? 'ok' : `failed: ${r.error.split('\n')[0]?.replace(/\|/g, '\\|')}`} |`,
+    );
+  }
+  md.push('');
+
+  const json: Record<string, unknown> = { bench: 'seed' };
+
+  if (tables.includes('lookahead')) {
+    md.push('## Lookahead', '', 'Average pages_shared while the workload ran, and ksmd\'s CPU (% of one core), vanilla KSM → lookahead.', '');
+    md.push('| workload | published shared | ours shared | published ratio | our ratio | published CPU % | ours CPU % |', '|---|---|---|---|---|---|---|');
+    const sharedRatio: Record<string, number | null> = {};
+    const cpuRatio: Record<string, number | null> = {};
+    const figs: string[] = [];
+    for (const w of ['boot', 'compile', 'desktop'] as const) {
+      const p = PUBLISHED.lookahead[w];
+      const off = need(w, 'kernel');
+      const on = need(w, 'lookahead');
+      const so = off ? avgShared(off) : null;
+      const sl = on ? avgShared(on) : null;
+      const co = off ? ksmdCpuPct(off) : null;
+      const cl = on ? ksmdCpuPct(on) : null;
+      sharedRatio[w] = ratio(sl, so);
+      cpuRatio[w] = ratio(cl, co);
+      md.push(
+        `| ${w} | ${arrow(fmt(p.shared[0]), fmt(p.shared[1]))} | ${arrow(fmt(so), fmt(sl))} | ${ratioText(ratio(p.shared[1], p.shared[0]))} | ${ratioText(sharedRatio[w] ?? null)} | ${arrow(fmt(p.cpu[0], 1), fmt(p.cpu[1], 1))} | ${arrow(fmt(co, 1), fmt(cl, 1))} |`,
+      );
+      figs.push(...plotWorkload(w));
+    }
+    md.push('');
+    for (const [w, r] of Object.entries(sharedRatio)) {
+      const pub = PUBLISHED.lookahead[w as 'boot'];
+      const pr = pub.shared[1] / pub.shared[0];
+      md.push(`- ${w}: ${r === null ? 'lookahead not run: no comparison yet' : r >= pr ? `lookahead gains ×${r.toFixed(2)} in shared pages, matching or beating the published ×${pr.toFixed(2)}` : `lookahead gains ×${r.toFixed(2)}, short of the published ×${pr.toFixed(2)}`}.`);
+    }
+    md.push('', ...figs, '');
+    json['lookahead_shared_ratio'] = sharedRatio;
+    json['lookahead_cpu_ratio'] = cpuRatio;
+  }
+
+  if (tables.includes('cache')) {
+    md.push('## Exclusive cache', '', 'Host page cache of the images (average while the workload ran), plain KSM → KSM + scrub, under the cgroup\'s limit.', '');
+    md.push('| workload | published avg shared | ours avg shared | published pages dropped | ours pages dropped | published host cache | ours host cache MiB | published CPU % | ours CPU % |', '|---|---|---|---|---|---|---|---|---|');
+    const hostRatio: Record<string, number | null> = {};
+    const figs: string[] = [];
+    for (const w of ['compile', 'desktop'] as const) {
+      const p = PUBLISHED.cache[w];
+      const plain = need(w, 'kernel');
+      const scrub = need(w, 'scrub');
+      const hp = plain ? num(plain.summary['avg_host_cache_mib']) : null;
+      const hs = scrub ? num(scrub.summary['avg_host_cache_mib']) : null;
+      hostRatio[w] = ratio(hs, hp);
+      md.push(
+        `| ${w} | ${fmt(p.shared)} | ${fmt(plain ? avgShared(plain) : null)} | ${p.dropped === null ? '—' : fmt(p.dropped)} | ${fmt(scrub ? num(scrub.summary['pages_dropped']) : null)} | ${arrow(`${p.hostCacheMiB[0]}M`, `${p.hostCacheMiB[1]}M`)} | ${arrow(fmt(hp, 1), fmt(hs, 1))} | ${arrow(fmt(p.cpu[0], 1), fmt(p.cpu[1], 1))} | ${arrow(fmt(plain ? ksmdCpuPct(plain) : null, 1), fmt(scrub ? ksmdCpuPct(scrub) : null, 1))} |`,
+      );
+      figs.push(...plotWorkload(w));
+    }
+    md.push('', ...figs, '');
+    json['cache_host_ratio'] = hostRatio;
+  }
+
+  if (tables.includes('bonnie')) {
+    md.push('## Bonnie++', '', 'Mean of the two guests, K/s, plain → exclusive cache.', '');
+    md.push('| test | published | ours | published ratio | our ratio |', '|---|---|---|---|---|');
+    const plain = need('bonnie', 'kernel');
+    const scrub = need('bonnie', 'scrub');
+    for (const [k, pub] of Object.entries(PUBLISHED.bonnie) as [keyof typeof PUBLISHED.bonnie, readonly [number, number]][]) {
+      const a = plain ? meanResult(plain, k) : null;
+      const b = scrub ? meanResult(scrub, k) : null;
+      md.push(`| ${BONNIE_LABEL[k]} | ${arrow(fmt(pub[0]), fmt(pub[1]))} | ${arrow(fmt(a), fmt(b))} | ${ratioText(ratio(pub[1], pub[0]))} | ${ratioText(ratio(b, a))} |`);
+    }
+    md.push('', ...plotWorkload('bonnie'), '');
+    json['bonnie_write_char_ratio'] = ratio(scrub ? meanResult(scrub, 'putc_kps') : null, plain ? meanResult(plain, 'putc_kps') : null);
+  }
+
+  if (tables.includes('zipf')) {
+    md.push('## Zipf (fio)', '', "fio's Zipf 4 KiB random reads in both guests, under each host policy: the host cache's hit ratio by bytes (QEMU's /proc/PID/io: 1 − read_bytes / rchar while fio ran) and the guests' mean IOPS.", '');
+    md.push('| policy | host cache hit ratio | guest read IOPS (mean) | avg host cache MiB |', '|---|---|---|---|');
+    const bars: BarPlot['bars'] = [];
+    for (const p of ZIPF_POLICIES) {
+      const r = need('fio-zipf', p.variant);
+      const hr = r ? hitRatioOf(r) : null;
+      json[`zipf_hit_ratio_${p.key}`] = hr === null ? null : Math.round(hr * 1000) / 1000;
+      if (hr !== null) bars.push({ label: p.label, value: hr, color: colorOf(p.variant) });
+      md.push(`| ${p.label} | ${hr === null ? (r ? 'not sampled' : 'not run') : hr.toFixed(3)} | ${fmt(r ? meanResult(r, 'read_iops') : null)} | ${fmt(r ? num(r.summary['avg_host_cache_mib']) : null, 1)} |`);
+    }
+    md.push('', ...plotWorkload('fio-zipf'));
+    // Every run's hit ratio, so the plot exists as soon as any run sampled QEMU's reads.
+    const all = runs.filter((r) => r.error === undefined).map((r) => ({ r, hr: hitRatioOf(r) }));
+    const rows = all.filter((x): x is { r: SeedRun; hr: number } => x.hr !== null);
+    if (rows.length > 0) {
+      plots.push({
+        kind: 'bars',
+        file: 'hit-ratios.png',
+        title: 'host cache hit ratio by bytes, per run (workload / variant)',
+        yLabel: 'hit ratio',
+        yMax: 1,
+        bars: rows.map(({ r, hr }) => ({ label: `${r.workload} / ${r.variant}`, value: hr, color: colorOf(r.variant) })),
+      });
+      md.push('![host cache hit ratios](hit-ratios.png)');
+    }
+    md.push('');
+  }
+
+  if (tables.includes('wss')) {
+    md.push(
+      '## Working-set estimator',
+      '',
+      '`ksm-agent wss` is validated by test/wss.test.ts (a TCG guest looping over 48, then 48+96, then 96 MiB): every pass within 10% of the truth, errors 0.8–3.6% when it landed, the change seen in the next pass. bench:seed:run does not measure it, so wss_error_pct is null here unless a run file carries summary.wss_error_pct.',
+      '',
+    );
+    const w = runs.map((r) => num(r.summary['wss_error_pct'])).filter((v): v is number => v !== null);
+    json['wss_error_pct'] = w.length === 0 ? null : Math.max(...w);
+  }
+
+  md.push('## Missing runs', '');
+  if (missing.length === 0) md.push('None: every table has its runs.');
+  else md.push(...missing.map((m) => `- ${m}`));
+  md.push('');
+  json['runs'] = runs.length;
+  json['missing_runs'] = missing.length;
+  md.push('## JSON', '', '```json', JSON.stringify(json), '```', '');
+  return { markdown: md.join('\n'), plots, json, missing };
+}

@@ -1,0 +1,184 @@
+/**
+ * The seed report (scripts/bench/seed-report.ts, seed-plots.ts, seed-report-cli.ts) over real run
+ * files: test/fixtures/seed/ holds bench:seed:run outputs of 2026-12-03 on this project's host (two
+ * Debian 12 TCG guests x 512 MiB, ksmd 1000/20): a 20 s boot run and a 120 s desktop run, copied
+ * unchanged; test/fixtures/seed-io/ a 30 s desktop run with QEMU's /proc/PID/io sampled from boot. The plots are drawn in Debian's
+ * Chromium, as the status-page test draws its page.
+ */
+import test from 'ava';
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { avgShared, buildReport, during, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, windowOf } from '../scripts/bench/seed-report.js';
+import { renderPlots } from '../scripts/bench/seed-plots.js';
+
+const run = promisify(execFile);
+const root = path.resolve(__dirname, '../..');
+const fixtures = path.join(root, 'test/fixtures/seed');
+const fixture = (name: string): string => path.join(fixtures, name);
+const cli = path.join(root, 'dist/scripts/bench/seed-report-cli.js');
+
+/** Width and height from a PNG's IHDR chunk, after checking the signature. */
+function pngSize(buf: Buffer): { width: number; height: number } {
+  if (!buf.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) throw new Error('not a PNG');
+  if (buf.toString('latin1', 12, 16) !== 'IHDR') throw new Error('no IHDR first');
+  return { width: buf.readUInt32BE(16), height: buf.readUInt32BE(20) };
+}
+
+test('a boot run is averaged from QEMU start, a desktop run over the workload only, as the runner summarised them', (t) => {
+  const boot = readRun(fixture('seed-boot.json'));
+  t.is(boot.workload, 'boot');
+  t.is(boot.variant, 'kernel');
+  t.is(windowOf(boot).length, boot.samples.length);
+  t.is(avgShared(boot), boot.summary['avg_pages_shared_from_boot'] as number);
+  const desktop = readRun(fixture('seed-desktop.json'));
+  t.is(desktop.variant, 'kernel');
+  const d = during(desktop);
+  t.is(d.length, 62, 'the 62 samples taken while the desktop ran');
+  t.true(d.length < desktop.samples.length, 'booting samples left out');
+  t.deepEqual(windowOf(desktop), d);
+  t.is(avgShared(desktop), desktop.summary['avg_pages_shared'] as number);
+  // ksmd's CPU from its utime+stime: the runner's figure, to its rounding.
+  const cpu = ksmdCpuPct(desktop);
+  t.true(cpu !== null && Math.abs(cpu - (desktop.summary['ksmd_cpu_pct'] as number)) <= 0.1, `cpu ${cpu}`);
+});
+
+test('the report puts our figures beside the published ones, says what is not run and how to run it, and ends with the issue\'s JSON keys', (t) => {
+  const { runs, skipped } = loadRuns([fixture('seed-boot.json'), fixture('seed-desktop.json')]);
+  t.deepEqual(skipped, []);
+  const r = buildReport(runs, { generatedAt: new Date('2026-12-03T12:00:00Z') });
+  const md = r.markdown;
+  t.regex(md, /Generated 2026-12-03T12:00:00\.000Z/);
+  t.regex(md, /\| boot \| 8,000 → 11,000 \| 9,302 → not run \| ×1\.38 \| — \|/);
+  t.regex(md, /\| desktop \| 31,000 → 62,000 \| 28,744 → not run \| ×2\.00 \| — \|/);
+  t.regex(md, /\| compile \| 26,000 → 30,000 \| not run → not run \|/);
+  t.regex(md, /\| desktop \| 62,000 \| 28,744 \| 162,000 \| not run \| 400M → 219M \| 473\.3 → not run \|/);
+  t.regex(md, /\| write \(char\) \| 24,000 → 32,000 \| not run → not run \| ×1\.33 \| — \|/);
+  t.regex(md, /- desktop: lookahead not run: no comparison yet\./);
+  t.true(r.missing.includes('npm run bench:seed:run -- --workload compile --out seed-compile.json'), r.missing.join('\n'));
+  t.true(r.missing.includes('npm run bench:seed:run -- --workload bonnie --out seed-bonnie.json'));
+  t.false(r.missing.some((m) => m.includes('--workload desktop --out')), 'the desktop run is there');
+  for (const k of [
+    'lookahead_shared_ratio',
+    'lookahead_cpu_ratio',
+    'cache_host_ratio',
+    'bonnie_write_char_ratio',
+    'zipf_hit_ratio_none',
+    'zipf_hit_ratio_ksm_exclusive',
+    'zipf_hit_ratio_drop_all',
+    'zipf_hit_ratio_truly_exclusive',
+    'wss_error_pct',
+  ]) {
+    t.true(k in r.json, k);
+  }
+  t.is(r.json['runs'], 2);
+  t.is(r.json['missing_runs'], r.missing.length);
+  // One pages-shared and one host-cache plot per workload with a run, each linked from the markdown.
+  t.deepEqual(r.plots.map((p) => p.file).sort(), ['host-cache-boot.png', 'host-cache-desktop.png', 'pages-shared-boot.png', 'pages-shared-desktop.png']);
+  for (const p of r.plots) t.true(md.includes(`](${p.file})`), p.file);
+  const shared = r.plots.find((p) => p.file === 'pages-shared-desktop.png');
+  t.true(shared?.kind === 'lines' && shared.series[0]?.y.length === 83 && shared.markers[0]?.x === during(runs[1]!)[0]?.t);
+});
+
+test('a run file with QEMU reads sampled from boot gives the host cache hit ratio; cold images: every read a miss', (t) => {
+  const io = readRun(path.join(root, 'test/fixtures/seed-io/seed-desktop-io.json'));
+  t.true(io.samples.some((s) => s.phase === 'booting' && s.qemu.length === 2 && s.qemu.every((q) => q.rcharMiB !== undefined)), 'QEMU reads sampled while booting');
+  const ss = during(io);
+  const first = ss[0]!;
+  const last = ss.at(-1)!;
+  const rchar = last.qemu.reduce((a, q, i) => a + (q.rcharMiB ?? 0) - (first.qemu[i]?.rcharMiB ?? 0), 0);
+  const read = last.qemu.reduce((a, q, i) => a + (q.readMiB ?? 0) - (first.qemu[i]?.readMiB ?? 0), 0);
+  t.log(`QEMU reads while the desktop ran: rchar ${rchar.toFixed(1)} MiB, fetched from storage ${read.toFixed(1)} MiB`);
+  // Each guest reads its own image copy, dropped from the host cache before boot: what QEMU read
+  // was fetched, with the host's readahead on top, so the ratio is 0 (clamped), not negative.
+  t.true(rchar > 50 && read >= rchar, `rchar ${rchar} read ${read}`);
+  t.is(hostCacheHitRatio(ss), 0);
+  t.is(hostCacheHitRatio([first]), null, 'one sample: no window');
+  t.is(hostCacheHitRatio(io.samples.slice(0, 2)), null, 'no QEMU yet: no reads');
+  const r = buildReport([io]);
+  const bars = r.plots.find((p) => p.file === 'hit-ratios.png');
+  t.true(bars?.kind === 'bars' && bars.bars.length === 1 && bars.bars[0]?.value === 0);
+  t.regex(r.markdown, /!\[host cache hit ratios\]\(hit-ratios\.png\)/);
+  t.regex(r.markdown, /\| seed-desktop-io\.json \| desktop \| kernel \| 2 × 512 MiB \| 1920 MiB \| 1000\/20 \| 34\.9 \| 20,904 \|/);
+});
+
+test('each table names the runs it reads; the runner makes the kernel ones, the others are listed as not makeable yet', (t) => {
+  t.deepEqual(requiredRuns(['bonnie']), [
+    { workload: 'bonnie', variant: 'kernel' },
+    { workload: 'bonnie', variant: 'scrub' },
+  ]);
+  t.deepEqual(runnerArgs('compile', 'kernel'), ['--workload', 'compile']);
+  t.is(runnerArgs('compile', 'scrub'), null);
+  t.is(runFileName('fio-zipf', 'drop-all'), 'seed-fio-zipf-drop-all.json');
+  t.deepEqual(requiredRuns(['wss']), []);
+  const r = buildReport([], { tables: ['bonnie'] });
+  t.deepEqual(r.missing, [
+    'npm run bench:seed:run -- --workload bonnie --out seed-bonnie.json',
+    'a bonnie run with variant "scrub" (the agent\'s exclusive-cache scrub on its timer): bench:seed:run cannot make it yet',
+  ]);
+});
+
+test('files that are not run files are refused naming them; a directory skips them', (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'seed-report-'));
+  try {
+    writeFileSync(path.join(dir, 'broken.json'), '{"options": ');
+    copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
+    copyFileSync(fixture('seed-boot.json'), path.join(dir, 'boot.json'));
+    t.throws(() => readRun(path.join(dir, 'broken.json')), { message: /broken\.json: not a JSON file/ });
+    t.throws(() => readRun(path.join(dir, 'package.json')), { message: /package\.json: not a bench:seed:run file/ });
+    const { runs, skipped } = loadRuns([dir]);
+    t.is(runs.length, 1);
+    t.is(skipped.length, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the plots are PNGs of the plot size, drawn with data (not blank), different from each other', async (t) => {
+  const { runs } = loadRuns([fixtures]);
+  const r = buildReport(runs);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'seed-plots-'));
+  try {
+    const files = await renderPlots(r.plots, dir);
+    t.is(files.length, r.plots.length);
+    const sizes = new Set<number>();
+    for (const f of files) {
+      const buf = readFileSync(f);
+      t.deepEqual(pngSize(buf), { width: 960, height: 440 }, f);
+      // A white 960x440 page with a title only compresses to ~3 KB; axes, grid, lines and labels do not.
+      t.true(buf.length > 12_000, `${path.basename(f)}: only ${buf.length} bytes`);
+      sizes.add(buf.length);
+    }
+    t.is(sizes.size, files.length, 'each plot is its own picture');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('npm run bench:seed: report.md and PNGs from a directory of runs, one JSON line last; bad options exit 2, no runs exit 3', async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'seed-cli-'));
+  const empty = mkdtempSync(path.join(os.tmpdir(), 'seed-empty-'));
+  try {
+    const r = await run(process.execPath, [cli, '--runs', fixtures, '--out', out, '--table', 'lookahead', '--measure', 'none']);
+    const line = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+    t.true('lookahead_shared_ratio' in line && !('zipf_hit_ratio_none' in line), 'only the lookahead table');
+    const md = readFileSync(path.join(out, 'report.md'), 'utf8');
+    t.regex(md, /## Lookahead/);
+    t.notRegex(md, /## Bonnie/);
+    t.deepEqual(pngSize(readFileSync(path.join(out, 'pages-shared-desktop.png'))), { width: 960, height: 440 });
+    const bad = await run(process.execPath, [cli, '--table', 'nope']).catch((e: { code: number; stderr: string }) => e);
+    t.is((bad as { code: number }).code, 2);
+    t.regex((bad as { stderr: string }).stderr, /--table must be one of lookahead, cache, bonnie, zipf, wss or all/);
+    const two = await run(process.execPath, [cli, '--runs', fixtures, '--runs', empty]).catch((e: { code: number; stderr: string }) => e);
+    t.is((two as { code: number }).code, 2);
+    t.regex((two as { stderr: string }).stderr, /--measure missing writes its runs into one --runs directory/);
+    const none = await run(process.execPath, [cli, '--runs', empty, '--out', out, '--plots', 'off', '--measure', 'none']).catch((e: { code: number; stderr: string }) => e);
+    t.is((none as { code: number }).code, 3);
+    t.regex((none as { stderr: string }).stderr, /no bench:seed:run files in/);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+    rmSync(empty, { recursive: true, force: true });
+  }
+});

@@ -112,7 +112,7 @@ test.serial('two Debian 12 guests boot with systemd in a memory cgroup, and each
   }
 });
 
-test.serial('the runner: bad options exit 2 naming them; a boot run writes samples of KSM and host cache', async (t) => {
+test.serial('the runner: bad options exit 2 naming them; a boot run with the engines writes samples of KSM, host cache and QEMU reads, and the report reads it', async (t) => {
   const cli = path.join(root, 'dist/scripts/bench/seed.js');
   const bad = await run(process.execPath, [cli, '--workload', 'nope']).catch((e: { code: number; stderr: string }) => e);
   t.is((bad as { code: number }).code, 2);
@@ -120,7 +120,7 @@ test.serial('the runner: bad options exit 2 naming them; a boot run writes sampl
   const dir = mkdtempSync('/var/tmp/sp-seed-runner-');
   try {
     const out = path.join(dir, 'boot.json');
-    const r = await run(process.execPath, [cli, '--workload', 'boot', '--seconds', '6', '--ksm', 'off', '--interval', '1', '--out', out], {
+    const r = await run(process.execPath, [cli, '--workload', 'boot', '--seconds', '6', '--ksm', 'off', '--engine', 'on', '--interval', '1', '--out', out], {
       maxBuffer: 1 << 24,
     });
     const last = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ready_s: number[]; login_s: (number | null)[]; samples: number; peak_host_cache_mib: number };
@@ -139,7 +139,13 @@ test.serial('the runner: bad options exit 2 naming them; a boot run writes sampl
     const rr = await run(process.execPath, [path.join(root, 'dist/scripts/bench/seed-report-cli.js'), '--runs', out, '--out', report, '--measure', 'none', '--plots', 'off']);
     const line = JSON.parse(rr.stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
     t.is(line['runs'], 1);
-    t.regex(readFileSync(path.join(report, 'report.md'), 'utf8'), /\| boot\.json \| boot \| no-ksm \| 2 × 512 MiB \|/);
+    t.regex(readFileSync(path.join(report, 'report.md'), 'utf8'), /\| boot\.json \| boot \| lookahead \| 2 × 512 MiB \|/);
+    // The engine path: both engines scanned the guests the way ksmd runs (1000 pages / 20 ms).
+    const engine = (JSON.parse(readFileSync(out, 'utf8')) as { summary: { engine: { off: Record<string, number>; on: Record<string, number> } } }).summary.engine;
+    t.true(engine.off['pages_scanned']! > 10_000 && engine.on['pages_scanned']! > 10_000, JSON.stringify(engine));
+    // The same merges with lookahead on and off; the two engines read the live guests a batch apart, so within 1%.
+    t.true(Math.abs(engine.on['avg_pages_shared']! - engine.off['avg_pages_shared']!) <= 0.01 * engine.off['avg_pages_shared']! && engine.off['avg_pages_shared']! > 1000, JSON.stringify(engine));
+    t.is(typeof (line['lookahead_shared_ratio'] as Record<string, unknown>)['boot'], 'number');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

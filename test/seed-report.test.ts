@@ -2,7 +2,7 @@
  * The seed report (scripts/bench/seed-report.ts, seed-plots.ts, seed-report-cli.ts) over real run
  * files: test/fixtures/seed/ holds bench:seed:run outputs of 2026-12-03 on this project's host (two
  * Debian 12 TCG guests x 512 MiB, ksmd 1000/20): a 20 s boot run and a 120 s desktop run, copied
- * unchanged; test/fixtures/seed-io/ a 30 s desktop run with QEMU's /proc/PID/io sampled from boot. The plots are drawn in Debian's
+ * unchanged; test/fixtures/seed-io/ a 30 s desktop run with QEMU's /proc/PID/io sampled from boot and a boot run with --engine on. The plots are drawn in Debian's
  * Chromium, as the status-page test draws its page.
  */
 import test from 'ava';
@@ -11,7 +11,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { avgShared, buildReport, during, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, windowOf } from '../scripts/bench/seed-report.js';
+import { avgShared, buildReport, during, engineFigures, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, windowOf } from '../scripts/bench/seed-report.js';
 import { renderPlots } from '../scripts/bench/seed-plots.js';
 
 const run = promisify(execFile);
@@ -51,15 +51,18 @@ test('the report puts our figures beside the published ones, says what is not ru
   const r = buildReport(runs, { generatedAt: new Date('2026-12-03T12:00:00Z') });
   const md = r.markdown;
   t.regex(md, /Generated 2026-12-03T12:00:00\.000Z/);
-  t.regex(md, /\| boot \| 8,000 → 11,000 \| 9,302 → not run \| ×1\.38 \| — \|/);
-  t.regex(md, /\| desktop \| 31,000 → 62,000 \| 28,744 → not run \| ×2\.00 \| — \|/);
-  t.regex(md, /\| compile \| 26,000 → 30,000 \| not run → not run \|/);
+  // No --engine run among these: the lookahead table is all "not run", the kernel runs are listed.
+  t.regex(md, /\| boot \| 8,000 → 11,000 \| not run → not run \| ×1\.38 \| — \|/);
+  t.regex(md, /\| desktop \| 31,000 → 62,000 \| not run → not run \| ×2\.00 \| — \|/);
+  t.regex(md, /\| seed-boot\.json \| boot \| kernel \| 2 × 512 MiB \| 1408 MiB \| 1000\/20 \|/);
+  t.true(r.missing.includes('npm run bench:seed:run -- --workload desktop --engine on --out seed-desktop-lookahead.json'), r.missing.join('\n'));
   t.regex(md, /\| desktop \| 62,000 \| 28,744 \| 162,000 \| not run \| 400M → 219M \| 473\.3 → not run \|/);
   t.regex(md, /\| write \(char\) \| 24,000 → 32,000 \| not run → not run \| ×1\.33 \| — \|/);
   t.regex(md, /- desktop: lookahead not run: no comparison yet\./);
   t.true(r.missing.includes('npm run bench:seed:run -- --workload compile --out seed-compile.json'), r.missing.join('\n'));
   t.true(r.missing.includes('npm run bench:seed:run -- --workload bonnie --out seed-bonnie.json'));
   t.false(r.missing.some((m) => m.includes('--workload desktop --out')), 'the desktop run is there');
+  t.notRegex(md, /Why the shared-page ratio is ×1\.00/, 'no ratio measured, no explanation of one');
   for (const k of [
     'lookahead_shared_ratio',
     'lookahead_cpu_ratio',
@@ -102,6 +105,30 @@ test('a run file with QEMU reads sampled from boot gives the host cache hit rati
   t.true(bars?.kind === 'bars' && bars.bars.length === 1 && bars.bars[0]?.value === 0);
   t.regex(r.markdown, /!\[host cache hit ratios\]\(hit-ratios\.png\)/);
   t.regex(r.markdown, /\| seed-desktop-io\.json \| desktop \| kernel \| 2 × 512 MiB \| 1920 MiB \| 1000\/20 \| 34\.9 \| 20,904 \|/);
+});
+
+test('a --engine run: the engine the way ksmd runs, lookahead off and on side by side, in the lookahead table and plot', (t) => {
+  const la = readRun(path.join(root, 'test/fixtures/seed-io/seed-boot-lookahead.json'));
+  t.is(la.variant, 'lookahead');
+  const e = engineFigures(la);
+  if (e === null) return t.fail('no engine samples');
+  // The report's figures over the window are the runner's own summary of the same samples.
+  t.deepEqual(e, la.summary['engine'] === undefined ? null : { off: (la.summary['engine'] as typeof e).off, on: (la.summary['engine'] as typeof e).on });
+  t.log(`off ${JSON.stringify(e.off)}\non ${JSON.stringify(e.on)}`);
+  // Same budget, same pages: the same merges (the engine's counters do not depend on lookahead)...
+  t.is(e.on['avg_pages_shared'], e.off['avg_pages_shared']);
+  t.true((e.off['avg_pages_shared'] ?? 0) > 5000, 'two booted Debian guests share thousands of pages');
+  t.true(Math.abs((e.on['pages_scanned'] ?? 0) - (e.off['pages_scanned'] ?? 0)) <= 1000, 'the same budget: pages scanned within one batch');
+  // ...found with fewer compares when lookahead is on; off never tries it.
+  t.is(e.off['lookahead_hits'], 0);
+  t.true((e.on['lookahead_hits'] ?? 0) > 1000 && (e.on['lookahead_hit_rate'] ?? 0) > 0.5);
+  t.true((e.on['compares_per_page'] ?? 1) < (e.off['compares_per_page'] ?? 0));
+  const r = buildReport([la], { tables: ['lookahead'] });
+  t.regex(r.markdown, /\| boot \| 8,000 → 11,000 \| 11,121 → 11,121 \| ×1\.38 \| ×1\.00 \| 12\.0 → 12\.0 \| 6\.5 → 6\.5 \| 0\.232 → 0\.225 \| 0\.858 \| 9,283, 3\.6 \|/);
+  t.regex(r.markdown, /Why the shared-page ratio is ×1\.00 wherever it was measured/);
+  t.deepEqual(r.json['lookahead_shared_ratio'], { boot: 1, compile: null, desktop: null });
+  const plot = r.plots.find((p) => p.file === 'pages-shared-boot.png');
+  t.deepEqual(plot?.kind === 'lines' ? plot.series.map((x) => x.label) : [], ["kernel's ksmd (lookahead run)", 'lookahead: engine, lookahead off', 'lookahead: engine, lookahead on']);
 });
 
 test('each table names the runs it reads; the runner makes the kernel ones, the others are listed as not makeable yet', (t) => {

@@ -15,7 +15,7 @@ export const CHROMIUM = process.env['SAMEPAGE_CHROMIUM'] ?? '/usr/bin/chromium';
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 const TITLE_PX = 34;
-const LEGEND_PX = 28;
+const LEGEND_PX = 56;
 
 /** Runs in the page: draws one plot into #plot, exactly w × h. */
 function draw(plot: Plot, w: number, h: number): void {

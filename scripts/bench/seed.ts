@@ -14,6 +14,9 @@
 //   --interval S       sampling period (2)
 //   --file-mib N       bonnie++/fio file size in the guest (default 2 x --mem)
 //   --zipf THETA       fio Zipf exponent (1.2)
+//   --engine on|off    also run the C engine on the guests the way ksmd runs (--ksm's pages and
+//                      sleep, default 1000/20), twice side by side: lookahead off and on (the
+//                      seed's lookahead table; seed-engine.ts). Default off
 //   --out FILE         the JSON (default seed-WORKLOAD.json)
 // Prints a summary and one JSON line last.
 import { writeFileSync } from 'node:fs';
@@ -27,6 +30,7 @@ import { cacheState, cachedCount } from '../../test/helpers/pagecache.js';
 import { createMemoryCgroup, type MemoryCgroup } from '../qemu/cgroup.js';
 import { ensureSeedImage, makeRunDir, startDebianGuests, type DebianGuest } from '../qemu/debian.js';
 import { stopAll } from '../qemu/harness.js';
+import { EnginePairRunner, engineWindow } from './seed-engine.js';
 import { hostCacheHitRatio, type SeedSample } from './seed-report.js';
 import { DEFAULT_SECONDS, GRACE_SECONDS, WORKLOADS, isWorkload, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
 
@@ -44,6 +48,7 @@ interface Options {
   intervalS: number;
   fileMiB: number;
   zipfTheta: number;
+  engine: boolean;
   out: string;
 }
 
@@ -72,6 +77,7 @@ function options(): Options {
         interval: { type: 'string' },
         'file-mib': { type: 'string' },
         zipf: { type: 'string' },
+        engine: { type: 'string' },
         out: { type: 'string' },
       },
       strict: true,
@@ -96,6 +102,8 @@ function options(): Options {
   if (!(intervalS >= 0.5 && intervalS <= 60)) fail(`--interval must be 0.5 to 60 seconds, got "${values['interval'] ?? ''}"`);
   const zipfTheta = Number(values['zipf'] ?? 1.2);
   if (!(zipfTheta > 0 && zipfTheta < 10)) fail(`--zipf must be a number between 0 and 10, got "${values['zipf'] ?? ''}"`);
+  const engineRaw = values['engine'] ?? 'off';
+  if (engineRaw !== 'on' && engineRaw !== 'off') fail(`--engine must be on or off, got "${engineRaw}"`);
   return {
     workload,
     seconds: wholeNumber('seconds', values['seconds'], DEFAULT_SECONDS[workload], 1),
@@ -105,7 +113,8 @@ function options(): Options {
     intervalS,
     fileMiB: wholeNumber('file-mib', values['file-mib'], 2 * memMiB, 16),
     zipfTheta,
-    out: values['out'] ?? `seed-${workload}.json`,
+    engine: engineRaw === 'on',
+    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead.json` : `seed-${workload}.json`),
   };
 }
 
@@ -147,6 +156,9 @@ class Sampler {
   images: string[] = [];
   guests: DebianGuest[] = [];
   private pids: (number | undefined)[] = [undefined];
+  /** The engines with lookahead off and on, started once every QEMU runs (--engine on). */
+  engine: EnginePairRunner | undefined;
+  private engineStarted = false;
 
   constructor(
     private readonly t0: number,
@@ -203,6 +215,10 @@ class Sampler {
       }
     }
     if (qemu.length !== this.images.length) qemu.length = 0;
+    if (this.engine && !this.engineStarted && qemu.length > 0) {
+      this.engineStarted = true;
+      await this.engine.start(this.pids as number[]);
+    }
     return {
       t,
       phase: this.phase,
@@ -211,11 +227,25 @@ class Sampler {
       imageCacheMiB,
       ...(this.cgroup ? { cgroup: this.cgroup.usage() } : {}),
       qemu,
+      ...(this.engine && this.engineStarted ? { engine: this.engine.sample() } : {}),
     };
   }
 }
 
 const r1 = (x: number): number => Math.round(x * 10) / 10;
+
+/** The engines' figures over the window (boot: from QEMU's start; else the workload). */
+function engineSummary(o: Options, window: Sample[], error: Error | undefined): Record<string, unknown> {
+  const ss = window.filter((s): s is Sample & { engine: NonNullable<Sample['engine']> } => s.engine !== undefined);
+  const budget = o.ksm ?? { pages: 1000, sleepMs: 20 };
+  return {
+    pages_to_scan: budget.pages,
+    sleep_millisecs: budget.sleepMs,
+    off: engineWindow(ss.map((s) => ({ t: s.t, e: s.engine.off }))),
+    on: engineWindow(ss.map((s) => ({ t: s.t, e: s.engine.on }))),
+    ...(error ? { error: error.message } : {}),
+  };
+}
 const avg = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
 async function runBench(o: Options): Promise<void> {
@@ -233,6 +263,16 @@ async function runBench(o: Options): Promise<void> {
   let failure: Error | undefined;
   try {
     if (o.ksm) await setKsm({ pages_to_scan: o.ksm.pages, sleep_millisecs: o.ksm.sleepMs, run: 1 });
+    if (o.engine) {
+      // The engines follow the host's KSM rules (zero pages, sharing limit, smart scan).
+      const { settings } = await readKsm();
+      const budget = o.ksm ?? { pages: 1000, sleepMs: 20 };
+      sampler.engine = new EnginePairRunner(budget.pages, budget.sleepMs, {
+        useZeroPages: settings.use_zero_pages ?? false,
+        maxPageSharing: settings.max_page_sharing ?? 256,
+        smartScan: settings.smart_scan ?? true,
+      });
+    }
     sampler.start();
     guests = await startDebianGuests(
       image,
@@ -264,6 +304,7 @@ async function runBench(o: Options): Promise<void> {
     }
   } finally {
     await sampler.stop();
+    await sampler.engine?.stop();
     await stopAll();
   }
   const oomKills = cgroup?.oomKills() ?? 0;
@@ -296,6 +337,7 @@ async function runBench(o: Options): Promise<void> {
     avg_host_cache_mib: r1(avg(during.map(sumCache))),
     peak_host_cache_mib: r1(Math.max(0, ...all.map(sumCache))),
     avg_cgroup_file_mib: cgroup ? r1(avg(during.map((s) => (s.cgroup?.fileBytes ?? 0) / MIB))) : null,
+    engine: sampler.engine ? engineSummary(o, o.workload === 'boot' ? all : during, sampler.engine.error) : null,
     host_cache_hit_ratio: ((h) => (h === null ? null : Math.round(h * 1000) / 1000))(hostCacheHitRatio(during)),
     oom_kills: oomKills,
     samples: all.length,
@@ -311,6 +353,7 @@ async function runBench(o: Options): Promise<void> {
     `  login prompt after ${summary.login_s.join(' / ')} s; READY after ${summary.ready_s.join(' / ')} s; workload ${summary.workload_s} s`,
     `  pages_shared avg ${summary.avg_pages_shared} (from boot ${summary.avg_pages_shared_from_boot}), pages_sharing avg ${summary.avg_pages_sharing}; ksmd CPU ${summary.ksmd_cpu_pct} %`,
     `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB; host cache hit ratio ${summary.host_cache_hit_ratio ?? '-'}`,
+    ...(summary.engine ? [`  engine (lookahead off / on): ${JSON.stringify(summary.engine)}`] : []),
     `  results: ${JSON.stringify(result)}`,
     `  ${all.length} samples in ${o.out}`,
   ];

@@ -120,7 +120,7 @@ test.serial('the runner: bad options exit 2 naming them; a boot run with the eng
   const dir = mkdtempSync('/var/tmp/sp-seed-runner-');
   try {
     const out = path.join(dir, 'boot.json');
-    const r = await run(process.execPath, [cli, '--workload', 'boot', '--seconds', '6', '--ksm', 'off', '--engine', 'on', '--interval', '1', '--out', out], {
+    const r = await run(process.execPath, [cli, '--workload', 'boot', '--seconds', '6', '--ksm', 'off', '--engine', 'on', '--host-cache', 'drop-all', '--drop-interval', '2', '--interval', '1', '--out', out], {
       maxBuffer: 1 << 24,
     });
     const last = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { ready_s: number[]; login_s: (number | null)[]; samples: number; peak_host_cache_mib: number };
@@ -146,6 +146,14 @@ test.serial('the runner: bad options exit 2 naming them; a boot run with the eng
     // The same merges with lookahead on and off; the two engines read the live guests a batch apart, so within 1%.
     t.true(Math.abs(engine.on['avg_pages_shared']! - engine.off['avg_pages_shared']!) <= 0.01 * engine.off['avg_pages_shared']! && engine.off['avg_pages_shared']! > 1000, JSON.stringify(engine));
     t.is(typeof (line['lookahead_shared_ratio'] as Record<string, unknown>)['boot'], 'number');
+    // The drop-all path ran alongside: the images were dropped while the workload ran.
+    const run1 = JSON.parse(readFileSync(out, 'utf8')) as { options: { hostCache: string }; samples: { phase: string; imageCacheMiB: number[] }[] };
+    t.is(run1.options.hostCache, 'drop-all');
+    const inBoot = run1.samples.filter((s) => s.phase === 'boot').map((s) => s.imageCacheMiB.reduce((a, b) => a + b, 0));
+    t.true(Math.min(...inBoot) < 0.5 * last.peak_host_cache_mib, `image cache while dropping: ${inBoot.join(', ')} MiB; peak ${last.peak_host_cache_mib}`);
+    const badCache = await run(process.execPath, [cli, '--workload', 'boot', '--host-cache', 'some']).catch((e: { code: number; stderr: string }) => e);
+    t.is((badCache as { code: number }).code, 2);
+    t.regex((badCache as { stderr: string }).stderr, /--host-cache must be none or drop-all/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -131,6 +131,22 @@ test('a --engine run: the engine the way ksmd runs, lookahead off and on side by
   t.deepEqual(plot?.kind === 'lines' ? plot.series.map((x) => x.label) : [], ["kernel's ksmd (lookahead run)", 'lookahead: engine, lookahead off', 'lookahead: engine, lookahead on']);
 });
 
+test('the Zipf table: no action and drop-all runs of fio-zipf (real, same options) side by side', (t) => {
+  const { runs } = loadRuns([path.join(root, 'test/fixtures/seed-zipf')]);
+  t.deepEqual(runs.map((r) => r.variant).sort(), ['drop-all', 'kernel']);
+  const r = buildReport(runs, { tables: ['zipf'] });
+  const none = r.json['zipf_hit_ratio_none'] as number;
+  const drop = r.json['zipf_hit_ratio_drop_all'] as number;
+  t.log(`hit ratio: no action ${none}, drop-all ${drop}`);
+  t.true(none > 0 && none <= 1 && drop >= 0 && drop <= 1);
+  // Dropping the images every 10 s keeps less of them in the host cache than leaving them be.
+  const cache = (v: string): number => runs.find((x) => x.variant === v)!.summary['avg_host_cache_mib'] as number;
+  t.true(cache('drop-all') < cache('kernel'), `drop-all ${cache('drop-all')} MiB, none ${cache('kernel')} MiB`);
+  t.regex(r.markdown, new RegExp(`\\| drop-all \\| ${drop.toFixed(3)} \\|`));
+  t.is(r.json['zipf_hit_ratio_ksm_exclusive'], null);
+  t.deepEqual(runnerArgs('fio-zipf', 'drop-all'), ['--workload', 'fio-zipf', '--host-cache', 'drop-all']);
+});
+
 test('each table names the runs it reads; the runner makes the kernel ones, the others are listed as not makeable yet', (t) => {
   t.deepEqual(requiredRuns(['bonnie']), [
     { workload: 'bonnie', variant: 'kernel' },

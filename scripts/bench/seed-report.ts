@@ -4,12 +4,11 @@
 // reading the run files, so a test can render a report from any runs.
 //
 // A run is identified by its workload and its variant: what the host did during it. The runner
-// makes three: "kernel" (the kernel's ksmd at --ksm PAGES/MS, no action on the host cache),
-// "no-ksm" (--ksm off) and "lookahead" (--engine on: the engine run the way ksmd runs on the live
-// guests, lookahead off and on side by side). The others the tables need ("scrub": the agent's
-// exclusive-cache scrub on its timer;
-// "drop-all": the images dropped from the host cache on the same timer; "truly-exclusive") are
-// read from options.variant when a run file carries it; until the runner makes them, their
+// makes four: "kernel" (the kernel's ksmd at --ksm PAGES/MS, no action on the host cache),
+// "no-ksm" (--ksm off), "lookahead" (--engine on: the engine run the way ksmd runs on the live
+// guests, lookahead off and on side by side) and "drop-all" (--host-cache drop-all). The others
+// the tables need ("scrub": the agent's exclusive-cache scrub on its timer; "truly-exclusive")
+// are read from options.variant when a run file carries it; until the runner makes them, their
 // columns say "not run" and the report lists the runs missing.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -65,7 +64,7 @@ export const VARIANT_MEANING: Record<string, string> = {
   'no-ksm': 'KSM left as it was (--ksm off)',
   lookahead: "the kernel's ksmd, and the engine run on the live guests the way ksmd runs (same pages_to_scan/sleep), lookahead off and on side by side (--engine on)",
   scrub: "the agent's exclusive-cache scrub on its timer",
-  'drop-all': 'the images dropped from the host cache on the scrub timer',
+  'drop-all': 'the images written back and dropped from the host cache every --drop-interval seconds while the workload runs (--host-cache drop-all)',
   'truly-exclusive': 'a block in exactly one cache',
 };
 
@@ -85,6 +84,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function variantOf(options: Record<string, unknown>): Variant {
   if (typeof options['variant'] === 'string') return options['variant'];
   if (options['engine'] === true) return 'lookahead';
+  if (options['hostCache'] === 'drop-all') return 'drop-all';
   return isObject(options['ksm']) ? 'kernel' : 'no-ksm';
 }
 
@@ -309,6 +309,7 @@ export function runnerArgs(workload: string, variant: Variant): string[] | null 
   if (variant === 'kernel') return ['--workload', workload];
   if (variant === 'no-ksm') return ['--workload', workload, '--ksm', 'off'];
   if (variant === 'lookahead') return ['--workload', workload, '--engine', 'on'];
+  if (variant === 'drop-all') return ['--workload', workload, '--host-cache', 'drop-all'];
   return null;
 }
 

@@ -17,6 +17,9 @@
 //   --engine on|off    also run the C engine on the guests the way ksmd runs (--ksm's pages and
 //                      sleep, default 1000/20), twice side by side: lookahead off and on (the
 //                      seed's lookahead table; seed-engine.ts). Default off
+//   --host-cache none|drop-all  drop-all: while the workload runs, every --drop-interval seconds
+//                      (default 10) each image is written back and dropped from the host page
+//                      cache (POSIX_FADV_DONTNEED): the Zipf table's "drop-all" policy. Default none
 //   --out FILE         the JSON (default seed-WORKLOAD.json)
 // Prints a summary and one JSON line last.
 import { writeFileSync } from 'node:fs';
@@ -28,7 +31,7 @@ import { USER_HZ, findKsmd, readKsm, readProcStat, readStatus, setKsm } from '..
 import { withSavedKsm } from '../../test/helpers/ksm.js';
 import { cacheState, cachedCount } from '../../test/helpers/pagecache.js';
 import { createMemoryCgroup, type MemoryCgroup } from '../qemu/cgroup.js';
-import { ensureSeedImage, makeRunDir, startDebianGuests, type DebianGuest } from '../qemu/debian.js';
+import { dropFromHostCache, ensureSeedImage, makeRunDir, startDebianGuests, type DebianGuest } from '../qemu/debian.js';
 import { stopAll } from '../qemu/harness.js';
 import { EnginePairRunner, engineWindow } from './seed-engine.js';
 import { hostCacheHitRatio, type SeedSample } from './seed-report.js';
@@ -49,6 +52,8 @@ interface Options {
   fileMiB: number;
   zipfTheta: number;
   engine: boolean;
+  hostCache: 'none' | 'drop-all';
+  dropIntervalS: number;
   out: string;
 }
 
@@ -78,6 +83,8 @@ function options(): Options {
         'file-mib': { type: 'string' },
         zipf: { type: 'string' },
         engine: { type: 'string' },
+        'host-cache': { type: 'string' },
+        'drop-interval': { type: 'string' },
         out: { type: 'string' },
       },
       strict: true,
@@ -102,6 +109,8 @@ function options(): Options {
   if (!(intervalS >= 0.5 && intervalS <= 60)) fail(`--interval must be 0.5 to 60 seconds, got "${values['interval'] ?? ''}"`);
   const zipfTheta = Number(values['zipf'] ?? 1.2);
   if (!(zipfTheta > 0 && zipfTheta < 10)) fail(`--zipf must be a number between 0 and 10, got "${values['zipf'] ?? ''}"`);
+  const hostCache = values['host-cache'] ?? 'none';
+  if (hostCache !== 'none' && hostCache !== 'drop-all') fail(`--host-cache must be none or drop-all, got "${hostCache}"`);
   const engineRaw = values['engine'] ?? 'off';
   if (engineRaw !== 'on' && engineRaw !== 'off') fail(`--engine must be on or off, got "${engineRaw}"`);
   return {
@@ -114,7 +123,9 @@ function options(): Options {
     fileMiB: wholeNumber('file-mib', values['file-mib'], 2 * memMiB, 16),
     zipfTheta,
     engine: engineRaw === 'on',
-    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead.json` : `seed-${workload}.json`),
+    hostCache,
+    dropIntervalS: wholeNumber('drop-interval', values['drop-interval'], 10, 1),
+    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead.json` : hostCache === 'drop-all' ? `seed-${workload}-drop-all.json` : `seed-${workload}.json`),
   };
 }
 
@@ -234,6 +245,24 @@ class Sampler {
 
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 
+/** The drop-all policy: every interval, each image written back and dropped from the host cache. */
+function dropAllEvery(images: readonly string[], intervalMs: number): { stop(): Promise<void> } {
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      await sleep(intervalMs);
+      if (!running) break;
+      for (const img of images) await dropFromHostCache(img);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
+}
+
 /** The engines' figures over the window (boot: from QEMU's start; else the workload). */
 function engineSummary(o: Options, window: Sample[], error: Error | undefined): Record<string, unknown> {
   const ss = window.filter((s): s is Sample & { engine: NonNullable<Sample['engine']> } => s.engine !== undefined);
@@ -288,7 +317,13 @@ async function runBench(o: Options): Promise<void> {
     workloadStart = (Date.now() - t0) / 1000;
     const script = workloadScript(o.workload, o);
     const timeoutMs = (o.seconds + GRACE_SECONDS[o.workload]) * 1000;
-    const outs = await Promise.all(guests.map((g) => g.guest.exec(script, timeoutMs)));
+    const dropper = o.hostCache === 'drop-all' ? dropAllEvery(guests.map((g) => g.image), o.dropIntervalS * 1000) : undefined;
+    let outs;
+    try {
+      outs = await Promise.all(guests.map((g) => g.guest.exec(script, timeoutMs)));
+    } finally {
+      await dropper?.stop();
+    }
     workloadEnd = (Date.now() - t0) / 1000;
     result = outs.map((r, i) => {
       if (r.code !== 0 && !r.stdout.includes('SEED_RESULT')) {

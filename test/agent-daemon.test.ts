@@ -12,7 +12,6 @@ import { readKsm, readMeminfo, snapshotSettings } from '../lib/index.js';
 import { startGuests, stopAll } from '../scripts/qemu/harness.js';
 import { AgentSandbox, freeze, memoryHog, runCli, thaw, waitForQuietHost } from './helpers/agent.js';
 import type { AgentProcess } from './helpers/agent.js';
-import { withSavedKsm } from './helpers/ksm.js';
 import { parseSamples } from './helpers/promql.js';
 
 const sandbox = new AgentSandbox('ksm-agent-daemon-');
@@ -72,7 +71,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
   ]);
   const pids = guests.map((g) => g.pid);
   await waitForQuietHost(pids);
-  await withSavedKsm(async (snap) => {
+  await sandbox.withSavedKsm(async (snap) => {
     // ksmtuned's rule with ksmtuned's keys: KSM starts when "free" (MemFree + Buffers + Cached)
     // falls below KSM_THRES_CONST. Put the threshold 1 GiB below free memory now; a child then
     // holds 2.5 GiB, which takes free memory 1.5 GiB below it.
@@ -135,7 +134,11 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
         t.is(metrics.get('samepage_ksm_setting{setting="use_zero_pages"}'), num(k['use_zero_pages']));
         const saved = guests.map((g) => metrics.get(`samepage_vm_saved_bytes{vm="${g.name}"}`));
         t.true(saved.every((v) => v !== undefined && v > 0), JSON.stringify(saved));
-        t.is((saved[0] ?? 0) + (saved[1] ?? 0), num(k['general_profit']), 'per-VM saved bytes sum to general_profit');
+        // The column sums to general_profit with what other KSM users save (other VMs or
+        // processes on a shared host: CI saw one such page).
+        let attributed = metrics.get('samepage_other_saved_bytes') ?? 0;
+        for (const [series, value] of metrics) if (series.startsWith('samepage_vm_saved_bytes{')) attributed += value;
+        t.is(attributed, num(k['general_profit']), 'per-VM saved bytes and other processes\' sum to general_profit');
         t.is(metrics.get('samepage_agent_state{state="settled"}'), 1, `state settled; agent log:\n${a.tail()}`);
         t.is(metrics.get('samepage_agent_memory_pressure'), 1, `memory pressure; agent log:\n${a.tail()}`);
         t.is(metrics.get('samepage_agent_threshold_bytes'), thresKiB * 1024);
@@ -168,7 +171,7 @@ test.serial('threshold start, settle, /metrics = sysfs, and SIGTERM restores eve
 });
 
 test.serial('one instance at a time; after a SIGKILL the next start restores the settings', async (t) => {
-  await withSavedKsm(async (snap) => {
+  await sandbox.withSavedKsm(async (snap) => {
     const busy = await writeConfig('busy', { thresholdPercent: 100, ksmtunedConf: null, intervalSeconds: 0.5, listen: null });
     const first = agent(['--config', busy, ...files('crash')]);
     await first.waitForLine(/started pid=\d+ state=merging/);
@@ -201,7 +204,7 @@ test.serial('one instance at a time; after a SIGKILL the next start restores the
 });
 
 test.serial('with advisor "on" the kernel scan-time advisor sets the rate inside the CPU budget', async (t) => {
-  await withSavedKsm(async (snap) => {
+  await sandbox.withSavedKsm(async (snap) => {
     t.not((await readKsm()).settings.advisor_mode, undefined, 'this kernel has the scan-time advisor (6.8+)');
     const config = await writeConfig('advisor', { thresholdPercent: 100, ksmtunedConf: null, intervalSeconds: 0.5, listen: null, advisor: 'on', cpuBudgetPercent: 30, advisorTargetScanSeconds: 45 });
     const a = agent(['--config', config, ...files('advisor')]);

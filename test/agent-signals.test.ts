@@ -11,7 +11,6 @@ import { readKsm, snapshotSettings } from '../lib/index.js';
 import { AgentSandbox } from './helpers/agent.js';
 import type { AgentProcess } from './helpers/agent.js';
 import { caughtSignals, listeningPorts, startBinAgent } from './helpers/bin.js';
-import { withSavedKsm } from './helpers/ksm.js';
 import { parseSamples } from './helpers/promql.js';
 import { startMergeChild } from './helpers/processes.js';
 import type { MergeChild } from './helpers/processes.js';
@@ -61,7 +60,7 @@ function count(a: AgentProcess, re: RegExp): number {
 const CALM = { thresholdPercent: 0, thresholdMinKiB: 0, ksmtunedConf: null, intervalSeconds: 0.5, listen: null };
 
 test.serial('SIGUSR1 never leaves Node\'s inspector open: at the first moment it is caught, while starting, and running', async (t) => {
-  await withSavedKsm(async (snap) => {
+  await sandbox.withSavedKsm(async (snap) => {
     const config = await writeConfig('usr1', CALM);
     for (let round = 0; round < 4; round++) {
       // Odd rounds: the first SIGUSR1 at the first moment one no longer kills the process (some
@@ -102,7 +101,7 @@ test.serial('SIGTERM right after SIGUSR1 while merging: no tick runs after the r
   // (run=1, its own pages_to_scan and sleep) for the whole test instead of settling.
   const child = await startMergeChild(64 * 1024);
   children.push(child);
-  await withSavedKsm(async (snap) => {
+  await sandbox.withSavedKsm(async (snap) => {
     const config = await writeConfig('stop', { thresholdPercent: 100, ksmtunedConf: null, intervalSeconds: 0.2, listen: null, cpuBudgetPercent: 1, settlePasses: 100 });
     for (let round = 0; round < 4; round++) {
       const a = agent(['--config', config, '--verbose', ...files('stop')]);
@@ -142,7 +141,7 @@ test.serial('SIGTERM right after SIGUSR1 while merging: no tick runs after the r
 });
 
 test.serial('SIGHUP applies what it can at once (tick period, jobs, KSM settings, history) and names what needs a restart', async (t) => {
-  await withSavedKsm(async (snap) => {
+  await sandbox.withSavedKsm(async (snap) => {
     const prune = Number(snap.files['stable_node_chains_prune_millisecs']);
     const zero = snap.files['use_zero_pages'] === '1';
     const [pruneA, pruneB] = [prune === 2345 ? 2346 : 2345, prune === 3456 ? 3457 : 3456];

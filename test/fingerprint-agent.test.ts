@@ -13,7 +13,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { decodeSketches, keyIdOf, readFingerprintKey, readSketchFile, snapshotSettings, sketchBuffer, writeSketchFile } from '../lib/index.js';
 import { AgentSandbox, runCli, runCliJson } from './helpers/agent.js';
-import { withSavedKsm } from './helpers/ksm.js';
 import { parseSamples } from './helpers/promql.js';
 import { startQemu, stopAllQemu } from './helpers/qemu.js';
 import { familyPage, writeGuestRam } from './helpers/fingerprint-guests.js';
@@ -98,7 +97,7 @@ test.serial('an agent serves its VMs\' sketches at /api/fingerprint and as metri
   const fromCli = await readSketchFile(cliFile);
   const key = await readFingerprintKey(keyFile);
 
-  await withSavedKsm(async (before) => {
+  await sandbox.withSavedKsm(async (before) => {
     // thresholdPercent 0: no memory pressure, so the agent leaves KSM as it is.
     const config = await sandbox.writeConfig('fp', {
       thresholdPercent: 0,
@@ -203,7 +202,7 @@ test.serial('an agent serves its VMs\' sketches at /api/fingerprint and as metri
 });
 
 test.serial('no key: /api/fingerprint answers 503 naming ksm-agent fingerprint --init-key, and place exits 3 saying so; off loopback without a token: 403', async (t) => {
-  await withSavedKsm(async (before) => {
+  await sandbox.withSavedKsm(async (before) => {
     const missing = path.join(sandbox.dir, 'keys', 'none.key');
     const base = { thresholdPercent: 0, thresholdMinKiB: 0, ksmtunedConf: null, intervalSeconds: 0.5, fingerprint: { keyFile: missing } };
     const agent = sandbox.agent(['--config', await sandbox.writeConfig('nokey', { ...base, listen: '127.0.0.1:0' }), ...sandbox.files('nokey')]);

@@ -9,6 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { readComm, readKsmStat, readSmaps } from '../../lib/procfs.js';
 import { NOBODY, nobodyPath } from './nobody.js';
+import { withSavedKsm } from './ksm.js';
+import type { KsmSnapshot } from '../../lib/sysfs.js';
 
 export const CLI = path.resolve(__dirname, '../../lib/cli/main.js');
 
@@ -234,8 +236,29 @@ export class AgentSandbox {
   }
 
   async close(): Promise<void> {
-    for (const a of this.agents) await a.stop('SIGKILL');
+    await this.killAgents();
     if (this.dir !== '') await rm(this.dir, { recursive: true, force: true });
+  }
+
+  /** SIGKILLs (as a crash would) the sandbox's daemons still running, from the `first` started on. */
+  async killAgents(first = 0): Promise<void> {
+    for (const a of this.agents.splice(first)) await a.stop('SIGKILL');
+  }
+
+  /**
+   * withSavedKsm for a test that runs daemons: the daemons `fn` started and left running (a failed assertion
+   * ends a test early) are killed before the settings are restored, so none writes KSM after the
+   * restore and none holds a lock file or the KSM lock into the next test.
+   */
+  withSavedKsm<T>(fn: (snapshot: KsmSnapshot) => Promise<T>): Promise<T> {
+    return withSavedKsm(async (snapshot) => {
+      const first = this.agents.length;
+      try {
+        return await fn(snapshot);
+      } finally {
+        await this.killAgents(first);
+      }
+    });
   }
 
   /** --state-file and --lock-file of a daemon called `name`, inside the sandbox. */

@@ -9,7 +9,8 @@
 #  5. builds the static guest test program into an initramfs and boots it under QEMU TCG: the
 #     lookahead and exclusive cache checks run in the guest and print SP RESULT lines;
 #  6. runs test/hints.test.ts, which boots the guest again with page_hints= and reads the hint table
-#     out of QEMU's guest RAM from the host with lib/hints.ts;
+#     out of QEMU's guest RAM from the host with lib/hints.ts, and test/hints-placement.test.ts
+#     (unsafe page_hints= holes refused, KASLR keeps the kernel out of the hole);
 #  7. builds the same kernel with the series' options off;
 #  8. prints a result table and `N passed, N failed`; exits non-zero on any failure.
 #
@@ -231,7 +232,7 @@ grep -aq '^SP DONE' "$serial" || result guest_checks FAIL "the guest program did
 # --- 6. hint table, read from the host -----------------------------------------------------------
 log "hint table check (test/hints.test.ts)"
 if (cd "$repo" && npx tsc -p tsconfig.json) >"$run_dir/tsc.log" 2>&1; then
-	(cd "$repo" && SAMEPAGE_KERNEL_ARTIFACTS=$artifacts npx ava --tap dist/test/hints.test.js) >"$run_dir/hints-ava.tap" 2>&1 || true
+	(cd "$repo" && SAMEPAGE_KERNEL_ARTIFACTS=$artifacts npx ava --tap dist/test/hints.test.js dist/test/hints-placement.test.js) >"$run_dir/hints-ava.tap" 2>&1 || true
 	n=0
 	while IFS= read -r line; do
 		n=$((n + 1))

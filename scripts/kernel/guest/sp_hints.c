@@ -21,6 +21,29 @@ static void sp_print_pfns(const char *kind, const uint64_t *pfn, size_t n)
 	printf("\n");
 }
 
+/*
+ * Where the kernel image is in physical memory ("Kernel code" to the end of
+ * "Kernel bss" in /proc/iomem): with KASLR it moves from boot to boot.
+ */
+static void sp_print_kernel_range(void)
+{
+	static char buf[16384];
+	unsigned long long start = 0, end = 0, a, b;
+	char *line;
+
+	if (sp_read_text("/proc/iomem", buf, sizeof(buf)))
+		return;
+	for (line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		if (sscanf(line, " %llx-%llx", &a, &b) != 2)
+			continue;
+		if (strstr(line, ": Kernel code"))
+			start = a;
+		else if (strstr(line, ": Kernel bss"))
+			end = b + 1;
+	}
+	printf("SP HINTS KERNEL start=0x%llx end=0x%llx\n", start, end);
+}
+
 void sp_hints(const char *cmdline)
 {
 	static uint64_t anon_pfn[SP_HI_ANON], cache_pfn[SP_HI_CACHE];
@@ -71,6 +94,7 @@ void sp_hints(const char *cmdline)
 	sp_sleep_ms(2 * interval + 100);
 	sp_print_pfns("anon", anon_pfn, SP_HI_ANON);
 	sp_print_pfns("cache", cache_pfn, SP_HI_CACHE);
+	sp_print_kernel_range();
 	printf("SP HINTS READY interval_ms=%u memtotal_kb=%llu memfree_kb=%llu slab_kb=%llu\n",
 	       interval, sp_meminfo_kb("MemTotal:"), sp_meminfo_kb("MemFree:"),
 	       sp_meminfo_kb("Slab:"));

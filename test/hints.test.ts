@@ -8,7 +8,7 @@ import type { ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HINT_RESERVED_BITS, HintFlag, HintTableError, countHints, parseHintHeader, planScan, readHintTable } from '../lib/hints.js';
@@ -20,6 +20,10 @@ const artifacts = process.env.SAMEPAGE_KERNEL_ARTIFACTS ?? join(process.env.SAME
 const bzImage = join(artifacts, 'bzImage');
 const initramfs = join(artifacts, 'initramfs.cpio.gz');
 const haveKernel = existsSync(bzImage) && existsSync(initramfs);
+// test-kernel.sh sets this: each boot's serial output is written there as hints-<n>.log when the
+// test ends, and scanned for kernel reports (scan-splats.sh) like its own boots.
+const serialDir = process.env.SAMEPAGE_KERNEL_SERIAL_DIR;
+let boots = 0;
 
 const PAGE = 4096;
 const RAM_BYTES = 512 * 1024 * 1024;
@@ -42,20 +46,24 @@ process.on('exit', () => {
 
 /** Boots the hints guest and resolves once it printed READY; the caller stops it. */
 async function bootHintsGuest(t: ExecutionContext): Promise<{ pid: number; report: GuestReport }> {
-  const append = `console=ttyS0 panic=-1 quiet brd.rd_nr=1 brd.rd_size=16384 sp_mode=hints page_hints=${HOLE_BYTES}@${HOLE_GPA},${INTERVAL_MS}`;
+  // No "quiet": WARN and lockdep reports are printed at KERN_WARNING, which quiet hides.
+  const append = `console=ttyS0 panic=-1 brd.rd_nr=1 brd.rd_size=16384 sp_mode=hints page_hints=${HOLE_BYTES}@${HOLE_GPA},${INTERVAL_MS}`;
   const qemu = spawn(
     'qemu-system-x86_64',
     // mem-merge=off: this guest's RAM stays out of the host's KSM, which other tests may be measuring.
-    ['-accel', 'tcg', '-machine', 'mem-merge=off', '-m', String(RAM_BYTES >> 20), '-smp', '1', '-nodefaults', '-vga', 'none', '-display', 'none',
+    // 2 vCPUs as test-kernel.sh's boots; test.serial: one guest at a time.
+    ['-accel', 'tcg', '-machine', 'mem-merge=off', '-m', String(RAM_BYTES >> 20), '-smp', '2', '-nodefaults', '-vga', 'none', '-display', 'none',
       '-no-reboot', '-kernel', bzImage, '-initrd', initramfs, '-append', append, '-serial', 'stdio', '-monitor', 'none'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   running.add(qemu);
-  t.teardown(() => {
+  let serial = '';
+  const boot = ++boots;
+  t.teardown(async () => {
     qemu.kill('SIGKILL');
     running.delete(qemu);
+    if (serialDir !== undefined) await writeFile(join(serialDir, `hints-${boot}.log`), serial);
   });
-  let serial = '';
   let stderr = '';
   qemu.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
@@ -95,7 +103,7 @@ function pfns(serial: string, kind: string): number[] {
 if (!haveKernel) {
   test.skip(`hint table in a patched guest (no ${bzImage} / ${initramfs}: run npm run test:kernel, which builds them and runs this test)`, () => {});
 } else {
-  test('hint table read from QEMU guest RAM is filled and matches the guest', async (t) => {
+  test.serial('hint table read from QEMU guest RAM is filled and matches the guest', async (t) => {
     const { pid, report } = await bootHintsGuest(t);
     const loc = { gpa: HOLE_GPA, ramBytes: RAM_BYTES, holeBytes: HOLE_BYTES };
     const table = await readHintTable(pid, loc);
@@ -150,7 +158,7 @@ if (!haveKernel) {
     t.log(`20 reads took ${attempts} attempts (retries after torn reads: ${attempts - 20})`);
   });
 
-  test('the engine leaves out the pages the guest reports free', async (t) => {
+  test.serial('the engine leaves out the pages the guest reports free', async (t) => {
     const { pid } = await bootHintsGuest(t);
     const table = await readHintTable(pid, { gpa: HOLE_GPA, ramBytes: RAM_BYTES, holeBytes: HOLE_BYTES });
     // The guest RAM of this guest is not madvised (mem-merge=off): scan every private range's
@@ -188,7 +196,7 @@ if (!haveKernel) {
     t.true(hinted.tracked < plain.tracked);
   });
 
-  test('hint reader errors name the problem on a real guest', async (t) => {
+  test.serial('hint reader errors name the problem on a real guest', async (t) => {
     const { pid } = await bootHintsGuest(t);
     const badMagic = await t.throwsAsync(readHintTable(pid, { gpa: HOLE_GPA + PAGE, ramBytes: RAM_BYTES }), { instanceOf: HintTableError });
     t.is(badMagic?.problem, 'BAD_MAGIC');

@@ -6,13 +6,21 @@
 #     source and applies the series with `git am` whenever the series changed;
 #  3. runs scripts/checkpatch.pl --strict on every patch;
 #  4. configures tinyconfig + scripts/kernel/config.fragment and builds bzImage (incrementally);
-#  5. builds the static guest test program into an initramfs and boots it under QEMU TCG: the
-#     lookahead and exclusive cache checks run in the guest and print SP RESULT lines;
-#  6. runs test/hints.test.ts, which boots the guest again with page_hints= and reads the hint table
+#  5. builds the static guest test program (every scripts/kernel/guest/*.c) and upstream's KSM
+#     selftests (tools/testing/selftests/mm ksm_tests, ksm_functional_tests of the same tree,
+#     static, against its `make headers_install` headers) into an initramfs;
+#  6. boots it under QEMU TCG (2 vCPUs, -icount) twice: sp_mode=checks runs the lookahead and
+#     exclusive cache checks; sp_mode=selftests lists KSM's sysfs files, runs a fixed merge workload
+#     with the knobs at 0 and the upstream selftests with the knobs at 0 and then at 1;
+#  7. runs test/hints.test.ts, which boots the guest again with page_hints= and reads the hint table
 #     out of QEMU's guest RAM from the host with lib/hints.ts, and test/hints-placement.test.ts
 #     (unsafe page_hints= holes refused, KASLR keeps the kernel out of the hole);
-#  7. builds the same kernel with the series' options off;
-#  8. prints a result table and `N passed, N failed`; exits non-zero on any failure.
+#  8. builds the same kernel with the series' options off and boots it with sp_mode=selftests;
+#  9. checks that the options-off kernel has 6.12's KSM sysfs files, merges the fixed workload as
+#     the options-on kernel does at knobs 0 and gets the same selftest results;
+# and prints a result table, `N skipped` and `N passed, N failed`; exits non-zero on any failure.
+# Every boot's serial log is scanned by scan-splats.sh (row "no_splat <boot>"): the kernel is
+# built with lockdep, DEBUG_VM, DEBUG_LIST (config.fragment) and any kernel report fails the run.
 #
 # Environment: SAMEPAGE_KERNEL_CACHE (default /var/cache/samepage-kernel) holds the tree, both
 # build directories, the artifacts and each run's logs. SAMEPAGE_KERNEL_JOBS (default nproc).
@@ -57,15 +65,37 @@ die() {
 }
 
 report() {
-	local row name status detail passed=0 failed=0
-	printf '\n%-34s %-6s %s\n' CHECK RESULT DETAIL
-	printf '%-34s %-6s %s\n' ---------------------------------- ------ ------
+	local row name status detail passed=0 failed=0 skipped=0
+	printf '\n%-44s %-6s %s\n' CHECK RESULT DETAIL
+	printf '%-44s %-6s %s\n' -------------------------------------------- ------ ------
 	for row in "${results[@]}"; do
 		IFS='|' read -r name status detail <<<"$row"
-		printf '%-34s %-6s %s\n' "$name" "$status" "$detail"
-		if [[ $status == PASS ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+		printf '%-44s %-6s %s\n' "$name" "$status" "$detail"
+		case $status in
+		PASS) passed=$((passed + 1)) ;;
+		SKIP) skipped=$((skipped + 1)) ;;	# a selftest that could not run here: the reason is shown
+		*) failed=$((failed + 1)) ;;
+		esac
+	done
+	# Upstream's selftests per kernel state: rows ksft/<state>/... (sp_selftests.c).
+	printf '\n%-44s %6s %6s %6s\n' 'UPSTREAM KSM SELFTESTS' PASS SKIP FAIL
+	local state label p k f
+	for state in off knobs0 knobs1; do
+		case $state in
+		off) label='options-off kernel' ;;
+		knobs0) label='series kernel, lookahead=0 exclusive_cache=0' ;;
+		knobs1) label='series kernel, lookahead=1 exclusive_cache=1' ;;
+		esac
+		p=0 k=0 f=0
+		for row in "${results[@]}"; do
+			IFS='|' read -r name status detail <<<"$row"
+			[[ $name == ksft/$state/* ]] || continue
+			case $status in PASS) p=$((p + 1)) ;; SKIP) k=$((k + 1)) ;; *) f=$((f + 1)) ;; esac
+		done
+		printf '%-44s %6d %6d %6d\n' "$label" "$p" "$k" "$f"
 	done
 	printf '\nlogs: %s\n' "$run_dir"
+	printf '%d skipped\n' "$skipped"
 	printf '%d passed, %d failed\n' "$passed" "$failed"
 	[[ $failed -eq 0 ]]
 }
@@ -74,9 +104,10 @@ report() {
 # linux-source-6.12 is the tree under test; the rest builds it (flex bison bc libelf-dev libssl-dev
 # for Kbuild, cpio/xz for the source and initramfs, perl, python3-ply and python3-git for checkpatch and its
 # SPDX check, git for git am), builds the static guest
-# program (libc6-dev has libc.a) and runs it (qemu-system-x86).
+# program (libc6-dev has libc.a) and runs it (qemu-system-x86); upstream's ksm_tests links libnuma
+# (libnuma-dev has libnuma.a) and `make headers_install` copies with rsync.
 packages=(linux-source-6.12 build-essential libc6-dev flex bison bc libelf-dev libssl-dev cpio xz-utils
-	gzip perl python3 python3-ply python3-git git qemu-system-x86)
+	gzip perl python3 python3-ply python3-git git qemu-system-x86 libnuma-dev rsync)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -188,51 +219,116 @@ configure "$build_on" 0
 build "$build_on" "series-on" || { report; exit 1; }
 cp "$build_on/arch/x86/boot/bzImage" "$artifacts/bzImage"
 
-# --- 5. guest program, initramfs, checks in the guest --------------------------------------------
+# --- 5. guest program, upstream KSM selftests, initramfs -----------------------------------------
 # Every scripts/kernel/guest/*.c goes into the one static /init (sp_common.h lists the areas).
 gcc -O2 -static -Wall -Wextra -Werror -Wno-format-truncation -o "$artifacts/sp_guest" "$here"/guest/*.c \
 	>"$run_dir/guest-cc.log" 2>&1 || die "building the guest program failed: see $run_dir/guest-cc.log"
-cat >"$artifacts/initramfs.list" <<EOF
-dir /dev 755 0 0
-nod /dev/console 600 0 0 c 5 1
-dir /proc 755 0 0
-dir /sys 755 0 0
-file /init $artifacts/sp_guest 755 0 0
-EOF
+
+# Upstream's KSM selftests, from the same (patched) tree with its own Makefile, linked static
+# against the tree's UAPI headers as `make headers_install` installs them.
+selftests=$artifacts/selftests
+rm -rf "$artifacts/headers" "$selftests"
+mkdir -p "$selftests"
+# One fix is applied for the build and taken back after it: 6.12's test_prctl_fork_exec passes
+# execv() an argv without its NULL terminator, so in a static binary the exec fails, the forked child
+# returns into the test list and runs the remaining tests, and the parent reports the child's
+# exit status 0 as a pass; upstream fixed it later the same way (argv ends with NULL).
+ksm_ft=tools/testing/selftests/mm/ksm_functional_tests.c
+ksm_ft_fix='s/{ prg_name, FORK_EXEC_CHILD_PRG_NAME }/{ prg_name, FORK_EXEC_CHILD_PRG_NAME, NULL }/'
+if ! sed -i "$ksm_ft_fix" "$tree/$ksm_ft" || ! grep -q 'FORK_EXEC_CHILD_PRG_NAME, NULL }' "$tree/$ksm_ft"; then
+	result build_ksm_selftests FAIL "the execv argv fix did not apply to $ksm_ft"
+elif make -s -C "$tree" O="$cache/build-headers" headers_install INSTALL_HDR_PATH="$artifacts/headers" \
+	>"$run_dir/selftests-build.log" 2>&1 &&
+	make -C "$tree/tools/testing/selftests/mm" OUTPUT="$selftests" USERLDFLAGS=-static \
+		KHDR_INCLUDES="-isystem $artifacts/headers/include" "$selftests/ksm_tests" "$selftests/ksm_functional_tests" \
+		>>"$run_dir/selftests-build.log" 2>&1; then
+	result build_ksm_selftests PASS "ksm_tests, ksm_functional_tests of $kernel_version, static (fork_exec argv NULL-terminated)"
+else
+	result build_ksm_selftests FAIL "see $run_dir/selftests-build.log"
+fi
+git_ checkout -q -- "$ksm_ft"
+
+{
+	printf '%s\n' 'dir /dev 755 0 0' 'nod /dev/console 600 0 0 c 5 1' 'dir /proc 755 0 0' 'dir /sys 755 0 0' \
+		"file /init $artifacts/sp_guest 755 0 0" 'dir /selftests 755 0 0'
+	for f in ksm_tests ksm_functional_tests; do
+		[[ -f $selftests/$f ]] && echo "file /selftests/$f $selftests/$f 755 0 0"
+	done
+} >"$artifacts/initramfs.list"
 "$build_on/usr/gen_init_cpio" "$artifacts/initramfs.list" | gzip -1 >"$artifacts/initramfs.cpio.gz"
 
-serial=$run_dir/serial-checks.log
-log "booting the checks guest (QEMU TCG)"
-# -icount shift=0: guest time advances 1 ns per executed guest instruction, so ksmd's run time in
-# the guest measures its work exactly and does not depend on what else loads this host.
-# mem-merge=off keeps the guest's RAM out of the host's KSM (the guest kernel has its own).
-qemu-system-x86_64 -accel tcg -icount shift=0 -machine mem-merge=off -m 512 -smp 1 -nodefaults -vga none -display none -no-reboot \
-	-kernel "$artifacts/bzImage" -initrd "$artifacts/initramfs.cpio.gz" \
-	-append "console=ttyS0 panic=-1 quiet brd.rd_nr=2 brd.rd_size=16384" \
-	-serial "file:$serial" -monitor none >"$run_dir/qemu-checks.log" 2>&1 &
-qemu_pids+=($!)
-deadline=$(($(date +%s) + 600))
-while kill -0 "${qemu_pids[-1]}" 2>/dev/null; do
-	if (($(date +%s) > deadline)); then
-		kill -9 "${qemu_pids[-1]}" 2>/dev/null || true
-		result guest_checks FAIL "no SP DONE within 600 s: see $serial"
-		break
+# scan_serial NAME LOG...: a no_splat row for one boot (scan-splats.sh: any kernel report fails).
+scan_serial() {
+	local name=$1 out rc
+	shift
+	rc=0
+	out=$(bash "$here/scan-splats.sh" "$@") || rc=$?
+	if ((rc == 0)); then
+		result "no_splat $name" PASS "no kernel report in $(cat "$@" | wc -l) serial lines"
+	elif ((rc == 1)); then
+		result "no_splat $name" FAIL "$(grep -c '' <<<"$out") report lines, first: $(head -1 <<<"$out" | cut -c1-160)"
+	else
+		result "no_splat $name" FAIL "scan-splats.sh could not read $*"
 	fi
-	sleep 0.5
-done
-wait "${qemu_pids[-1]}" 2>/dev/null || true
-grep -a '^SP MEASURE' "$serial" | tr -d '\r' | sed 's/^SP MEASURE /measure: /' >&2 || true
-while IFS= read -r line; do
-	line=${line%$'\r'}
-	read -r _ _ name status detail <<<"$line"
-	result "$name" "$status" "$detail"
-done < <(grep -a '^SP RESULT ' "$serial")
-grep -aq '^SP DONE' "$serial" || result guest_checks FAIL "the guest program did not finish: see $serial"
+}
 
-# --- 6. hint table, read from the host -----------------------------------------------------------
+# boot NAME BZIMAGE LIMIT_S ICOUNT APPEND: one guest under QEMU TCG with 2 vCPUs; its serial log
+# is serial-NAME.log, its SP RESULT lines become rows, and the log is scanned for kernel reports.
+# ICOUNT=1 adds -icount shift=0: guest time advances 1 ns per executed guest instruction (QEMU
+# then runs both vCPUs round-robin on one host thread and counts the instructions of both), so
+# ksmd's run time in the guest measures work and does not depend on what else loads this host.
+# Only the checks boot, which measures, uses it: under -icount with 2 vCPUs, QEMU 7.2 let a
+# vCPU's timers go unserved for minutes while the other vCPU busy-polled sysfs (as ksm_tests does),
+# which showed as RCU stalls and selftest timeouts on the options-off state as well; without
+# -icount (MTTCG, a host thread per vCPU) the same boot ran clean in 98 s.
+# mem-merge=off keeps the guest's RAM out of the host's KSM (the guest kernel has its own).
+boot() {
+	local name=$1 kernel=$2 limit=$3 icount=$4 append=$5 serial=$run_dir/serial-$1.log t0 pid line
+	local accel=(-accel tcg)
+	[[ $icount == 1 ]] && accel+=(-icount shift=0)
+	t0=$(date +%s)
+	log "booting $name (QEMU TCG, 2 vCPUs, at most $limit s)"
+	qemu-system-x86_64 "${accel[@]}" -machine mem-merge=off -m 512 -smp 2 -nodefaults \
+		-vga none -display none -no-reboot -kernel "$kernel" -initrd "$artifacts/initramfs.cpio.gz" \
+		-append "console=ttyS0 panic=-1 brd.rd_nr=2 brd.rd_size=16384 $append" \
+		-serial "file:$serial" -monitor none >"$run_dir/qemu-$name.log" 2>&1 &
+	pid=$!
+	qemu_pids+=("$pid")
+	while kill -0 "$pid" 2>/dev/null; do
+		if (($(date +%s) > t0 + limit)); then
+			kill -9 "$pid" 2>/dev/null || true
+			result "boot $name" FAIL "no SP DONE within $limit s: see $serial"
+			break
+		fi
+		sleep 0.5
+	done
+	wait "$pid" 2>/dev/null || true
+	grep -a '^SP MEASURE' "$serial" | tr -d '\r' | sed "s/^SP MEASURE /measure $name: /" >&2 || true
+	while IFS= read -r line; do
+		line=${line%$'\r'}
+		read -r _ _ rname status detail <<<"$line"
+		result "$rname" "$status" "$detail"
+	done < <(grep -a '^SP RESULT ' "$serial")
+	if grep -aq '^SP DONE' "$serial"; then
+		result "boot $name" PASS "SP DONE after $(($(date +%s) - t0)) s"
+	else
+		result "boot $name" FAIL "the guest program did not finish: see $serial"
+	fi
+	scan_serial "$name" "$serial"
+}
+
+# --- 6. checks and upstream selftests on the options-on kernel -----------------------------------
+boot checks "$artifacts/bzImage" 900 1 "sp_mode=checks"
+# numa=fake=2: two NUMA nodes for ksm_tests -N (merge_across_nodes 0 and 1).
+boot selftests-on "$artifacts/bzImage" 900 0 "sp_mode=selftests numa=fake=2"
+
+# --- 7. hint table, read from the host -----------------------------------------------------------
 log "hint table check (test/hints.test.ts)"
+hints_serial=$run_dir/hints-serial
+mkdir -p "$hints_serial"
 if (cd "$repo" && npx tsc -p tsconfig.json) >"$run_dir/tsc.log" 2>&1; then
-	(cd "$repo" && SAMEPAGE_KERNEL_ARTIFACTS=$artifacts npx ava --tap dist/test/hints.test.js dist/test/hints-placement.test.js) >"$run_dir/hints-ava.tap" 2>&1 || true
+	(cd "$repo" && SAMEPAGE_KERNEL_ARTIFACTS=$artifacts SAMEPAGE_KERNEL_SERIAL_DIR=$hints_serial \
+		npx ava --tap dist/test/hints.test.js dist/test/hints-placement.test.js) >"$run_dir/hints-ava.tap" 2>&1 || true
 	n=0
 	while IFS= read -r line; do
 		n=$((n + 1))
@@ -246,9 +342,61 @@ if (cd "$repo" && npx tsc -p tsconfig.json) >"$run_dir/tsc.log" 2>&1; then
 else
 	result hints FAIL "TypeScript build failed: see $run_dir/tsc.log"
 fi
+# test/hints.test.ts boots its own guests and writes each one's serial output here.
+mapfile -t hint_logs < <(find "$hints_serial" -type f -name '*.log' | sort)
+if ((${#hint_logs[@]})); then
+	scan_serial "hints (${#hint_logs[@]} boots)" "${hint_logs[@]}"
+else
+	result "no_splat hints" FAIL "test/hints.test.ts left no serial log in \$SAMEPAGE_KERNEL_SERIAL_DIR ($hints_serial): its boots went unscanned"
+fi
 
-# --- 7. the same kernel with the series' options off --------------------------------------------
+# --- 8. the same kernel with the series' options off, booted ------------------------------------
 configure "$build_off" 1
-build "$build_off" "options-off" || true
+if build "$build_off" "options-off"; then
+	cp "$build_off/arch/x86/boot/bzImage" "$artifacts/bzImage-off"
+	boot selftests-off "$artifacts/bzImage-off" 900 0 "sp_mode=selftests sp_kernel=off numa=fake=2"
+fi
+
+# --- 9. the options-off kernel behaves as 6.12 and as the options-on kernel at knobs 0 -----------
+sysfs_of() { { grep -a '^SP KSM_SYSFS ' "$run_dir/serial-$1.log" 2>/dev/null || true; } | tr -d '\r' | cut -d' ' -f3; }
+baseline_of() { { grep -a '^SP BASELINE ' "$run_dir/serial-$1.log" 2>/dev/null || true; } | tr -d '\r' | cut -d' ' -f3-; }
+# 6.12's KSM sysfs files, from the pristine source (every KSM_ATTR/KSM_ATTR_RO in mm/ksm.c).
+upstream_sysfs=$(git_ show samepage-base:mm/ksm.c | sed -nE 's/^KSM_ATTR(_RO)?\(([a-z0-9_]+)\);.*/\2/p' | sort | paste -sd,)
+on_sysfs=$(sysfs_of selftests-on)
+off_sysfs=$(sysfs_of selftests-off)
+if [[ -n $off_sysfs && $off_sysfs == "$upstream_sysfs" ]]; then
+	result off_ksm_sysfs_as_6.12 PASS "$(tr ',' '\n' <<<"$off_sysfs" | wc -l) files, the same as 6.12's mm/ksm.c"
+else
+	result off_ksm_sysfs_as_6.12 FAIL "options-off: ${off_sysfs:-none}; 6.12: $upstream_sysfs"
+fi
+added=$(comm -13 <(tr ',' '\n' <<<"$upstream_sysfs") <(tr ',' '\n' <<<"$on_sysfs") | paste -sd,)
+missing=$(comm -23 <(tr ',' '\n' <<<"$upstream_sysfs") <(tr ',' '\n' <<<"$on_sysfs") | paste -sd,)
+if [[ -n $on_sysfs && -z $missing && ,$added, == *,lookahead,* && ,$added, == *,exclusive_cache,* ]]; then
+	result on_ksm_sysfs_adds_knobs PASS "all of 6.12's files, plus: $added"
+else
+	result on_ksm_sysfs_adds_knobs FAIL "options-on: ${on_sysfs:-none}; missing from 6.12's: ${missing:-none}"
+fi
+on_bl=$(baseline_of selftests-on)
+off_bl=$(baseline_of selftests-off)
+if [[ -n $on_bl && $on_bl == "$off_bl" ]]; then
+	result off_merges_as_on_knobs0 PASS "same workload, same counters and KSM pages: $on_bl"
+else
+	result off_merges_as_on_knobs0 FAIL "options-on at knobs 0: ${on_bl:-none}; options-off: ${off_bl:-none}"
+fi
+# Every upstream selftest result of the options-off kernel against the options-on kernel at knobs 0.
+ksft_of() {
+	local r name status detail
+	for r in "${results[@]}"; do
+		IFS='|' read -r name status detail <<<"$r"
+		if [[ $name == ksft/$1/* ]]; then echo "${name#ksft/$1/} $status"; fi
+	done | sort
+}
+ksft_on=$(ksft_of knobs0)
+ksft_off=$(ksft_of off)
+if [[ -n $ksft_off && $ksft_on == "$ksft_off" ]]; then
+	result off_selftests_as_on_knobs0 PASS "$(grep -c '' <<<"$ksft_off") selftest results, the same on both kernels"
+else
+	result off_selftests_as_on_knobs0 FAIL "differ: $(diff <(echo "$ksft_on") <(echo "$ksft_off") | grep '^[<>]' | head -4 | paste -sd';')"
+fi
 
 report

@@ -20,6 +20,9 @@
  *   sp_lookahead.c         patch 0001 checks and measurement
  *   sp_exclusive_cache.c   patch 0002 checks
  *   sp_hints.c             patch 0003 guest side (sp_mode=hints)
+ *   sp_baseline.c          sp_mode=selftests: KSM sysfs list, options-off
+ *                          checks, a fixed workload to compare kernels
+ *   sp_selftests.c         sp_mode=selftests: upstream's KSM selftests
  */
 #ifndef SP_COMMON_H
 #define SP_COMMON_H
@@ -92,5 +95,7 @@ void sp_check_lookahead(void);		/* sp_lookahead.c */
 void sp_lookahead_bench(const char *cmdline);	/* sp_lookahead.c */
 void sp_check_exclusive_cache(void);	/* sp_exclusive_cache.c */
 void sp_hints(const char *cmdline);	/* sp_hints.c */
+void sp_check_baseline(bool series_kernel);	/* sp_baseline.c */
+void sp_selftests(bool series_kernel);	/* sp_selftests.c */
 
 #endif

@@ -5,12 +5,15 @@
  *   sp_mode=checks   lookahead and exclusive cache checks (default)
  *   sp_mode=hints    fill memory with known kinds of pages, report their PFNs
  *                    and wait for the host to read the hint table
+ *   sp_mode=selftests  the sysfs/baseline comparison and upstream's KSM
+ *                    selftests; with sp_kernel=off on the options-off kernel
  */
 #include "sp_common.h"
 
 int main(void)
 {
 	char cmdline[1024] = "";
+	int err;
 
 	sp_mount("proc", "/proc", "proc");
 	sp_mount("sysfs", "/sys", "sysfs");
@@ -18,11 +21,24 @@ int main(void)
 	sp_read_text("/proc/cmdline", cmdline, sizeof(cmdline));
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("SP START %s", cmdline);
+	/*
+	 * THP on for every mode: the kernel leaves it off below 512 MiB of
+	 * RAM (mm/huge_memory.c), and KSM must be tested on memory that comes
+	 * in 2 MiB folios, as a VMM's guest RAM does.
+	 */
+	err = sp_write_text("/sys/kernel/mm/transparent_hugepage/enabled", "always");
+	if (err)
+		sp_die("/sys/kernel/mm/transparent_hugepage/enabled", err);
 
 	if (strstr(cmdline, "sp_mode=hints")) {
 		sp_hints(cmdline);
 	} else if (strstr(cmdline, "sp_mode=lookahead-bench")) {
 		sp_lookahead_bench(cmdline);
+	} else if (strstr(cmdline, "sp_mode=selftests")) {
+		bool series_kernel = !strstr(cmdline, "sp_kernel=off");
+
+		sp_check_baseline(series_kernel);
+		sp_selftests(series_kernel);
 	} else {
 		sp_check_lookahead();
 		sp_check_exclusive_cache();

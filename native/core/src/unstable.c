@@ -53,9 +53,13 @@ uint32_t sp__unstable_search_insert(struct sp_engine *e, uint32_t ref, const voi
     uint32_t other = sp__index_probe_next(&e->unstable.index, &probe, &e->unstable.compares);
     if (other == SP_NIL) break;
     if (sp__rec_get(e, other)->csum != (uint32_t)hash) continue;
-    /* Like get_mergeable_page(): compare with the page as it is now. */
+    /* Like get_mergeable_page(): compare with the page as it is now.  When
+     * it cannot be read, 6.12 unstable_tree_search_insert() returns NULL
+     * without inserting: the page is tried again next pass, not indexed
+     * against a partner the search never got past. */
     const void *contents = sp__read_ref(e, other, e->acc.page_buf);
-    if (contents && sp__pages_equal(e, page, contents)) {
+    if (!contents) return SP_NIL;
+    if (sp__pages_equal(e, page, contents)) {
       *partner_page = contents;
       return other;
     }

@@ -4,6 +4,7 @@
  * never the merges of the whole VM.  A fake source stands in for a process:
  * its pages are caller memory, its presence op fails on demand. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,13 +17,15 @@ struct flaky {
   unsigned char *mem;
   int fail_next; /* presence calls still to fail */
   int fail_with; /* negative errno */
+  size_t npages; /* 0: PAGES */
+  bool fail_single; /* one-page reads (a tree page re-read) find nothing */
 };
 
 static int flaky_ranges(struct sp_source *src, struct sp_range_spec **out, size_t *n) {
   struct flaky *f = src->impl;
   *out = malloc(sizeof **out);
   if (!*out) return -ENOMEM;
-  **out = (struct sp_range_spec){.start = (uintptr_t)f->mem, .npages = PAGES};
+  **out = (struct sp_range_spec){.start = (uintptr_t)f->mem, .npages = f->npages ? f->npages : PAGES};
   *n = 1;
   return 0;
 }
@@ -39,6 +42,8 @@ static int flaky_presence(struct sp_source *src, uint64_t addr, size_t npages, u
 
 static int flaky_read(struct sp_source *src, const struct sp_range *range, uint64_t first,
                       size_t npages, const uint8_t *want, uint8_t *buf, const void **ptrs) {
+  struct flaky *f = src->impl;
+  if (npages == 1 && f->fail_single) return 0;
   for (size_t i = 0; i < npages; i++)
     if (want[i]) ptrs[i] = (const void *)(uintptr_t)(range->start + (first + i) * SP_PAGE_SIZE);
   return 0;
@@ -120,7 +125,40 @@ static void gone_is_gone(void) {
   sp_test_free_pages(mem, PAGES);
 }
 
+/* 6.12 unstable_tree_search_insert(): when get_mergeable_page() fails on
+ * a tree page the search ends, and the page is not inserted either (it is
+ * looked at again next pass).  Page X of source A is in the unstable tree;
+ * page Y of source B, same contents, finds it but cannot re-read it. */
+static void unreadable_tree_page_no_insert(void) {
+  unsigned char *a = sp_test_pages(2), *b = sp_test_pages(2);
+  sp_test_fill(a, 1);
+  sp_test_fill(a + SP_PAGE_SIZE, 3);
+  sp_test_fill(b, 1);
+  sp_test_fill(b + SP_PAGE_SIZE, 4);
+  sp_engine *e = sp_test_engine(0, 256, 0, 0);
+  uint32_t ia, ib;
+  struct flaky *fa = add_flaky(e, a, &ia);
+  fa->npages = 2;
+  struct flaky *fb = add_flaky(e, b, &ib);
+  fb->npages = 2;
+  CHECK_OK(sp_engine_pass(e)); /* checksums only */
+  fa->fail_single = true;
+  CHECK_OK(sp_engine_pass(e));
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.pages_sharing, 0);
+  /* X, A's filler and B's filler are in the tree; Y is not. */
+  CHECK_EQ(c.pages_unshared, 3);
+  fa->fail_single = false;
+  CHECK_OK(sp_engine_pass(e));
+  CHECK_EQ(sp_test_counters(e).pages_sharing, 1);
+  sp_engine_destroy(e);
+  sp_test_free_pages(a, 2);
+  sp_test_free_pages(b, 2);
+}
+
 int main(void) {
+  sp_check_run("an unreadable unstable tree page: the page is not inserted",
+               unreadable_tree_page_no_insert);
   sp_check_run("a transient pagemap EIO skips one window only", transient_eio);
   sp_check_run("a transient pagemap ENOMEM skips one window only", transient_enomem);
   sp_check_run("a gone process is forgotten", gone_is_gone);

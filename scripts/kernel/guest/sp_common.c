@@ -199,25 +199,29 @@ void sp_reap(struct sp_child *c, int n)
 }
 
 /*
- * Which of @c's @pages pages are KSM pages: one byte per page, from its
- * pagemap and /proc/kpageflags.
+ * Which of @c's @pages pages are merged: one byte per page, from its pagemap
+ * and /proc/kpagecount (the page is mapped more than once).  Not
+ * /proc/kpageflags: 6.12's KPF_KSM tests mapping & PAGE_MAPPING_KSM, and
+ * PAGE_MAPPING_KSM includes the PAGE_MAPPING_ANON bit every anonymous page
+ * has, so it is set for every anonymous page.  The children map their memory
+ * after fork(), so nothing but a merge shares their pages.
  */
 int sp_ksm_map(const struct sp_child *c, size_t pages, unsigned char *out)
 {
 	char path[64];
-	int pm, kf;
+	int pm, kc;
 	size_t i;
 	int err = 0;
 
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", c->pid);
 	pm = open(path, O_RDONLY);
-	kf = open("/proc/kpageflags", O_RDONLY);
-	if (pm < 0 || kf < 0) {
+	kc = open("/proc/kpagecount", O_RDONLY);
+	if (pm < 0 || kc < 0) {
 		err = -errno;
 		goto out;
 	}
 	for (i = 0; i < pages; i++) {
-		uint64_t ent, flags = 0;
+		uint64_t ent, count = 0;
 		off_t off = (off_t)((c->addr / SP_PAGE + i) * 8);
 
 		if (pread(pm, &ent, 8, off) != 8) {
@@ -227,17 +231,17 @@ int sp_ksm_map(const struct sp_child *c, size_t pages, unsigned char *out)
 		out[i] = 0;
 		if (!(ent & SP_PM_PRESENT))
 			continue;
-		if (pread(kf, &flags, 8, (off_t)((ent & SP_PM_PFN_MASK) * 8)) != 8) {
+		if (pread(kc, &count, 8, (off_t)((ent & SP_PM_PFN_MASK) * 8)) != 8) {
 			err = -EIO;
 			goto out;
 		}
-		out[i] = (flags >> SP_KPF_KSM) & 1;
+		out[i] = count > 1;
 	}
 out:
 	if (pm >= 0)
 		close(pm);
-	if (kf >= 0)
-		close(kf);
+	if (kc >= 0)
+		close(kc);
 	return err;
 }
 

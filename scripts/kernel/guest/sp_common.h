@@ -49,7 +49,6 @@
 
 #define SP_PAGE 4096UL
 #define SP_KSM "/sys/kernel/mm/ksm/"
-#define SP_KPF_KSM 21		/* /proc/kpageflags bit: KSM page */
 #define SP_PM_PRESENT (1ULL << 63)
 #define SP_PM_PFN_MASK ((1ULL << 55) - 1)
 /*

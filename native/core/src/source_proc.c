@@ -54,7 +54,8 @@ struct proc_impl {
   int kpageflags_fd;             /* -1 unless THP_ZERO_APART and root */
   bool no_pagemap_scan;          /* the kernel lacks PAGEMAP_SCAN */
   int mem_fd;
-  uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) */
+  uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) or read
+                                    faults map no zero page */
   uint64_t ram_bytes;            /* QEMU -m, 0 if not QEMU */
   /* SP_PROC_SOFT_DIRTY: per range, the pages written between the last two
    * clears (bit set = written), valid once a clear has been done. */
@@ -97,21 +98,28 @@ static int read_start_time(pid_t pid, unsigned long long *out) {
   return err;
 }
 
-/* The PFN of the shared zero page, from a page of our own that maps it. */
+/* The PFN of the shared zero page, from two pages of our own that map it,
+ * or 0.  A read fault maps the zero page on most kernels, but not where it
+ * is refused (a host booted with pvm_no_zero_page=1 gives each read fault
+ * a zeroed page of its own): two read faults on one PFN are the zero page;
+ * on two PFNs they are private pages, and the zero page that KSM itself
+ * places (use_zero_pages) is then found by PAGEMAP_SCAN's PFNZERO. */
 static uint64_t find_zero_pfn(void) {
   uint64_t pfn = 0;
-  volatile char *p = mmap(NULL, SP_PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  volatile char *p = mmap(NULL, 2 * SP_PAGE_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return 0;
-  (void)p[0]; /* a read fault maps the zero page */
+  (void)p[0];
+  (void)p[SP_PAGE_SIZE];
   int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
-    uint64_t entry;
-    if (pread(fd, &entry, sizeof entry, (off_t)((uintptr_t)p / SP_PAGE_SIZE * 8)) == 8 &&
-        (entry & PM_PRESENT))
-      pfn = entry & PM_PFN_MASK;
+    uint64_t entry[2];
+    if (pread(fd, entry, sizeof entry, (off_t)((uintptr_t)p / SP_PAGE_SIZE * 8)) == sizeof entry &&
+        (entry[0] & entry[1] & PM_PRESENT) &&
+        (entry[0] & PM_PFN_MASK) == (entry[1] & PM_PFN_MASK))
+      pfn = entry[0] & PM_PFN_MASK;
     close(fd);
   }
-  munmap((void *)p, SP_PAGE_SIZE);
+  munmap((void *)p, 2 * SP_PAGE_SIZE);
   return pfn;
 }
 

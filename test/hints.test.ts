@@ -74,29 +74,52 @@ async function bootHintsGuest(t: ExecutionContext): Promise<{ pid: number; repor
     });
     qemu.stdout?.on('data', (d: Buffer) => {
       serial += d.toString();
-      const ready = /^SP HINTS READY ([^\r\n]*)\r?\n/m.exec(serial); // a whole line
+      const guest = withoutKernelRecords(serial);
+      const ready = /^SP HINTS READY ([^\r\n]*)\r?\n/m.exec(guest); // a whole line
       if (ready === null || qemu.pid === undefined) return;
       clearTimeout(timer);
       const kv = Object.fromEntries((ready[1] ?? '').trim().split(/\s+/).map((p) => p.split('=') as [string, string]));
-      resolve({
-        pid: qemu.pid,
-        report: {
-          anon: pfns(serial, 'anon'),
-          cache: pfns(serial, 'cache'),
-          memtotalKb: Number(kv.memtotal_kb),
-          memfreeKb: Number(kv.memfree_kb),
-          slabKb: Number(kv.slab_kb),
-        },
-      });
+      try {
+        resolve({
+          pid: qemu.pid,
+          report: {
+            anon: pfns(guest, 'anon'),
+            cache: pfns(guest, 'cache'),
+            memtotalKb: Number(kv.memtotal_kb),
+            memfreeKb: Number(kv.memfree_kb),
+            slabKb: Number(kv.slab_kb),
+          },
+        });
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
     });
   });
 }
 
+/**
+ * The serial output with the kernel's console records taken out. A record ("[    1.655778] tsc: ...")
+ * is written whole under the port lock, but between two pieces of a guest program's line when the
+ * other vCPU logs while that line drains: removing records up to their newline gives the line back.
+ */
+function withoutKernelRecords(serial: string): string {
+  return serial.replace(/\[ *\d+\.\d{6}\] [^\n]*\n/g, '');
+}
+
+/** The guest's PFN list of one kind, printed a chunk per line ("SP HINTS PFNS kind total first list"). */
 function pfns(serial: string, kind: string): number[] {
-  const m = new RegExp(`^SP HINTS PFNS ${kind} (\\d+) ([0-9a-f,]+)\\r?$`, 'm').exec(serial);
-  if (m === null) throw new Error(`the guest printed no ${kind} page frame numbers`);
-  const list = (m[2] ?? '').split(',').map((h) => parseInt(h, 16));
-  if (list.length !== Number(m[1])) throw new Error(`the guest printed ${list.length} ${kind} PFNs, announced ${m[1]}`);
+  const lines = new RegExp(`^SP HINTS PFNS ${kind} (\\d+) (\\d+) ([0-9a-f,]+)\\r?$`, 'gm');
+  const list: number[] = [];
+  let total = -1;
+  for (const m of serial.matchAll(lines)) {
+    if (Number(m[2]) !== list.length) {
+      throw new Error(`the guest's ${kind} PFN line starting at ${m[2]} follows ${list.length} PFNs: a line was lost or garbled`);
+    }
+    total = Number(m[1]);
+    list.push(...(m[3] ?? '').split(',').map((h) => parseInt(h, 16)));
+  }
+  if (total < 0) throw new Error(`the guest printed no ${kind} page frame numbers`);
+  if (list.length !== total) throw new Error(`the guest printed ${list.length} ${kind} PFNs, announced ${total}`);
   return list;
 }
 

@@ -10,15 +10,24 @@
  */
 #define SP_HI_ANON 1024
 #define SP_HI_CACHE 256
+#define SP_PFNS_PER_LINE 128
 
 static void sp_print_pfns(const char *kind, const uint64_t *pfn, size_t n)
 {
 	size_t i;
 
-	printf("SP HINTS PFNS %s %zu ", kind, n);
-	for (i = 0; i < n; i++)
-		printf(i ? ",%llx" : "%llx", (unsigned long long)pfn[i]);
-	printf("\n");
+	/*
+	 * SP_PFNS_PER_LINE to a line, each line one write(): a line longer than
+	 * stdio's buffer goes out in pieces, and a kernel message from the
+	 * other vCPU can land between them.
+	 */
+	for (i = 0; i < n; i++) {
+		if (i % SP_PFNS_PER_LINE == 0)
+			printf("SP HINTS PFNS %s %zu %zu ", kind, n, i);
+		printf(i % SP_PFNS_PER_LINE ? ",%llx" : "%llx", (unsigned long long)pfn[i]);
+		if (i % SP_PFNS_PER_LINE == SP_PFNS_PER_LINE - 1 || i == n - 1)
+			printf("\n");
+	}
 }
 
 /*

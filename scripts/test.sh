@@ -29,7 +29,7 @@ run_ctest() {
   echo "== ctest ($build)"
   (cd "$build" && ctest -V --timeout 900) >"$log" 2>&1
   local rc=$?
-  grep -E '^[0-9]+: (ok|FAIL) ' "$log" | sed -E 's/^[0-9]+: /  /'
+  grep -E '^[0-9]+: (ok|not ok) ' "$log" | sed -E 's/^[0-9]+: /  /'
   local p f dead
   p=$(grep -E '^[0-9]+: [0-9]+ passed, [0-9]+ failed$' "$log" | awk '{s+=$2} END {print s+0}')
   f=$(grep -E '^[0-9]+: [0-9]+ passed, [0-9]+ failed$' "$log" | awk '{s+=$4} END {print s+0}')

@@ -248,10 +248,22 @@ else
 fi
 git_ checkout -q -- "$ksm_ft"
 
+# samepage's own kernel-oracle test (native/core/test/test_kernel_oracle.c) with the C engine, static,
+# run by the guest beside upstream's selftests: the engine against 6.12's ksmd, not only this host's.
+core=$repo/native/core
+if gcc -O2 -static -pthread -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I"$core/include" -I"$core/src" \
+	-I"$core/test" -o "$selftests/samepage_kernel_oracle" "$core"/src/*.c "$core/test/test_kernel_oracle.c" \
+	"$core/test/check.c" "$core/test/oracle.c" "$core/test/ksm_sysfs.c" >"$run_dir/oracle-cc.log" 2>&1; then
+	result build_kernel_oracle PASS "native/core's test_kernel_oracle, static, for the guest"
+else
+	result build_kernel_oracle FAIL "see $run_dir/oracle-cc.log"
+fi
+
 {
 	printf '%s\n' 'dir /dev 755 0 0' 'nod /dev/console 600 0 0 c 5 1' 'dir /proc 755 0 0' 'dir /sys 755 0 0' \
-		"file /init $artifacts/sp_guest 755 0 0" 'dir /selftests 755 0 0'
-	for f in ksm_tests ksm_functional_tests; do
+		"file /init $artifacts/sp_guest 755 0 0" 'dir /selftests 755 0 0' \
+		'dir /run 755 0 0' 'dir /run/lock 755 0 0'	# the oracle test's KSM settings lock
+	for f in ksm_tests ksm_functional_tests samepage_kernel_oracle; do
 		[[ -f $selftests/$f ]] && echo "file /selftests/$f $selftests/$f 755 0 0"
 	done
 } >"$artifacts/initramfs.list"
@@ -358,12 +370,12 @@ if build "$build_off" "options-off"; then
 fi
 
 # --- 9. the options-off kernel behaves as 6.12 and as the options-on kernel at knobs 0 -----------
-sysfs_of() { { grep -a '^SP KSM_SYSFS ' "$run_dir/serial-$1.log" 2>/dev/null || true; } | tr -d '\r' | cut -d' ' -f3; }
-baseline_of() { { grep -a '^SP BASELINE ' "$run_dir/serial-$1.log" 2>/dev/null || true; } | tr -d '\r' | cut -d' ' -f3-; }
+# guest_line BOOT TAG: what boot BOOT printed after "SP TAG " (empty if it printed no such line).
+guest_line() { { grep -a "^SP $2 " "$run_dir/serial-$1.log" 2>/dev/null || true; } | tr -d '\r' | cut -d' ' -f3-; }
 # 6.12's KSM sysfs files, from the pristine source (every KSM_ATTR/KSM_ATTR_RO in mm/ksm.c).
 upstream_sysfs=$(git_ show samepage-base:mm/ksm.c | sed -nE 's/^KSM_ATTR(_RO)?\(([a-z0-9_]+)\);.*/\2/p' | sort | paste -sd,)
-on_sysfs=$(sysfs_of selftests-on)
-off_sysfs=$(sysfs_of selftests-off)
+on_sysfs=$(guest_line selftests-on KSM_SYSFS)
+off_sysfs=$(guest_line selftests-off KSM_SYSFS)
 if [[ -n $off_sysfs && $off_sysfs == "$upstream_sysfs" ]]; then
 	result off_ksm_sysfs_as_6.12 PASS "$(tr ',' '\n' <<<"$off_sysfs" | wc -l) files, the same as 6.12's mm/ksm.c"
 else
@@ -376,8 +388,8 @@ if [[ -n $on_sysfs && -z $missing && ,$added, == *,lookahead,* && ,$added, == *,
 else
 	result on_ksm_sysfs_adds_knobs FAIL "options-on: ${on_sysfs:-none}; missing from 6.12's: ${missing:-none}"
 fi
-on_bl=$(baseline_of selftests-on)
-off_bl=$(baseline_of selftests-off)
+on_bl=$(guest_line selftests-on BASELINE)
+off_bl=$(guest_line selftests-off BASELINE)
 if [[ -n $on_bl && $on_bl == "$off_bl" ]]; then
 	result off_merges_as_on_knobs0 PASS "same workload, same counters and KSM pages: $on_bl"
 else
@@ -397,6 +409,17 @@ if [[ -n $ksft_off && $ksft_on == "$ksft_off" ]]; then
 	result off_selftests_as_on_knobs0 PASS "$(grep -c '' <<<"$ksft_off") selftest results, the same on both kernels"
 else
 	result off_selftests_as_on_knobs0 FAIL "differ: $(diff <(echo "$ksft_on") <(echo "$ksft_off") | grep '^[<>]' | head -4 | paste -sd';')"
+fi
+
+# 6.12 sets KPF_KSM on every anonymous page (fs/proc/page.c: mapping & PAGE_MAPPING_KSM holds the ANON
+# bit): the oracle test's probe must find that in every pass, so its live-view and per-PFN checks ran on
+# the fallback that does not trust the flag (sp_live_ksm_flag_reliable() in native/core/src/live.c).
+probe=$(cat "$run_dir"/serial-selftests-{on,off}.log 2>/dev/null | tr -d '\r' |
+	grep -a 'samepage_kernel_oracle | # kpageflags KPF_KSM marks only KSM pages:' | awk '{print $NF}' | sort | uniq -c | paste -sd' ')
+if [[ $probe =~ ^\ *3\ no$ ]]; then
+	result oracle_probe_finds_6.12_kpf_ksm PASS "KPF_KSM read as unreliable in all 3 passes (off, knobs0, knobs1)"
+else
+	result oracle_probe_finds_6.12_kpf_ksm FAIL "probe answers (count, answer): ${probe:-none}"
 fi
 
 report

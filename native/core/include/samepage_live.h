@@ -21,7 +21,8 @@ typedef struct sp_live_process {
   uint64_t scanned_pages;  /* pages in the examined ranges */
   uint64_t present_pages;  /* present in RAM */
   uint64_t swapped_pages;
-  uint64_t ksm_pages;      /* mapped to a KSM page (KPF_KSM) */
+  uint64_t ksm_pages;      /* mapped to a KSM page (KPF_KSM; see
+                              sp_live_ksm_flag_reliable()) */
   uint64_t zero_pages;     /* mapped to the zero page */
   uint64_t thp_pages;      /* in a transparent huge page */
   double saved_pages;      /* fair share of the KSM saving, see below */
@@ -41,6 +42,16 @@ typedef struct sp_live_process {
  * also maps (0 on the diagonal).  -EPERM without CAP_SYS_ADMIN. */
 SP_API int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
                       sp_live_process *out, uint64_t *peers);
+
+/* 1 when /proc/kpageflags sets KPF_KSM only on KSM pages; 0 on kernels
+ * that set it on every anonymous page (6.12 is one: fs/proc/page.c tests
+ * mapping & PAGE_MAPPING_KSM, which holds the ANON bit).  Found with a
+ * page of the caller's own.  There sp_live_processes() takes a page as KSM
+ * when it is mapped at least twice, only in mergeable ranges, outside a
+ * THP: a KSM page whose other mappings are gone is then not counted in
+ * ksm_pages (it saves nothing), and a page shared by fork inside mergeable
+ * ranges is.  -EPERM without CAP_SYS_ADMIN, else -errno. */
+SP_API int sp_live_ksm_flag_reliable(void);
 
 #ifdef __cplusplus
 }

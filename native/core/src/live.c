@@ -9,6 +9,16 @@
  * counted directly: every process with KSM pages (ksm_merging_pages > 0)
  * is walked, not only the requested ones, so that m, the number of
  * mappings of each KSM page, is the host-wide figure.
+ *
+ * KPF_KSM itself cannot be trusted everywhere: from the folio conversion of
+ * fs/proc/page.c until its fix, the kernel (6.12 among them) tests
+ * `mapping & PAGE_MAPPING_KSM`, and PAGE_MAPPING_KSM holds the ANON bit,
+ * so every anonymous page reads as KSM.  sp_live_ksm_flag_reliable()
+ * probes for that with a page of our own; where the flag lies, a page is
+ * taken as KSM when it is mapped at least twice, every mapping in a
+ * mergeable range, and it is not part of a THP (KSM pages are small and
+ * live only in VM_MERGEABLE ranges; an ordinary page mapped twice there is
+ * one shared by fork, which QEMU's MADV_DONTFORK guest RAM never is).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "procmaps.h"
@@ -25,14 +36,17 @@
 #define PM_SWAP (1ull << 62)
 #define PM_FILE (1ull << 61)
 #define PM_PFN_MASK ((1ull << 55) - 1)
+#define KPF_ANON 12
 #define KPF_KSM 21
 #define KPF_THP 22
 #define KPF_ZERO_PAGE 24
 #define WINDOW_PFNS (1u << 20) /* kpageflags read 8 MiB at a time */
 #define PID_BITS 12            /* up to 4096 processes in one call */
+#define MERGEABLE_BIT (1ull << PID_BITS) /* the mapping is in a mergeable range */
+#define PFN_SHIFT (PID_BITS + 1)
 
 struct pfn_list {
-  uint64_t *v; /* pfn << PID_BITS | process index */
+  uint64_t *v; /* pfn << PFN_SHIFT | MERGEABLE_BIT if so | process index */
   size_t n, cap;
 };
 
@@ -86,7 +100,8 @@ static int walk_process(pid_t pid, uint32_t index, uint32_t flags,
           pfn_hidden = true;
           continue;
         }
-        if (pfns && (err = push(pfns, pfn << PID_BITS | index))) break;
+        uint64_t key = pfn << PFN_SHIFT | index | ((v->vmflags & VMF_MG) ? MERGEABLE_BIT : 0);
+        if (pfns && (err = push(pfns, key))) break;
       }
       a += n * SP_PAGE_SIZE;
     }
@@ -164,6 +179,31 @@ static int radix_sort(uint64_t *v, size_t n) {
   return 0;
 }
 
+int sp_live_ksm_flag_reliable(void) {
+  /* One private anonymous page of ours, written, never mergeable: a
+   * kernel that reads KSM there reads it on every anonymous page. */
+  long psz = sysconf(_SC_PAGESIZE);
+  unsigned char *page = mmap(NULL, (size_t)psz, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return -errno;
+  madvise(page, (size_t)psz, MADV_NOHUGEPAGE);
+  *(volatile unsigned char *)page = 1;
+  int err = 0;
+  uint64_t entry = 0, kf = 0;
+  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  int kpf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+  if (pm < 0 || kpf < 0) err = errno == EACCES ? -EPERM : -errno;
+  if (!err && pread(pm, &entry, 8, (off_t)((uintptr_t)page / (uintptr_t)psz * 8)) != 8) err = -EIO;
+  if (!err && !(entry & PM_PRESENT)) err = -EIO;
+  if (!err && !(entry & PM_PFN_MASK)) err = -EPERM; /* PFNs need CAP_SYS_ADMIN */
+  if (!err && pread(kpf, &kf, 8, (off_t)((entry & PM_PFN_MASK) * 8)) != 8) err = -EIO;
+  if (!err && !((kf >> KPF_ANON) & 1)) err = -EIO; /* not the page we wrote */
+  if (pm >= 0) close(pm);
+  if (kpf >= 0) close(kpf);
+  munmap(page, (size_t)psz);
+  return err ? err : !((kf >> KPF_KSM) & 1);
+}
+
 int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
                       sp_live_process *out, uint64_t *peers_out) {
   if (!pids || !out || npids == 0) return -EINVAL;
@@ -180,6 +220,8 @@ int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
   struct pfn_list pfns = {0};
   int kpf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
   if (kpf < 0) err = errno == EACCES ? -EPERM : -errno;
+  int ksm_flag_reliable = err ? 0 : sp_live_ksm_flag_reliable();
+  if (ksm_flag_reliable < 0) err = ksm_flag_reliable;
   for (size_t i = 0; i < npids && !err; i++) {
     memset(&out[i], 0, sizeof out[i]);
     out[i].pid = pids[i];
@@ -202,9 +244,11 @@ int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
   uint64_t *peers = calloc(npids * npids, sizeof *peers);
   if (!err && (!window || !per_proc || !touched || !peers)) err = -ENOMEM;
   for (size_t i = 0; i < pfns.n && !err;) {
-    uint64_t pfn = pfns.v[i] >> PID_BITS;
+    uint64_t pfn = pfns.v[i] >> PFN_SHIFT;
     size_t j = i;
-    while (j < pfns.n && pfns.v[j] >> PID_BITS == pfn) j++;
+    bool all_mergeable = true;
+    for (; j < pfns.n && pfns.v[j] >> PFN_SHIFT == pfn; j++)
+      all_mergeable = all_mergeable && (pfns.v[j] & MERGEABLE_BIT);
     uint64_t ws = pfn & ~(uint64_t)(WINDOW_PFNS - 1);
     if (ws != window_start) {
       /* procfs returns short reads: loop until the window is full or the
@@ -222,6 +266,8 @@ int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
       window_start = ws;
     }
     uint64_t kf = window[pfn - ws];
+    bool ksm = (kf >> KPF_KSM) & 1;
+    if (!ksm_flag_reliable) ksm = ksm && j - i >= 2 && all_mergeable && !((kf >> KPF_THP) & 1);
     size_t nt = 0;
     for (size_t k = i; k < j; k++) {
       uint32_t p = (uint32_t)(pfns.v[k] & ((1u << PID_BITS) - 1));
@@ -229,9 +275,9 @@ int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
       if (p >= npids) continue;
       if ((kf >> KPF_THP) & 1) out[p].thp_pages++;
       if ((kf >> KPF_ZERO_PAGE) & 1) out[p].zero_pages++;
-      if ((kf >> KPF_KSM) & 1) out[p].ksm_pages++;
+      if (ksm) out[p].ksm_pages++;
     }
-    if ((kf >> KPF_KSM) & 1) {
+    if (ksm) {
       /* m mappings save m-1 pages: each mapping is credited (m-1)/m. */
       double m = (double)(j - i), share = (m - 1) / m;
       for (size_t a = 0; a < nt; a++) {

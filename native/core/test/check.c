@@ -33,20 +33,23 @@ void sp_check_run(const char *name, void (*fn)(void)) {
   const char *filter = getenv("SP_TEST_FILTER");
   if (filter && !strstr(name, filter)) return;
   in_test = 1;
+  /* TAP lines ("ok 1 name", "not ok 2 name", the plan at the end), so a
+   * TAP reader such as test:kernel's guest runs a test as it runs
+   * upstream's selftests. */
   if (setjmp(test_env) == 0) {
     fn();
-    printf("ok %s\n", name);
     passed++;
+    printf("ok %d %s\n", passed + failed, name);
   } else {
-    printf("FAIL %s\n", name);
     failed++;
+    printf("not ok %d %s\n", passed + failed, name);
   }
   in_test = 0;
   fflush(stdout);
 }
 
 int sp_check_done(void) {
-  printf("%d passed, %d failed\n", passed, failed);
+  printf("1..%d\n%d passed, %d failed\n", passed + failed, passed, failed);
   return failed ? 1 : 0;
 }
 

@@ -3,7 +3,9 @@
  * sp_mode=selftests: upstream's KSM selftests (tools/testing/selftests/mm of
  * the same 6.12 tree, built static by test-kernel.sh into /selftests), run
  * once with the series' knobs off and, on a kernel that has them, once more
- * with lookahead=1 and exclusive_cache=1.
+ * with lookahead=1 and exclusive_cache=1.  With them runs samepage's own
+ * native/core/test/test_kernel_oracle.c (static, as samepage_kernel_oracle):
+ * the engine's predictions against this 6.12 ksmd.
  *
  * Each program's TAP output is echoed as "SPT <pass>/<program> | <line>" and
  * every TAP result becomes a row:
@@ -51,6 +53,8 @@ static const struct sp_ksft_cmd sp_ksft_cmds[] = {
 	{ 1, { "ksm_tests", "-D", "-s", "100" } },
 	{ 1, { "ksm_tests", "-C", "-p", "10" } },
 	{ 1, { "ksm_functional_tests" } },
+	/* ours: the C engine's kernel-oracle test (native/core), TAP too */
+	{ 1, { "samepage_kernel_oracle" } },
 };
 
 /* "ksm_tests_-M_-p_10": one token naming an invocation. */

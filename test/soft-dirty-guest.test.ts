@@ -37,7 +37,7 @@ test('soft-dirty scanning inside a guest whose kernel tracks soft-dirty bits', a
   );
   t.log(run.stdout.trim());
   t.is(run.code, 0);
-  t.regex(run.stdout, /^ok soft-dirty: fewer reads, same result$/m);
+  t.regex(run.stdout, /^ok 1 soft-dirty: fewer reads, same result$/m);
   t.regex(run.stdout, /^1 passed, 0 failed$/m);
   // It really ran the soft-dirty path, not the "kernel lacks it" one.
   t.notRegex(run.stdout, /refused/);

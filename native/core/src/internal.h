@@ -120,6 +120,8 @@ struct sp_tracking {
 #define PAGE_PRESENT 0x01  /* an anonymous page the kernel would scan */
 #define PAGE_THP 0x02      /* part of a transparent huge page */
 #define PAGE_CLEAN 0x04    /* not written since the source's previous visit */
+#define PAGE_ZERO_MAPPED 0x08 /* maps the shared zero page: a read fault's, or
+                                the one KSM puts there under use_zero_pages */
 
 struct sp_range_spec {
   uint64_t start;

@@ -242,6 +242,19 @@ void sp__merge_unread(struct sp_engine *e, uint32_t ref) {
   e->merge.la.valid = false;
 }
 
+/* A page the engine merged into the zero page, now really mapped to it
+ * (KSM ran as the engine predicted: a live process under use_zero_pages):
+ * as when it still reads zeros, the kernel's zero-page PTE stands and counts
+ * in ksm_zero_pages, and its rmap_item went on the first pass after the
+ * merge.  Any other page now on the zero page left the scan. */
+void sp__merge_zero_mapped(struct sp_engine *e, uint32_t ref) {
+  if (sp__rec_state(sp__rec_get(e, ref)) == REC_ZERO) {
+    sp__track_item_drop(e, ref);
+    return;
+  }
+  sp__merge_forget(e, ref, true);
+}
+
 /* ---- pages that go ---------------------------------------------------- */
 
 void sp__merge_forget(struct sp_engine *e, uint32_t ref, bool lost) {

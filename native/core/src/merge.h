@@ -28,6 +28,8 @@ void sp__merge_unread(struct sp_engine *e, uint32_t ref);
 bool sp__merge_smart_skip(struct sp_engine *e, uint32_t ref);
 /* A tracked page that is no longer there (or left apart): out of every
  * index, its record released.  An rmap item counts as lost when `lost`. */
+/* A tracked page the source found mapped to the zero page. */
+void sp__merge_zero_mapped(struct sp_engine *e, uint32_t ref);
 void sp__merge_forget(struct sp_engine *e, uint32_t ref, bool lost);
 /* The same for every tracked page in [from, to) of a range. */
 void sp__merge_forget_span(struct sp_engine *e, uint32_t range_id, uint64_t from,

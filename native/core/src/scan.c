@@ -264,7 +264,10 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
     /* Nothing here: jump to the next present page in one go (sparse
      * ranges can span terabytes). */
     bool any = false;
-    for (size_t i = 0; i < n && !any; i++) any = flags[i] & PAGE_PRESENT;
+    /* Zero-page mappings count while the engine has pages it merged into
+     * the zero page: they may be those pages, which must stay counted. */
+    uint8_t wanted = e->merge.ksm_zero_pages ? PAGE_PRESENT | PAGE_ZERO_MAPPED : PAGE_PRESENT;
+    for (size_t i = 0; i < n && !any; i++) any = flags[i] & wanted;
     uint64_t next;
     if (!any && src->ops->next_present &&
         src->ops->next_present(src, range->start + first * SP_PAGE_SIZE,
@@ -301,7 +304,8 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
     }
     if (!(flags[i] & PAGE_PRESENT)) {
       uint32_t ref = sp__track_lookup(e, range_id, p);
-      if (ref != SP_NIL) sp__merge_forget(e, ref, true);
+      if (ref != SP_NIL && (flags[i] & PAGE_ZERO_MAPPED)) sp__merge_zero_mapped(e, ref);
+      else if (ref != SP_NIL) sp__merge_forget(e, ref, true);
       continue;
     }
     uint32_t ref = sp__track_get_or_create(e, range_id, p);

@@ -330,7 +330,7 @@ static int proc_presence(struct sp_source *src, uint64_t addr, size_t npages,
     /* Present, anonymous (not page cache or shared memory), and not the
      * zero page a read fault maps: what folio_walk hands to ksmd. */
     bool present = (e & PM_PRESENT) && !(e & PM_FILE) && !zero;
-    flags[i] = present ? PAGE_PRESENT : 0;
+    flags[i] = present ? PAGE_PRESENT : (e & PM_PRESENT) && zero ? PAGE_ZERO_MAPPED : 0;
     if (present && sd_clean(p, addr + i * SP_PAGE_SIZE, e)) flags[i] |= PAGE_CLEAN;
   }
   return 0;

@@ -320,6 +320,16 @@ static void pp_write(int sig) {
   pp_acks++;
 }
 
+/* SIGRTMIN: 64 of the unique pages unmapped (the VMA splits in two);
+ * SIGRTMIN+1: 64 of the hot pages made read-only (it splits in three). */
+static void pp_reshape(int sig) {
+  if (sig == SIGRTMIN)
+    munmap(pp_region + (size_t)(PP_RUNS + 32) * SP_PAGE_SIZE, 64 * SP_PAGE_SIZE);
+  else
+    mprotect(pp_region + (size_t)(PP_RUNS + PP_UNIQUE + 32) * SP_PAGE_SIZE, 64 * SP_PAGE_SIZE, PROT_READ);
+  pp_acks++;
+}
+
 static void pp_body(void *hello) {
   if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
   pp_region = sp_test_pages(PP_TOTAL);
@@ -329,7 +339,9 @@ static void pp_body(void *hello) {
   for (int i = 0; i < PP_HOT; i++, p += SP_PAGE_SIZE) sp_test_fill(p, 11);
   for (int i = 0; i < PP_ZEROS; i++, p += SP_PAGE_SIZE) p[1] = 1, p[1] = 0;
   if (madvise(pp_region, (size_t)PP_TOTAL * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
-  if (signal(SIGUSR1, pp_write) == SIG_ERR || signal(SIGUSR2, pp_write) == SIG_ERR) _exit(5);
+  if (signal(SIGUSR1, pp_write) == SIG_ERR || signal(SIGUSR2, pp_write) == SIG_ERR ||
+      signal(SIGRTMIN, pp_reshape) == SIG_ERR || signal(SIGRTMIN + 1, pp_reshape) == SIG_ERR)
+    _exit(5);
   uint64_t *out = hello;
   out[0] = (uintptr_t)pp_region;
   out[1] = (uintptr_t)&pp_acks;
@@ -354,30 +366,36 @@ static void pp_signal(pid_t pid, uint64_t acks_addr, int sig, uint64_t *acks) {
 }
 
 struct pp_counts {
-  int64_t shared, sharing, unshared, volatile_, skipped, scanned, chains, dups, profit, items, merging;
+  int64_t shared, sharing, unshared, volatile_, skipped, scanned, chains, dups, profit, zero, items,
+      merging;
 };
 
 static void pp_print(const char *who, int pass, const struct pp_counts *c) {
   printf("  pass %2d %-6s shared %3lld sharing %3lld unshared %3lld volatile %3lld skipped %4lld"
-         " scanned %5lld chains %lld dups %lld profit %lld items %lld merging %lld\n",
+         " scanned %5lld chains %lld dups %lld profit %lld zero %lld items %lld merging %lld\n",
          pass, who, (long long)c->shared, (long long)c->sharing, (long long)c->unshared,
          (long long)c->volatile_, (long long)c->skipped, (long long)c->scanned, (long long)c->chains,
-         (long long)c->dups, (long long)c->profit, (long long)c->items, (long long)c->merging);
+         (long long)c->dups, (long long)c->profit, (long long)c->zero, (long long)c->items,
+         (long long)c->merging);
 }
+
+/* What the child does after a pass: a signal, at pass `after`. */
+struct pp_event {
+  int after, sig;
+};
 
 /* ksmd and the engine side by side, one full scan each per step: ksmd
  * sleeps long enough between scans (each wakeup scans at most the one
  * pass: the scan stops where a pass ends) for the counters to be read and
- * the engine to make the same pass.  After pass 5 the child rewrites 16
- * merged pages; after pass 9 it writes their contents back.  Every
- * counter ksmd publishes, every pass. */
-static void per_pass_agrees(void) {
+ * the engine to make the same pass.  The events change the child between
+ * passes.  Every counter ksmd publishes, every pass. */
+static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, size_t nevents) {
   int64_t smart = ksm_read("smart_scan"), lookahead = ksm_read("lookahead");
   CHECK_OK(ksm_write("run", "2"));
   char mps[16];
   snprintf(mps, sizeof mps, "%d", PP_MPS);
   CHECK_OK(ksm_write("max_page_sharing", mps));
-  CHECK_OK(ksm_write("use_zero_pages", "0"));
+  CHECK_OK(ksm_write("use_zero_pages", use_zero_pages ? "1" : "0"));
   CHECK_OK(ksm_write("pages_to_scan", "5000"));
   /* A second between scans: room for the reads, the engine pass and the
    * writes even in a TCG guest (checked after each step). */
@@ -387,12 +405,16 @@ static void per_pass_agrees(void) {
   uint64_t acks = 0;
   /* The kernel's lookahead knob (the series' 0001) where there is one: it
    * may change which pages merge while the unstable tree is inconsistent. */
-  sp_engine *e = sp_test_engine(0, PP_MPS, smart > 0, lookahead > 0);
+  sp_engine *e = sp_test_engine(use_zero_pages, PP_MPS, smart > 0, lookahead > 0);
   uint32_t id;
   CHECK_OK(sp_add_process(e, "pass", current.pid, 0, &id));
   int64_t base_scans = ksm_read("full_scans"), base_scanned = ksm_read("pages_scanned");
   int64_t base_skipped = ksm_read("pages_skipped");
   CHECK(base_skipped >= 0);
+  /* The engine's pass N is made before ksmd's pass N, on the memory ksmd
+   * will scan: made after it, it would read pages ksmd had just mapped to
+   * the zero page (use_zero_pages) as the pages it left. */
+  CHECK_OK(sp_engine_pass(e));
   CHECK_OK(ksm_write("run", "1"));
   for (int pass = 1; pass <= PP_PASSES; pass++) {
     double deadline = now() + 30;
@@ -404,11 +426,10 @@ static void per_pass_agrees(void) {
         .skipped = ksm_read("pages_skipped") - base_skipped,
         .scanned = ksm_read("pages_scanned") - base_scanned,
         .chains = ksm_read("stable_node_chains"), .dups = ksm_read("stable_node_dups"),
-        .profit = ksm_read("general_profit"),
+        .profit = ksm_read("general_profit"), .zero = ksm_read("ksm_zero_pages"),
         .items = proc_ksm_stat(current.pid, "ksm_rmap_items"),
         .merging = proc_read_number(current.pid, "ksm_merging_pages")};
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass); /* read inside one sleep */
-    CHECK_OK(sp_engine_pass(e));
     sp_counters c = sp_test_counters(e);
     sp_source_info src;
     CHECK_OK(sp_source_get(e, id, &src));
@@ -417,7 +438,8 @@ static void per_pass_agrees(void) {
         .unshared = (int64_t)c.pages_unshared, .volatile_ = (int64_t)c.pages_volatile,
         .skipped = (int64_t)c.pages_skipped, .scanned = (int64_t)c.pages_scanned,
         .chains = (int64_t)c.stable_node_chains, .dups = (int64_t)c.stable_node_dups,
-        .profit = c.general_profit, .items = (int64_t)src.rmap_items,
+        .profit = c.general_profit, .zero = (int64_t)c.ksm_zero_pages,
+        .items = (int64_t)src.rmap_items,
         .merging = (int64_t)src.merging_pages};
     pp_print("kernel", pass, &k);
     if (memcmp(&k, &m, sizeof k)) pp_print("engine", pass, &m);
@@ -430,16 +452,36 @@ static void per_pass_agrees(void) {
     CHECK_EQ(m.chains, k.chains);
     CHECK_EQ(m.dups, k.dups);
     CHECK_EQ(m.profit, k.profit);
+    CHECK_EQ(m.zero, k.zero);
     CHECK_EQ(m.items, k.items);
     CHECK_EQ(m.merging, k.merging);
-    if (pass == 5) pp_signal(current.pid, hello[1], SIGUSR1, &acks);
-    if (pass == 9) pp_signal(current.pid, hello[1], SIGUSR2, &acks);
-    /* The engine pass and the writes were done while ksmd slept. */
+    for (size_t i = 0; i < nevents; i++)
+      if (events[i].after == pass) pp_signal(current.pid, hello[1], events[i].sig, &acks);
+    if (pass < PP_PASSES) CHECK_OK(sp_engine_pass(e));
+    /* The changes and the engine's next pass were made while ksmd slept. */
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
   }
   sp_engine_destroy(e);
   sp_test_end(&current);
   CHECK_OK(ksm_write("run", "0"));
+}
+
+/* 16 merged pages rewritten after pass 5, their contents back after 9. */
+static void per_pass_writes(void) {
+  const struct pp_event ev[] = {{5, SIGUSR1}, {9, SIGUSR2}};
+  per_pass_agrees(0, ev, 2);
+}
+/* use_zero_pages 1; 64 unique pages unmapped after pass 3, 16 merged pages
+ * rewritten after 5, 64 hot pages made read-only after 7 (VMA splits),
+ * the 16 written back after 9. */
+static void per_pass_reshaped(void) {
+  const struct pp_event ev[] = {{3, 0}, {5, SIGUSR1}, {7, 1}, {9, SIGUSR2}};
+  struct pp_event real[4];
+  for (int i = 0; i < 4; i++) {
+    real[i] = ev[i];
+    if (i == 0 || i == 2) real[i].sig = SIGRTMIN + ev[i].sig; /* not a constant */
+  }
+  per_pass_agrees(1, real, 4);
 }
 
 static void with_zero_pages_off(void) { kernel_agrees(0); }
@@ -474,7 +516,12 @@ int main(void) {
   sp_test_end(&current);
   ksm_restore_settings();
   ksm_save_settings();
-  sp_check_run("pass by pass with writes after merge, every counter", per_pass_agrees);
+  sp_check_run("pass by pass with writes after merge, every counter", per_pass_writes);
+  sp_test_end(&current);
+  ksm_restore_settings();
+  ksm_save_settings();
+  sp_check_run("pass by pass, use_zero_pages 1, munmap and mprotect splits, every counter",
+               per_pass_reshaped);
   sp_test_end(&current);
   ksm_restore_settings();
   return sp_check_done();

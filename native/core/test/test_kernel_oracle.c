@@ -330,6 +330,16 @@ static void pp_reshape(int sig) {
   pp_acks++;
 }
 
+/* SIGRTMIN+2: 100 of the 128 hot pages (a chain of 4 dups) get contents of
+ * their own, emptying dups; SIGRTMIN+3: the hot content back. */
+static void pp_hot(int sig) {
+  for (int i = 0; i < 100; i++) {
+    unsigned char *page = pp_region + (size_t)(PP_RUNS + PP_UNIQUE + i) * SP_PAGE_SIZE;
+    sp_test_fill(page, sig == SIGRTMIN + 2 ? 7000000 + (uint64_t)i : 11);
+  }
+  pp_acks++;
+}
+
 static void pp_body(void *hello) {
   if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
   pp_region = sp_test_pages(PP_TOTAL);
@@ -340,7 +350,8 @@ static void pp_body(void *hello) {
   for (int i = 0; i < PP_ZEROS; i++, p += SP_PAGE_SIZE) p[1] = 1, p[1] = 0;
   if (madvise(pp_region, (size_t)PP_TOTAL * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
   if (signal(SIGUSR1, pp_write) == SIG_ERR || signal(SIGUSR2, pp_write) == SIG_ERR ||
-      signal(SIGRTMIN, pp_reshape) == SIG_ERR || signal(SIGRTMIN + 1, pp_reshape) == SIG_ERR)
+      signal(SIGRTMIN, pp_reshape) == SIG_ERR || signal(SIGRTMIN + 1, pp_reshape) == SIG_ERR ||
+      signal(SIGRTMIN + 2, pp_hot) == SIG_ERR || signal(SIGRTMIN + 3, pp_hot) == SIG_ERR)
     _exit(5);
   uint64_t *out = hello;
   out[0] = (uintptr_t)pp_region;
@@ -379,9 +390,11 @@ static void pp_print(const char *who, int pass, const struct pp_counts *c) {
          (long long)c->merging);
 }
 
-/* What the child does after a pass: a signal, at pass `after`. */
+/* What the child does after a pass: a signal, at pass `after`; rt: sig
+ * is n of SIGRTMIN+n (not a constant expression). */
 struct pp_event {
   int after, sig;
+  bool rt;
 };
 
 /* ksmd and the engine side by side, one full scan each per step: ksmd
@@ -389,7 +402,8 @@ struct pp_event {
  * pass: the scan stops where a pass ends) for the counters to be read and
  * the engine to make the same pass.  The events change the child between
  * passes.  Every counter ksmd publishes, every pass. */
-static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, size_t nevents) {
+static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, size_t nevents,
+                            bool chain_lag) {
   int64_t smart = ksm_read("smart_scan"), lookahead = ksm_read("lookahead");
   CHECK_OK(ksm_write("run", "2"));
   char mps[16];
@@ -449,14 +463,24 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
     CHECK_EQ(m.volatile_, k.volatile_);
     CHECK_EQ(m.skipped, k.skipped);
     CHECK_EQ(m.scanned, k.scanned);
-    CHECK_EQ(m.chains, k.chains);
-    CHECK_EQ(m.dups, k.dups);
+    if (chain_lag) {
+      /* A chain left with one dup: the kernel collapses it when a stable
+       * tree walk passes its node (stable_node_dup()), which depends on the
+       * tree's shape; the engine, which has no tree, collapses it at once.
+       * The kernel may be one chain and its dup behind, never ahead. */
+      CHECK(k.chains - m.chains == 0 || k.chains - m.chains == 1);
+      CHECK_EQ(k.dups - m.dups, k.chains - m.chains);
+    } else {
+      CHECK_EQ(m.chains, k.chains);
+      CHECK_EQ(m.dups, k.dups);
+    }
     CHECK_EQ(m.profit, k.profit);
     CHECK_EQ(m.zero, k.zero);
     CHECK_EQ(m.items, k.items);
     CHECK_EQ(m.merging, k.merging);
     for (size_t i = 0; i < nevents; i++)
-      if (events[i].after == pass) pp_signal(current.pid, hello[1], events[i].sig, &acks);
+      if (events[i].after == pass)
+        pp_signal(current.pid, hello[1], events[i].rt ? SIGRTMIN + events[i].sig : events[i].sig, &acks);
     if (pass < PP_PASSES) CHECK_OK(sp_engine_pass(e));
     /* The changes and the engine's next pass were made while ksmd slept. */
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
@@ -468,20 +492,21 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
 
 /* 16 merged pages rewritten after pass 5, their contents back after 9. */
 static void per_pass_writes(void) {
-  const struct pp_event ev[] = {{5, SIGUSR1}, {9, SIGUSR2}};
-  per_pass_agrees(0, ev, 2);
+  const struct pp_event ev[] = {{5, SIGUSR1, false}, {9, SIGUSR2, false}};
+  per_pass_agrees(0, ev, 2, false);
 }
 /* use_zero_pages 1; 64 unique pages unmapped after pass 3, 16 merged pages
  * rewritten after 5, 64 hot pages made read-only after 7 (VMA splits),
  * the 16 written back after 9. */
 static void per_pass_reshaped(void) {
-  const struct pp_event ev[] = {{3, 0}, {5, SIGUSR1}, {7, 1}, {9, SIGUSR2}};
-  struct pp_event real[4];
-  for (int i = 0; i < 4; i++) {
-    real[i] = ev[i];
-    if (i == 0 || i == 2) real[i].sig = SIGRTMIN + ev[i].sig; /* not a constant */
-  }
-  per_pass_agrees(1, real, 4);
+  const struct pp_event ev[] = {{3, 0, true}, {5, SIGUSR1, false}, {7, 1, true}, {9, SIGUSR2, false}};
+  per_pass_agrees(1, ev, 4, false);
+}
+/* 100 pages of the 4-dup chain rewritten after pass 4 (dups empty and are
+ * pruned), the chain's content back after pass 8. */
+static void per_pass_chain_shrinks(void) {
+  const struct pp_event ev[] = {{4, 2, true}, {8, 3, true}};
+  per_pass_agrees(0, ev, 2, true);
 }
 
 static void with_zero_pages_off(void) { kernel_agrees(0); }
@@ -522,6 +547,11 @@ int main(void) {
   ksm_save_settings();
   sp_check_run("pass by pass, use_zero_pages 1, munmap and mprotect splits, every counter",
                per_pass_reshaped);
+  sp_test_end(&current);
+  ksm_restore_settings();
+  ksm_save_settings();
+  sp_check_run("pass by pass, a chain's dups emptied, its content written back, every counter",
+               per_pass_chain_shrinks);
   sp_test_end(&current);
   ksm_restore_settings();
   return sp_check_done();

@@ -15,7 +15,9 @@
  */
 #include "hash.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
@@ -163,26 +165,45 @@ static void init_zero_hash(void) {
   zero_hash = sp__hash_page(zeros);
 }
 
-static void pick_accumulate(void) {
-  init_keys();
+static bool have_impl(enum sp_hash_impl impl) {
 #if defined(__x86_64__)
-  accumulate = __builtin_cpu_supports("avx2") ? accumulate_avx2 : accumulate_sse2;
-  if (getenv("SAMEPAGE_HASH_SCALAR")) accumulate = accumulate_scalar;
+  return impl == SP_HASH_SCALAR || impl == SP_HASH_SSE2 ||
+         (impl == SP_HASH_AVX2 && __builtin_cpu_supports("avx2"));
+#else
+  return impl == SP_HASH_SCALAR;
 #endif
 }
 
-/* For tests: the three implementations must agree. */
-uint64_t sp__hash_page_with(const void *page, int impl) {
+static accumulate_fn impl_loop(enum sp_hash_impl impl) {
+#if defined(__x86_64__)
+  if (impl == SP_HASH_AVX2) return accumulate_avx2;
+  if (impl == SP_HASH_SSE2) return accumulate_sse2;
+#endif
+  (void)impl;
+  return accumulate_scalar;
+}
+
+static void pick_accumulate(void) {
+  init_keys();
+  accumulate = impl_loop(have_impl(SP_HASH_AVX2) ? SP_HASH_AVX2 : SP_HASH_SSE2);
+  if (getenv("SAMEPAGE_HASH_SCALAR")) accumulate = accumulate_scalar;
+}
+
+int sp__hash_page_with(const void *page, enum sp_hash_impl impl, uint64_t *hash) {
+  if (!have_impl(impl)) return -EOPNOTSUPP;
   pthread_once(&keys_once, pick_accumulate);
   accumulate_fn saved = accumulate;
-#if defined(__x86_64__)
-  accumulate = impl == 2 ? accumulate_avx2 : impl == 1 ? accumulate_sse2 : accumulate_scalar;
-#else
-  accumulate = accumulate_scalar;
-#endif
-  uint64_t h = sp__hash_page(page);
+  accumulate = impl_loop(impl);
+  *hash = sp__hash_page(page);
   accumulate = saved;
-  return h;
+  return 0;
+}
+
+enum sp_hash_impl sp__hash_impl_in_use(void) {
+  pthread_once(&keys_once, pick_accumulate);
+  for (enum sp_hash_impl i = SP_HASH_AVX2; i > SP_HASH_SCALAR; i--)
+    if (have_impl(i) && accumulate == impl_loop(i)) return i;
+  return SP_HASH_SCALAR;
 }
 
 uint64_t sp__hash_zero_page(void) {

@@ -40,6 +40,7 @@ void oracle_compute(const struct oracle_source *src, size_t nsrc,
     size_t j = i + 1;
     while (j < n && !memcmp(refs[i].page, refs[j].page, SP_PAGE_SIZE)) j++;
     uint64_t c = j - i;
+    if (!(use_zero_pages && is_zero(refs[i].page))) out->rmap_items += c;
     if (use_zero_pages && is_zero(refs[i].page)) {
       out->ksm_zero_pages += c;
       for (size_t k = i; k < j; k++)
@@ -50,7 +51,7 @@ void oracle_compute(const struct oracle_source *src, size_t nsrc,
       uint64_t merged = c - (rest == 1);
       out->pages_shared += dups;
       out->pages_sharing += merged - dups;
-      if (rest == 1) out->pages_unshared_singletons++;
+      if (rest == 1) out->pages_unshared_singletons++, out->pages_unshared++;
       if (dups > 1) {
         out->stable_node_chains++;
         out->stable_node_dups += dups;
@@ -59,6 +60,8 @@ void oracle_compute(const struct oracle_source *src, size_t nsrc,
        * that check per-source figures avoid that case. */
       for (size_t k = i; k < j; k++)
         if (refs[k].source < 16) out->merging[refs[k].source]++;
+    } else {
+      out->pages_unshared++;
     }
     i = j;
   }

@@ -13,6 +13,11 @@ struct oracle_source {
 
 struct oracle_result {
   uint64_t pages_shared, pages_sharing, pages_unshared_singletons;
+  /* Pages left out, each in the unstable tree once its contents stood
+   * still for a visit: contents held once, and a content's one page over
+   * a multiple of max_page_sharing. */
+  uint64_t pages_unshared;
+  uint64_t rmap_items; /* every page but those on the zero page */
   uint64_t ksm_zero_pages, stable_node_chains, stable_node_dups;
   uint64_t merging[16]; /* per source (first 16) */
   uint64_t zero[16];

@@ -4,12 +4,12 @@
 // reading the run files, so a test can render a report from any runs.
 //
 // A run is identified by its workload and its variant: what the host did during it. The runner
-// makes four: "kernel" (the kernel's ksmd at --ksm PAGES/MS, no action on the host cache),
+// makes five: "kernel" (the kernel's ksmd at --ksm PAGES/MS, no action on the host cache),
 // "no-ksm" (--ksm off), "lookahead" (--engine on: the engine run the way ksmd runs on the live
-// guests, lookahead off and on side by side) and "drop-all" (--host-cache drop-all). The others
-// the tables need ("scrub": the agent's exclusive-cache scrub on its timer; "truly-exclusive")
-// are read from options.variant when a run file carries it; until the runner makes them, their
-// columns say "not run" and the report lists the runs missing.
+// guests, lookahead off and on side by side), "drop-all" (--host-cache drop-all) and "scrub"
+// (--host-cache scrub: the agent's exclusive-cache scrub on its timer). "truly-exclusive" is read
+// from options.variant when a run file carries it; until one exists, its column says "not run"
+// and the report lists the runs missing.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { MemoryUsage } from '../qemu/cgroup.js';
@@ -63,7 +63,7 @@ export const VARIANT_MEANING: Record<string, string> = {
   kernel: "the kernel's ksmd at the run's --ksm, no action on the host cache",
   'no-ksm': 'KSM left as it was (--ksm off)',
   lookahead: "the kernel's ksmd, and the engine run on the live guests the way ksmd runs (same pages_to_scan/sleep), lookahead off and on side by side (--engine on)",
-  scrub: "the agent's exclusive-cache scrub on its timer",
+  scrub: "the agent's exclusive-cache scrub every --drop-interval seconds while the workload runs (--host-cache scrub)",
   'drop-all': 'the images written back and dropped from the host cache every --drop-interval seconds while the workload runs (--host-cache drop-all)',
   'truly-exclusive': 'a block in exactly one cache',
 };
@@ -85,6 +85,7 @@ export function variantOf(options: Record<string, unknown>): Variant {
   if (typeof options['variant'] === 'string') return options['variant'];
   if (options['engine'] === true) return 'lookahead';
   if (options['hostCache'] === 'drop-all') return 'drop-all';
+  if (options['hostCache'] === 'scrub') return 'scrub';
   return isObject(options['ksm']) ? 'kernel' : 'no-ksm';
 }
 
@@ -219,6 +220,13 @@ export function ksmdCpuPct(run: SeedRun): number | null {
   return Math.round((1000 * (b.ksmdCpuS - a.ksmdCpuS)) / (b.t - a.t)) / 10;
 }
 
+/** ksmd's CPU % plus the scrubs' own (summary.scrub_cpu_pct): what exclusive caching costs. */
+export function withScrubCpu(run: SeedRun): number | null {
+  const k = ksmdCpuPct(run);
+  const s = num(run.summary['scrub_cpu_pct']);
+  return k === null ? null : Math.round((k + (s ?? 0)) * 10) / 10;
+}
+
 /** The two engines' figures over the run's window (runs made with --engine on); null otherwise. */
 export function engineFigures(run: SeedRun): { off: Record<string, number | null>; on: Record<string, number | null> } | null {
   const ss = windowOf(run).filter((s): s is SeedSample & { engine: EnginePair } => s.engine !== undefined);
@@ -309,7 +317,7 @@ export function runnerArgs(workload: string, variant: Variant): string[] | null 
   if (variant === 'kernel') return ['--workload', workload];
   if (variant === 'no-ksm') return ['--workload', workload, '--ksm', 'off'];
   if (variant === 'lookahead') return ['--workload', workload, '--engine', 'on'];
-  if (variant === 'drop-all') return ['--workload', workload, '--host-cache', 'drop-all'];
+  if (variant === 'drop-all' || variant === 'scrub') return ['--workload', workload, '--host-cache', variant];
   return null;
 }
 
@@ -448,7 +456,7 @@ export function buildReport(runs: readonly SeedRun[], opts: { tables?: readonly 
   }
 
   if (tables.includes('cache')) {
-    md.push('## Exclusive cache', '', 'Host page cache of the images (average while the workload ran), plain KSM → KSM + scrub, under the cgroup\'s limit.', '');
+    md.push('## Exclusive cache', '', 'Host page cache of the images (average while the workload ran), plain KSM → KSM + scrub, under the cgroup\'s limit. Our CPU is ksmd\'s in the plain run → ksmd\'s plus the scrubs\' own in the scrub run.', '');
     md.push('| workload | published avg shared | ours avg shared | published pages dropped | ours pages dropped | published host cache | ours host cache MiB | published CPU % | ours CPU % |', '|---|---|---|---|---|---|---|---|---|');
     const hostRatio: Record<string, number | null> = {};
     const figs: string[] = [];
@@ -460,7 +468,7 @@ export function buildReport(runs: readonly SeedRun[], opts: { tables?: readonly 
       const hs = scrub ? num(scrub.summary['avg_host_cache_mib']) : null;
       hostRatio[w] = ratio(hs, hp);
       md.push(
-        `| ${w} | ${fmt(p.shared)} | ${fmt(plain ? avgShared(plain) : null)} | ${p.dropped === null ? '—' : fmt(p.dropped)} | ${fmt(scrub ? num(scrub.summary['pages_dropped']) : null)} | ${arrow(`${p.hostCacheMiB[0]}M`, `${p.hostCacheMiB[1]}M`)} | ${arrow(fmt(hp, 1), fmt(hs, 1))} | ${arrow(fmt(p.cpu[0], 1), fmt(p.cpu[1], 1))} | ${arrow(fmt(plain ? ksmdCpuPct(plain) : null, 1), fmt(scrub ? ksmdCpuPct(scrub) : null, 1))} |`,
+        `| ${w} | ${fmt(p.shared)} | ${fmt(plain ? avgShared(plain) : null)} | ${p.dropped === null ? '—' : fmt(p.dropped)} | ${fmt(scrub ? num(scrub.summary['pages_dropped']) : null)} | ${arrow(`${p.hostCacheMiB[0]}M`, `${p.hostCacheMiB[1]}M`)} | ${arrow(fmt(hp, 1), fmt(hs, 1))} | ${arrow(fmt(p.cpu[0], 1), fmt(p.cpu[1], 1))} | ${arrow(fmt(plain ? ksmdCpuPct(plain) : null, 1), fmt(scrub ? withScrubCpu(scrub) : null, 1))} |`,
       );
       figs.push(...plotWorkload(w));
     }

@@ -17,9 +17,13 @@
 //   --engine on|off    also run the C engine on the guests the way ksmd runs (--ksm's pages and
 //                      sleep, default 1000/20), twice side by side: lookahead off and on (the
 //                      seed's lookahead table; seed-engine.ts). Default off
-//   --host-cache none|drop-all  drop-all: while the workload runs, every --drop-interval seconds
-//                      (default 10) each image is written back and dropped from the host page
-//                      cache (POSIX_FADV_DONTNEED): the Zipf table's "drop-all" policy. Default none
+//   --host-cache none|drop-all|scrub  drop-all: while the workload runs, every --drop-interval
+//                      seconds (default 10) each image is written back and dropped from the host
+//                      page cache (POSIX_FADV_DONTNEED): the Zipf table's "drop-all" policy.
+//                      scrub: on the same timer, the agent's exclusive-cache scrub (lib/
+//                      exclusive-cache.ts, one long-lived scanner as ksm-agent's daemon keeps)
+//                      drops the image pages a guest already holds, clean ones only: the tables'
+//                      "KSM-exclusive" policy. Default none
 //   --out FILE         the JSON (default seed-WORKLOAD.json)
 // Prints a summary and one JSON line last.
 import { writeFileSync } from 'node:fs';
@@ -27,7 +31,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { USER_HZ, findKsmd, readKsm, readProcStat, readStatus, setKsm } from '../../lib/index.js';
+import { Scanner, USER_HZ, findKsmd, readKsm, readProcStat, readStatus, scrubCache, setKsm } from '../../lib/index.js';
 import { withSavedKsm } from '../../test/helpers/ksm.js';
 import { cacheState, cachedCount } from '../../test/helpers/pagecache.js';
 import { createMemoryCgroup, type MemoryCgroup } from '../qemu/cgroup.js';
@@ -42,6 +46,9 @@ const GUESTS = ['seed-a', 'seed-b'];
 /** QEMU's memory beyond guest RAM under TCG with a 128 MiB translation cache (measured ~200 MiB). */
 const QEMU_OVERHEAD_MIB = 256;
 
+type HostCachePolicy = 'none' | 'drop-all' | 'scrub';
+const HOST_CACHE_POLICIES: readonly HostCachePolicy[] = ['none', 'drop-all', 'scrub'];
+
 interface Options {
   workload: WorkloadName;
   seconds: number;
@@ -52,7 +59,7 @@ interface Options {
   fileMiB: number;
   zipfTheta: number;
   engine: boolean;
-  hostCache: 'none' | 'drop-all';
+  hostCache: HostCachePolicy;
   dropIntervalS: number;
   out: string;
 }
@@ -109,8 +116,9 @@ function options(): Options {
   if (!(intervalS >= 0.5 && intervalS <= 60)) fail(`--interval must be 0.5 to 60 seconds, got "${values['interval'] ?? ''}"`);
   const zipfTheta = Number(values['zipf'] ?? 1.2);
   if (!(zipfTheta > 0 && zipfTheta < 10)) fail(`--zipf must be a number between 0 and 10, got "${values['zipf'] ?? ''}"`);
-  const hostCache = values['host-cache'] ?? 'none';
-  if (hostCache !== 'none' && hostCache !== 'drop-all') fail(`--host-cache must be none or drop-all, got "${hostCache}"`);
+  const hostCacheRaw = values['host-cache'] ?? 'none';
+  const hostCache = HOST_CACHE_POLICIES.find((p) => p === hostCacheRaw);
+  if (hostCache === undefined) fail(`--host-cache must be ${HOST_CACHE_POLICIES.join(', ')}, got "${hostCacheRaw}"`);
   const engineRaw = values['engine'] ?? 'off';
   if (engineRaw !== 'on' && engineRaw !== 'off') fail(`--engine must be on or off, got "${engineRaw}"`);
   return {
@@ -125,7 +133,7 @@ function options(): Options {
     engine: engineRaw === 'on',
     hostCache,
     dropIntervalS: wholeNumber('drop-interval', values['drop-interval'], 10, 1),
-    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead.json` : hostCache === 'drop-all' ? `seed-${workload}-drop-all.json` : `seed-${workload}.json`),
+    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead.json` : hostCache !== 'none' ? `seed-${workload}-${hostCache}.json` : `seed-${workload}.json`),
   };
 }
 
@@ -263,6 +271,58 @@ function dropAllEvery(images: readonly string[], intervalMs: number): { stop(): 
   };
 }
 
+/** One scrub of the scrub policy, as the run file keeps it. */
+interface ScrubRecord {
+  /** Seconds since the QEMUs started, at the scrub's end. */
+  t: number;
+  cachedPages: number;
+  inGuestPages: number;
+  droppedPages: number;
+  dirtySkipped: number;
+  ms: number;
+  cpuMs: number;
+}
+
+/**
+ * The scrub policy: every interval, the agent's exclusive-cache scrub over the guests' QEMUs with
+ * one long-lived scanner (smart scan off, as the agent's), so each scrub after the first takes in
+ * only one engine pass of what changed. The images are found from the QEMUs' open files.
+ */
+function scrubEvery(pids: readonly number[], intervalMs: number, t0: number): { log: ScrubRecord[]; stop(): Promise<void> } {
+  const log: ScrubRecord[] = [];
+  let running = true;
+  let scanner: Scanner | undefined;
+  const loop = (async () => {
+    const { settings } = await readKsm();
+    scanner = new Scanner({ useZeroPages: settings.use_zero_pages ?? false, maxPageSharing: settings.max_page_sharing ?? 256, smartScan: false });
+    while (running) {
+      await sleep(intervalMs);
+      if (!running) break;
+      const r = await scrubCache({ scanner, vms: [...pids], intervalMs: 50 });
+      log.push({
+        t: r1((Date.now() - t0) / 1000),
+        cachedPages: r.cachePagesTotal,
+        inGuestPages: r.cachePagesInGuest,
+        droppedPages: r.cachePagesDropped,
+        dirtySkipped: r.dirtySkipped,
+        ms: Math.round(r.elapsedMs),
+        cpuMs: Math.round(r.cpuMs),
+      });
+    }
+  })();
+  return {
+    log,
+    async stop() {
+      running = false;
+      try {
+        await loop;
+      } finally {
+        await scanner?.close();
+      }
+    },
+  };
+}
+
 /** The engines' figures over the window (boot: from QEMU's start; else the workload). */
 function engineSummary(o: Options, window: Sample[], error: Error | undefined): Record<string, unknown> {
   const ss = window.filter((s): s is Sample & { engine: NonNullable<Sample['engine']> } => s.engine !== undefined);
@@ -273,6 +333,18 @@ function engineSummary(o: Options, window: Sample[], error: Error | undefined): 
     off: engineWindow(ss.map((s) => ({ t: s.t, e: s.engine.off }))),
     on: engineWindow(ss.map((s) => ({ t: s.t, e: s.engine.on }))),
     ...(error ? { error: error.message } : {}),
+  };
+}
+/** The scrub policy's figures: scrubs made, pages dropped, and their CPU over the workload. */
+function scrubSummary(log: readonly ScrubRecord[], workloadS: number): Record<string, number> {
+  const sum = (f: (r: ScrubRecord) => number): number => log.reduce((a, r) => a + f(r), 0);
+  return {
+    scrubs: log.length,
+    pages_dropped: sum((r) => r.droppedPages),
+    pages_in_guest: sum((r) => r.inGuestPages),
+    dirty_skipped: sum((r) => r.dirtySkipped),
+    scrub_cpu_pct: workloadS > 0 ? r1(sum((r) => r.cpuMs) / 10 / workloadS) : 0,
+    avg_scrub_ms: log.length > 0 ? Math.round(sum((r) => r.ms) / log.length) : 0,
   };
 }
 const avg = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
@@ -289,6 +361,7 @@ async function runBench(o: Options): Promise<void> {
   let workloadStart = 0;
   let workloadEnd = 0;
   let guests: DebianGuest[] = [];
+  let scrubber: ReturnType<typeof scrubEvery> | undefined;
   let failure: Error | undefined;
   try {
     if (o.ksm) await setKsm({ pages_to_scan: o.ksm.pages, sleep_millisecs: o.ksm.sleepMs, run: 1 });
@@ -318,11 +391,13 @@ async function runBench(o: Options): Promise<void> {
     const script = workloadScript(o.workload, o);
     const timeoutMs = (o.seconds + GRACE_SECONDS[o.workload]) * 1000;
     const dropper = o.hostCache === 'drop-all' ? dropAllEvery(guests.map((g) => g.image), o.dropIntervalS * 1000) : undefined;
+    scrubber = o.hostCache === 'scrub' ? scrubEvery(guests.map((g) => g.guest.pid), o.dropIntervalS * 1000, t0) : undefined;
     let outs;
     try {
       outs = await Promise.all(guests.map((g) => g.guest.exec(script, timeoutMs)));
     } finally {
       await dropper?.stop();
+      await scrubber?.stop();
     }
     workloadEnd = (Date.now() - t0) / 1000;
     result = outs.map((r, i) => {
@@ -374,11 +449,12 @@ async function runBench(o: Options): Promise<void> {
     avg_cgroup_file_mib: cgroup ? r1(avg(during.map((s) => (s.cgroup?.fileBytes ?? 0) / MIB))) : null,
     engine: sampler.engine ? engineSummary(o, o.workload === 'boot' ? all : during, sampler.engine.error) : null,
     host_cache_hit_ratio: ((h) => (h === null ? null : Math.round(h * 1000) / 1000))(hostCacheHitRatio(during)),
+    ...(scrubber ? scrubSummary(scrubber.log, workloadEnd - workloadStart) : {}),
     oom_kills: oomKills,
     samples: all.length,
     results: result,
   };
-  writeFileSync(o.out, `${JSON.stringify({ options: o, image: image.manifest, summary, ...(failure ? { error: failure.message } : {}), samples: all }, null, 1)}\n`);
+  writeFileSync(o.out, `${JSON.stringify({ options: o, image: image.manifest, summary, ...(failure ? { error: failure.message } : {}), samples: all, ...(scrubber ? { scrubs: scrubber.log } : {}) }, null, 1)}\n`);
   if (failure) {
     process.stderr.write(`samples so far written to ${o.out}\n`);
     throw failure;
@@ -389,6 +465,7 @@ async function runBench(o: Options): Promise<void> {
     `  pages_shared avg ${summary.avg_pages_shared} (from boot ${summary.avg_pages_shared_from_boot}), pages_sharing avg ${summary.avg_pages_sharing}; ksmd CPU ${summary.ksmd_cpu_pct} %`,
     `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB; host cache hit ratio ${summary.host_cache_hit_ratio ?? '-'}`,
     ...(summary.engine ? [`  engine (lookahead off / on): ${JSON.stringify(summary.engine)}`] : []),
+    ...(scrubber ? [`  scrub: ${JSON.stringify(scrubSummary(scrubber.log, workloadEnd - workloadStart))}`] : []),
     `  results: ${JSON.stringify(result)}`,
     `  ${all.length} samples in ${o.out}`,
   ];

@@ -11,7 +11,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { avgShared, buildReport, during, engineFigures, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, windowOf } from '../scripts/bench/seed-report.js';
+import { avgShared, buildReport, during, engineFigures, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, variantOf, windowOf } from '../scripts/bench/seed-report.js';
 import { renderPlots } from '../scripts/bench/seed-plots.js';
 
 const run = promisify(execFile);
@@ -147,20 +147,23 @@ test('the Zipf table: no action and drop-all runs of fio-zipf (real, same option
   t.deepEqual(runnerArgs('fio-zipf', 'drop-all'), ['--workload', 'fio-zipf', '--host-cache', 'drop-all']);
 });
 
-test('each table names the runs it reads; the runner makes the kernel ones, the others are listed as not makeable yet', (t) => {
+test('each table names the runs it reads; the runner makes the kernel and scrub ones, truly-exclusive is listed as not makeable yet', (t) => {
   t.deepEqual(requiredRuns(['bonnie']), [
     { workload: 'bonnie', variant: 'kernel' },
     { workload: 'bonnie', variant: 'scrub' },
   ]);
   t.deepEqual(runnerArgs('compile', 'kernel'), ['--workload', 'compile']);
-  t.is(runnerArgs('compile', 'scrub'), null);
+  t.deepEqual(runnerArgs('compile', 'scrub'), ['--workload', 'compile', '--host-cache', 'scrub']);
+  t.is(runnerArgs('fio-zipf', 'truly-exclusive'), null);
+  t.is(variantOf({ workload: 'compile', ksm: { pages: 1000, sleepMs: 20 }, hostCache: 'scrub' }), 'scrub');
   t.is(runFileName('fio-zipf', 'drop-all'), 'seed-fio-zipf-drop-all.json');
   t.deepEqual(requiredRuns(['wss']), []);
   const r = buildReport([], { tables: ['bonnie'] });
   t.deepEqual(r.missing, [
     'npm run bench:seed:run -- --workload bonnie --out seed-bonnie.json',
-    'a bonnie run with variant "scrub" (the agent\'s exclusive-cache scrub on its timer): bench:seed:run cannot make it yet',
+    'npm run bench:seed:run -- --workload bonnie --host-cache scrub --out seed-bonnie-scrub.json',
   ]);
+  t.deepEqual(buildReport([], { tables: ['zipf'] }).missing.at(-1), 'a fio-zipf run with variant "truly-exclusive" (a block in exactly one cache): bench:seed:run cannot make it yet');
 });
 
 test('files that are not run files are refused naming them; a directory skips them', (t) => {

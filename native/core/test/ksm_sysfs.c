@@ -96,11 +96,13 @@ void ksm_restore_settings(void) {
      * unmerge (run=2) before switching it off again. */
     if (!strcmp(writable[i], "run") && !strcmp(value, "0")) ksm_write("run", "2");
     int err = ksm_write(writable[i], value);
-    if (err == -EBUSY) {
-      /* max_page_sharing/merge_across_nodes need no merged pages: unmerge
-       * (run=2), set it, and let "run" be restored after. */
+    /* max_page_sharing/merge_across_nodes need no merged pages: unmerge
+     * (run=2), set it, and let "run" be restored after.  A process of the
+     * test still exiting may hold KSM pages a moment longer: retry (1 s). */
+    for (int tries = 0; err == -EBUSY && tries < 50; tries++) {
       ksm_write("run", "2");
       err = ksm_write(writable[i], value);
+      if (err == -EBUSY) usleep(20000);
     }
     if (err && err != -ENOENT)
       fprintf(stderr, "warning: could not restore %s=%s: %s\n", writable[i], value, strerror(-err));

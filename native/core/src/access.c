@@ -51,6 +51,16 @@ int sp__window_read(struct sp_engine *e, struct sp_source *src, uint32_t range_i
 
 void sp__window_end(struct sp_engine *e) { e->acc.window = NULL; }
 
+uint64_t sp__frame_of(struct sp_engine *e, uint32_t ref) {
+  uint32_t range_id;
+  uint64_t page;
+  sp__track_locate(e, ref, &range_id, &page);
+  struct sp_range *range = &e->tr.ranges[range_id];
+  struct sp_source *src = e->sources[range->source];
+  if (src->error || !src->ops->frame) return 0;
+  return src->ops->frame(src, range, page);
+}
+
 const void *sp__read_ref(struct sp_engine *e, uint32_t ref, uint8_t *buf) {
   uint32_t range_id;
   uint64_t page;

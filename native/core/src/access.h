@@ -26,6 +26,9 @@ void sp__window_end(struct sp_engine *e);
  * in memory; NULL when unreadable. */
 const void *sp__read_ref(struct sp_engine *e, uint32_t ref, uint8_t *buf);
 
+/* The physical frame a tracked page is mapped to now, 0 when unknown. */
+uint64_t sp__frame_of(struct sp_engine *e, uint32_t ref);
+
 /* Full compare, counted. */
 bool sp__pages_equal(struct sp_engine *e, const void *a, const void *b);
 

@@ -154,6 +154,10 @@ struct sp_source_ops {
    * presence() would report present, or end.  NULL op or error: unknown. */
   int (*next_present)(struct sp_source *src, uint64_t addr, uint64_t end,
                       uint64_t *next);
+  /* The physical frame a page is mapped to now, 0 when unknown (PFNs
+   * hidden without root, not present, or a source without frames).  NULL
+   * op: never known. */
+  uint64_t (*frame)(struct sp_source *src, const struct sp_range *range, uint64_t page);
   void (*destroy)(struct sp_source *src);
 };
 

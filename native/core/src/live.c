@@ -29,6 +29,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kpageflags.h"
 #include "procmaps.h"
 #include "samepage.h"
 
@@ -36,10 +37,6 @@
 #define PM_SWAP (1ull << 62)
 #define PM_FILE (1ull << 61)
 #define PM_PFN_MASK ((1ull << 55) - 1)
-#define KPF_ANON 12
-#define KPF_KSM 21
-#define KPF_THP 22
-#define KPF_ZERO_PAGE 24
 #define WINDOW_PFNS (1u << 20) /* kpageflags read 8 MiB at a time */
 #define PID_BITS 12            /* up to 4096 processes in one call */
 #define MERGEABLE_BIT (1ull << PID_BITS) /* the mapping is in a mergeable range */
@@ -179,30 +176,7 @@ static int radix_sort(uint64_t *v, size_t n) {
   return 0;
 }
 
-int sp_live_ksm_flag_reliable(void) {
-  /* One private anonymous page of ours, written, never mergeable: a
-   * kernel that reads KSM there reads it on every anonymous page. */
-  long psz = sysconf(_SC_PAGESIZE);
-  unsigned char *page = mmap(NULL, (size_t)psz, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (page == MAP_FAILED) return -errno;
-  madvise(page, (size_t)psz, MADV_NOHUGEPAGE);
-  *(volatile unsigned char *)page = 1;
-  int err = 0;
-  uint64_t entry = 0, kf = 0;
-  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  int kpf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
-  if (pm < 0 || kpf < 0) err = errno == EACCES ? -EPERM : -errno;
-  if (!err && pread(pm, &entry, 8, (off_t)((uintptr_t)page / (uintptr_t)psz * 8)) != 8) err = -EIO;
-  if (!err && !(entry & PM_PRESENT)) err = -EIO;
-  if (!err && !(entry & PM_PFN_MASK)) err = -EPERM; /* PFNs need CAP_SYS_ADMIN */
-  if (!err && pread(kpf, &kf, 8, (off_t)((entry & PM_PFN_MASK) * 8)) != 8) err = -EIO;
-  if (!err && !((kf >> KPF_ANON) & 1)) err = -EIO; /* not the page we wrote */
-  if (pm >= 0) close(pm);
-  if (kpf >= 0) close(kpf);
-  munmap(page, (size_t)psz);
-  return err ? err : !((kf >> KPF_KSM) & 1);
-}
+int sp_live_ksm_flag_reliable(void) { return sp__kpf_ksm_reliable(); }
 
 int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
                       sp_live_process *out, uint64_t *peers_out) {
@@ -266,15 +240,15 @@ int sp_live_processes(const pid_t *pids, size_t npids, uint32_t flags,
       window_start = ws;
     }
     uint64_t kf = window[pfn - ws];
-    bool ksm = (kf >> KPF_KSM) & 1;
-    if (!ksm_flag_reliable) ksm = ksm && j - i >= 2 && all_mergeable && !((kf >> KPF_THP) & 1);
+    bool ksm = (kf >> SP_KPF_KSM) & 1;
+    if (!ksm_flag_reliable) ksm = ksm && j - i >= 2 && all_mergeable && !((kf >> SP_KPF_THP) & 1);
     size_t nt = 0;
     for (size_t k = i; k < j; k++) {
       uint32_t p = (uint32_t)(pfns.v[k] & ((1u << PID_BITS) - 1));
       if (!per_proc[p]++) touched[nt++] = p;
       if (p >= npids) continue;
-      if ((kf >> KPF_THP) & 1) out[p].thp_pages++;
-      if ((kf >> KPF_ZERO_PAGE) & 1) out[p].zero_pages++;
+      if ((kf >> SP_KPF_THP) & 1) out[p].thp_pages++;
+      if ((kf >> SP_KPF_ZERO_PAGE) & 1) out[p].zero_pages++;
       if (ksm) out[p].ksm_pages++;
     }
     if (ksm) {

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kpageflags.h"
 #include "procmaps.h"
 #include "sources.h"
 
@@ -45,13 +46,14 @@ struct sp_pm_scan_arg {
 #define PM_SWAP (1ull << 62)
 #define PM_FILE (1ull << 61)
 #define PM_PFN_MASK ((1ull << 55) - 1)
-#define KPF_THP 22
 
 struct proc_impl {
   pid_t pid;
   unsigned long long start_time; /* tells a recycled pid apart */
   int pagemap_fd;
   int kpageflags_fd;             /* -1 unless THP_ZERO_APART and root */
+  int frames_fd;                 /* /proc/kpageflags for proc_frame(): -1
+                                    without root or where KPF_KSM lies */
   bool no_pagemap_scan;          /* the kernel lacks PAGEMAP_SCAN */
   int mem_fd;
   uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) or read
@@ -367,7 +369,7 @@ static int proc_thp(struct sp_source *src, const struct sp_range *range,
     /* The read covers the whole run of PFNs; only the pages asked about
      * get an answer. */
     for (size_t k = i; k < j && (k - i) * 8 < (size_t)got; k++)
-      if (want[k]) thp[k] = (uint8_t)((kf[k - i] >> KPF_THP) & 1);
+      if (want[k]) thp[k] = (uint8_t)((kf[k - i] >> SP_KPF_THP) & 1);
     i = j;
   }
   return 0;
@@ -439,11 +441,31 @@ static int proc_read(struct sp_source *src, const struct sp_range *range,
   return 0;
 }
 
+/*
+ * The PFN a present page maps, when it is an ordinary page, not a KSM one:
+ * a KSM page shared by two tracked pages is the stable tree's business (the
+ * engine merges them by content, as ksmd keeps them merged), a page shared
+ * by fork is not.  0 (unknown) without root, or where KPF_KSM marks every
+ * anonymous page (6.12) and a KSM page cannot be told from a forked one.
+ */
+static uint64_t proc_frame(struct sp_source *src, const struct sp_range *range, uint64_t page) {
+  struct proc_impl *p = src->impl;
+  uint64_t entry = 0, kf = 0;
+  off_t at = (off_t)((range->start / SP_PAGE_SIZE + page) * 8);
+  if (p->frames_fd < 0) return 0;
+  if (pread(p->pagemap_fd, &entry, sizeof entry, at) != (ssize_t)sizeof entry) return 0;
+  uint64_t pfn = entry & PM_PFN_MASK;
+  if (!(entry & PM_PRESENT) || (entry & PM_SWAP) || !pfn) return 0;
+  if (pread(p->frames_fd, &kf, sizeof kf, (off_t)(pfn * 8)) != (ssize_t)sizeof kf) return 0;
+  return (kf >> SP_KPF_KSM) & 1 ? 0 : pfn;
+}
+
 static void proc_destroy(struct sp_source *src) {
   struct proc_impl *p = src->impl;
   if (!p) return;
   if (p->pagemap_fd >= 0) close(p->pagemap_fd);
   if (p->kpageflags_fd >= 0) close(p->kpageflags_fd);
+  if (p->frames_fd >= 0) close(p->frames_fd);
   if (p->mem_fd >= 0) close(p->mem_fd);
   sd_free(p);
   free(p);
@@ -454,6 +476,7 @@ static const struct sp_source_ops proc_ops = {.ranges = proc_ranges,
                                               .read = proc_read,
                                               .thp = proc_thp,
                                               .next_present = proc_next_present,
+                                              .frame = proc_frame,
                                               .destroy = proc_destroy};
 
 int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
@@ -470,7 +493,7 @@ int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
   struct proc_impl *p = calloc(1, sizeof *p);
   if (!p) return -ENOMEM;
   p->pid = pid;
-  p->pagemap_fd = p->kpageflags_fd = p->mem_fd = -1;
+  p->pagemap_fd = p->kpageflags_fd = p->frames_fd = p->mem_fd = -1;
   int err = read_start_time(pid, &p->start_time);
   char path[64];
   if (!err) {
@@ -508,6 +531,7 @@ int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
   p->zero_pfn = find_zero_pfn();
   if (flags & SP_PROC_THP_ZERO_APART)
     p->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+  if (sp__kpf_ksm_reliable() == 1) p->frames_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
 
   struct sp_source *src = sp__source_new(SP_SOURCE_PROCESS, name, comm[0] ? comm : "process");
   if (!src) {

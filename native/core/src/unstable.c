@@ -60,6 +60,14 @@ uint32_t sp__unstable_search_insert(struct sp_engine *e, uint32_t ref, const voi
     const void *contents = sp__read_ref(e, other, e->acc.page_buf);
     if (!contents) return SP_NIL;
     if (sp__pages_equal(e, page, contents)) {
+      /* The same physical page on both sides (a process and its forked
+       * child, copy-on-write): 6.12 unstable_tree_search_insert() gives up
+       * there ("Don't substitute a ksm page for a forked page") without
+       * inserting, so the page stays volatile and they never merge.  Only
+       * asked on a match; only a live process source knows frames, and
+       * only of ordinary pages (not KSM ones, see proc_frame()). */
+      uint64_t frame = sp__frame_of(e, other);
+      if (frame && frame == sp__frame_of(e, ref)) return SP_NIL;
       *partner_page = contents;
       return other;
     }

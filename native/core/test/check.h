@@ -31,6 +31,8 @@ void sp_check_fail_eq(const char *file, int line, const char *a, const char *b,
 
 /* Runs one test function; a failed check ends that test only. */
 void sp_check_run(const char *name, void (*fn)(void));
+/* A test that cannot run here, and why: "ok N # SKIP name: reason". */
+void sp_check_skip(const char *name, const char *reason);
 /* Prints "N passed, N failed" and returns the exit status. */
 int sp_check_done(void);
 

@@ -105,9 +105,10 @@ report() {
 # for Kbuild, cpio/xz for the source and initramfs, perl, python3-ply and python3-git for checkpatch and its
 # SPDX check, git for git am), builds the static guest
 # program (libc6-dev has libc.a) and runs it (qemu-system-x86); upstream's ksm_tests links libnuma
-# (libnuma-dev has libnuma.a) and `make headers_install` copies with rsync.
+# (libnuma-dev has libnuma.a) and `make headers_install` copies with rsync; erofs-utils makes the
+# EROFS image of the large folio check.
 packages=(linux-source-6.12 build-essential libc6-dev flex bison bc libelf-dev libssl-dev cpio xz-utils
-	gzip perl python3 python3-ply python3-git git qemu-system-x86 libnuma-dev rsync)
+	gzip perl python3 python3-ply python3-git git qemu-system-x86 libnuma-dev rsync erofs-utils)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -223,6 +224,13 @@ cp "$build_on/arch/x86/boot/bzImage" "$artifacts/bzImage"
 # Every scripts/kernel/guest/*.c goes into the one static /init (sp_common.h lists the areas).
 gcc -O2 -static -Wall -Wextra -Werror -Wno-format-truncation -o "$artifacts/sp_guest" "$here"/guest/*.c \
 	>"$run_dir/guest-cc.log" 2>&1 || die "building the guest program failed: see $run_dir/guest-cc.log"
+# The large folio check's file (sp_large_folios.c writes it here), in an uncompressed EROFS image the
+# guest mounts file-backed: EROFS caches files in large folios.
+rm -rf "$artifacts/lf" "$artifacts/lf.erofs"
+mkdir -p "$artifacts/lf"
+"$artifacts/sp_guest" --large-folio-file "$artifacts/lf/big" >"$run_dir/erofs.log" 2>&1 &&
+	mkfs.erofs "$artifacts/lf.erofs" "$artifacts/lf" >>"$run_dir/erofs.log" 2>&1 ||
+	die "making the EROFS image failed: see $run_dir/erofs.log"
 
 # Upstream's KSM selftests, from the same (patched) tree with its own Makefile, linked static
 # against the tree's UAPI headers as `make headers_install` installs them.
@@ -258,12 +266,22 @@ if gcc -O2 -static -pthread -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I
 else
 	result build_kernel_oracle FAIL "see $run_dir/oracle-cc.log"
 fi
+# And the engine's golden tests (test_golden.c), run by the checks boot: QEMU's default CPU has no
+# AVX2, so they show the hash there picks a loop the CPU runs and gives the same fixed values.
+if gcc -O2 -static -pthread -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I"$core/include" -I"$core/src" \
+	-I"$core/test" -o "$selftests/samepage_golden" "$core"/src/*.c "$core/test/test_golden.c" \
+	"$core/test/check.c" >"$run_dir/golden-cc.log" 2>&1; then
+	result build_engine_golden PASS "native/core's test_golden, static, for the guest"
+else
+	result build_engine_golden FAIL "see $run_dir/golden-cc.log"
+fi
 
 {
 	printf '%s\n' 'dir /dev 755 0 0' 'nod /dev/console 600 0 0 c 5 1' 'dir /proc 755 0 0' 'dir /sys 755 0 0' \
 		"file /init $artifacts/sp_guest 755 0 0" 'dir /selftests 755 0 0' \
-		'dir /run 755 0 0' 'dir /run/lock 755 0 0'	# the oracle test's KSM settings lock
-	for f in ksm_tests ksm_functional_tests samepage_kernel_oracle; do
+		'dir /run 755 0 0' 'dir /run/lock 755 0 0' \
+		"file /lf.erofs $artifacts/lf.erofs 644 0 0"	# the oracle test's KSM settings lock; the large folio check's image
+	for f in ksm_tests ksm_functional_tests samepage_kernel_oracle samepage_golden; do
 		[[ -f $selftests/$f ]] && echo "file /selftests/$f $selftests/$f 755 0 0"
 	done
 } >"$artifacts/initramfs.list"
@@ -420,6 +438,13 @@ if [[ $probe =~ ^\ *3\ no$ ]]; then
 	result oracle_probe_finds_6.12_kpf_ksm PASS "KPF_KSM read as unreliable in all 3 passes (off, knobs0, knobs1)"
 else
 	result oracle_probe_finds_6.12_kpf_ksm FAIL "probe answers (count, answer): ${probe:-none}"
+fi
+
+# The golden tests in the checks boot ran without AVX2 (QEMU's default CPU) and said so.
+if grep -aq 'SPT checks/samepage_golden |   avx2: not on this CPU or build, not run' "$run_dir/serial-checks.log" 2>/dev/null; then
+	result engine_hash_without_avx2 PASS "the hash's AVX2 loop was refused, not run, on QEMU's CPU; scalar and SSE2 gave the fixed values (rows ksft/checks/samepage_golden)"
+else
+	result engine_hash_without_avx2 FAIL "no 'avx2: not on this CPU' line from samepage_golden in $run_dir/serial-checks.log"
 fi
 
 report

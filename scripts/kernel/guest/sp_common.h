@@ -93,8 +93,12 @@ void sp_mount(const char *src, const char *dst, const char *type);
 void sp_check_lookahead(void);		/* sp_lookahead.c */
 void sp_lookahead_bench(const char *cmdline);	/* sp_lookahead.c */
 void sp_check_exclusive_cache(void);	/* sp_exclusive_cache.c */
+void sp_check_large_folios(void);	/* sp_large_folios.c */
+/* On the host, for test-kernel.sh: the file sp_check_large_folios() reads. */
+int sp_lf_write_file(const char *path);	/* sp_large_folios.c */
 void sp_hints(const char *cmdline);	/* sp_hints.c */
 void sp_check_baseline(bool series_kernel);	/* sp_baseline.c */
 void sp_selftests(bool series_kernel);	/* sp_selftests.c */
+void sp_engine_golden(void);		/* sp_selftests.c */
 
 #endif

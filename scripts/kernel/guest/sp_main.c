@@ -3,6 +3,8 @@
  * /init of the test guest: mounts /proc, /sys and /dev, reads the kernel
  * command line and runs the checks it asks for:
  *   sp_mode=checks   lookahead and exclusive cache checks (default)
+ * Run on the host as "sp_guest --large-folio-file PATH" it writes the file
+ * test-kernel.sh puts in the large folio check's EROFS image.
  *   sp_mode=hints    fill memory with known kinds of pages, report their PFNs
  *                    and wait for the host to read the hint table
  *   sp_mode=selftests  the sysfs/baseline comparison and upstream's KSM
@@ -10,10 +12,18 @@
  */
 #include "sp_common.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char cmdline[1024] = "";
 	int err;
+
+	/* Run on the host by test-kernel.sh: the large folio check's file. */
+	if (argc == 3 && !strcmp(argv[1], "--large-folio-file")) {
+		err = sp_lf_write_file(argv[2]);
+		if (err)
+			fprintf(stderr, "%s: %s\n", argv[2], strerror(-err));
+		return err ? 1 : 0;
+	}
 
 	sp_mount("proc", "/proc", "proc");
 	sp_mount("sysfs", "/sys", "sysfs");
@@ -42,6 +52,8 @@ int main(void)
 	} else {
 		sp_check_lookahead();
 		sp_check_exclusive_cache();
+		sp_check_large_folios();
+		sp_engine_golden();
 	}
 	printf("SP DONE failed=%d\n", sp_failed);
 	fflush(stdout);

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "hash.h"
+#include "kpageflags.h"
 #include "internal.h"
 #include "stable.h"
 #include "unstable.h"
@@ -46,8 +47,6 @@ struct sp_cachestat {
   uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
 };
 
-#define KPF_DIRTY 4
-#define KPF_WRITEBACK 8
 #define RUN_PAGES 256
 
 static int cachestat(int fd, uint64_t off, uint64_t len, struct sp_cachestat *cs) {
@@ -80,7 +79,7 @@ static int page_clean(int fd, uint64_t off, int *have_cachestat) {
       pread(pm, &entry, 8, (off_t)((uintptr_t)p / SP_PAGE_SIZE * 8)) == 8 &&
       (entry >> 63) && (entry & ((1ull << 55) - 1)) &&
       pread(kf, &flags, 8, (off_t)((entry & ((1ull << 55) - 1)) * 8)) == 8)
-    result = !((flags >> KPF_DIRTY) & 1) && !((flags >> KPF_WRITEBACK) & 1);
+    result = !((flags >> SP_KPF_DIRTY) & 1) && !((flags >> SP_KPF_WRITEBACK) & 1);
   if (pm >= 0) close(pm);
   if (kf >= 0) close(kf);
   munmap(p, SP_PAGE_SIZE);

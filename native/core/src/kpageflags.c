@@ -12,8 +12,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define PM_PRESENT (1ull << 63)
-#define PM_PFN_MASK ((1ull << 55) - 1)
 
 int sp__kpf_ksm_reliable(void) {
   /* One private anonymous page of ours, written, never mergeable: a
@@ -30,9 +28,9 @@ int sp__kpf_ksm_reliable(void) {
   int kpf = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
   if (pm < 0 || kpf < 0) err = errno == EACCES ? -EPERM : -errno;
   if (!err && pread(pm, &entry, 8, (off_t)((uintptr_t)page / (uintptr_t)psz * 8)) != 8) err = -EIO;
-  if (!err && !(entry & PM_PRESENT)) err = -EIO;
-  if (!err && !(entry & PM_PFN_MASK)) err = -EPERM; /* PFNs need CAP_SYS_ADMIN */
-  if (!err && pread(kpf, &kf, 8, (off_t)((entry & PM_PFN_MASK) * 8)) != 8) err = -EIO;
+  if (!err && !(entry & SP_PM_PRESENT)) err = -EIO;
+  if (!err && !(entry & SP_PM_PFN_MASK)) err = -EPERM; /* PFNs need CAP_SYS_ADMIN */
+  if (!err && pread(kpf, &kf, 8, (off_t)((entry & SP_PM_PFN_MASK) * 8)) != 8) err = -EIO;
   if (!err && !((kf >> SP_KPF_ANON) & 1)) err = -EIO; /* not the page we wrote */
   if (pm >= 0) close(pm);
   if (kpf >= 0) close(kpf);

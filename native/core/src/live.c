@@ -33,10 +33,6 @@
 #include "procmaps.h"
 #include "samepage.h"
 
-#define PM_PRESENT (1ull << 63)
-#define PM_SWAP (1ull << 62)
-#define PM_FILE (1ull << 61)
-#define PM_PFN_MASK ((1ull << 55) - 1)
 #define WINDOW_PFNS (1u << 20) /* kpageflags read 8 MiB at a time */
 #define PID_BITS 12            /* up to 4096 processes in one call */
 #define MERGEABLE_BIT (1ull << PID_BITS) /* the mapping is in a mergeable range */
@@ -89,10 +85,10 @@ static int walk_process(pid_t pid, uint32_t index, uint32_t flags,
       for (size_t k = 0; k < n; k++) {
         uint64_t e = buf[k];
         out->scanned_pages++;
-        if (e & PM_SWAP) out->swapped_pages++;
-        if (!(e & PM_PRESENT) || (e & PM_FILE)) continue;
+        if (e & SP_PM_SWAP) out->swapped_pages++;
+        if (!(e & SP_PM_PRESENT) || (e & SP_PM_FILE)) continue;
         out->present_pages++;
-        uint64_t pfn = e & PM_PFN_MASK;
+        uint64_t pfn = e & SP_PM_PFN_MASK;
         if (!pfn) {
           pfn_hidden = true;
           continue;

@@ -41,11 +41,6 @@ struct sp_pm_scan_arg {
 #define SP_PAGE_IS_PFNZERO (1 << 5)
 #define SP_PAGE_IS_HUGE (1 << 6)
 
-#define PM_SOFT_DIRTY (1ull << 55)
-#define PM_PRESENT (1ull << 63)
-#define PM_SWAP (1ull << 62)
-#define PM_FILE (1ull << 61)
-#define PM_PFN_MASK ((1ull << 55) - 1)
 
 struct proc_impl {
   pid_t pid;
@@ -116,9 +111,9 @@ static uint64_t find_zero_pfn(void) {
   if (fd >= 0) {
     uint64_t entry[2];
     if (pread(fd, entry, sizeof entry, (off_t)((uintptr_t)p / SP_PAGE_SIZE * 8)) == sizeof entry &&
-        (entry[0] & entry[1] & PM_PRESENT) &&
-        (entry[0] & PM_PFN_MASK) == (entry[1] & PM_PFN_MASK))
-      pfn = entry[0] & PM_PFN_MASK;
+        (entry[0] & entry[1] & SP_PM_PRESENT) &&
+        (entry[0] & SP_PM_PFN_MASK) == (entry[1] & SP_PM_PFN_MASK))
+      pfn = entry[0] & SP_PM_PFN_MASK;
     close(fd);
   }
   munmap((void *)p, 2 * SP_PAGE_SIZE);
@@ -166,7 +161,7 @@ static void sd_snapshot(struct proc_impl *p, const struct sp_range_spec *specs, 
                           (off_t)((sr->start / SP_PAGE_SIZE + done) * 8));
       if (got <= 0) break;
       for (size_t k = 0; k < (size_t)got / 8; k++)
-        if (buf[k] & PM_SOFT_DIRTY) sr->written[(done + k) / 64] |= 1ull << ((done + k) % 64);
+        if (buf[k] & SP_PM_SOFT_DIRTY) sr->written[(done + k) / 64] |= 1ull << ((done + k) % 64);
       done += (size_t)got / 8;
     }
   }
@@ -200,7 +195,7 @@ static bool soft_dirty_supported(void) {
     uint64_t entry = 0;
     fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || pread(fd, &entry, 8, (off_t)((uintptr_t)page / SP_PAGE_SIZE * 8)) != 8) _exit(4);
-    _exit((entry & PM_SOFT_DIRTY) ? 0 : 1);
+    _exit((entry & SP_PM_SOFT_DIRTY) ? 0 : 1);
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -210,7 +205,7 @@ static bool soft_dirty_supported(void) {
 
 /* Whether the page at addr is known unchanged since the previous pass. */
 static bool sd_clean(const struct proc_impl *p, uint64_t addr, uint64_t pm_entry) {
-  if (!p->sd || (pm_entry & PM_SOFT_DIRTY)) return false;
+  if (!p->sd || (pm_entry & SP_PM_SOFT_DIRTY)) return false;
   for (size_t r = 0; r < p->nsd; r++) {
     const struct sd_range *sr = &p->sd[r];
     if (addr < sr->start || addr >= sr->start + sr->npages * SP_PAGE_SIZE) continue;
@@ -326,13 +321,13 @@ static int proc_presence(struct sp_source *src, uint64_t addr, size_t npages,
   if (!p->zero_pfn) scan_categories(p, addr, have);
   for (size_t i = 0; i < npages; i++) {
     uint64_t e = i < have ? p->pm[i] : 0;
-    uint64_t pfn = e & PM_PFN_MASK;
+    uint64_t pfn = e & SP_PM_PFN_MASK;
     bool zero = p->zero_pfn ? pfn == p->zero_pfn
                             : p->cat_ok && (p->cat[i] & SP_PAGE_IS_PFNZERO);
     /* Present, anonymous (not page cache or shared memory), and not the
      * zero page a read fault maps: what folio_walk hands to ksmd. */
-    bool present = (e & PM_PRESENT) && !(e & PM_FILE) && !zero;
-    flags[i] = present ? PAGE_PRESENT : (e & PM_PRESENT) && zero ? PAGE_ZERO_MAPPED : 0;
+    bool present = (e & SP_PM_PRESENT) && !(e & SP_PM_FILE) && !zero;
+    flags[i] = present ? PAGE_PRESENT : (e & SP_PM_PRESENT) && zero ? PAGE_ZERO_MAPPED : 0;
     if (present && sd_clean(p, addr + i * SP_PAGE_SIZE, e)) flags[i] |= PAGE_CLEAN;
   }
   return 0;
@@ -355,14 +350,14 @@ static int proc_thp(struct sp_source *src, const struct sp_range *range,
   memset(thp, 0, npages);
   size_t i = 0;
   while (i < npages) {
-    if (!want[i] || !(p->pm[i] & PM_PFN_MASK)) {
+    if (!want[i] || !(p->pm[i] & SP_PM_PFN_MASK)) {
       i++;
       continue;
     }
     /* One read per run of consecutive PFNs (a THP is 512 of them). */
-    uint64_t pfn0 = p->pm[i] & PM_PFN_MASK;
+    uint64_t pfn0 = p->pm[i] & SP_PM_PFN_MASK;
     size_t j = i + 1;
-    while (j < npages && (p->pm[j] & PM_PFN_MASK) == pfn0 + (j - i)) j++;
+    while (j < npages && (p->pm[j] & SP_PM_PFN_MASK) == pfn0 + (j - i)) j++;
     uint64_t kf[SP_BATCH_PAGES];
     ssize_t got = pread(p->kpageflags_fd, kf, (j - i) * 8, (off_t)(pfn0 * 8));
     if (got < 0) return -errno;
@@ -454,8 +449,8 @@ static uint64_t proc_frame(struct sp_source *src, const struct sp_range *range, 
   off_t at = (off_t)((range->start / SP_PAGE_SIZE + page) * 8);
   if (p->frames_fd < 0) return 0;
   if (pread(p->pagemap_fd, &entry, sizeof entry, at) != (ssize_t)sizeof entry) return 0;
-  uint64_t pfn = entry & PM_PFN_MASK;
-  if (!(entry & PM_PRESENT) || (entry & PM_SWAP) || !pfn) return 0;
+  uint64_t pfn = entry & SP_PM_PFN_MASK;
+  if (!(entry & SP_PM_PRESENT) || (entry & SP_PM_SWAP) || !pfn) return 0;
   if (pread(p->frames_fd, &kf, sizeof kf, (off_t)(pfn * 8)) != (ssize_t)sizeof kf) return 0;
   return (kf >> SP_KPF_KSM) & 1 ? 0 : pfn;
 }

@@ -155,7 +155,7 @@ test.serial('the runner: bad options exit 2 naming them; a boot run with the eng
     t.true(Math.min(...inBoot) < 0.5 * last.peak_host_cache_mib, `image cache while dropping: ${inBoot.join(', ')} MiB; peak ${last.peak_host_cache_mib}`);
     const badCache = await run(process.execPath, [cli, '--workload', 'boot', '--host-cache', 'some']).catch((e: { code: number; stderr: string }) => e);
     t.is((badCache as { code: number }).code, 2);
-    t.regex((badCache as { stderr: string }).stderr, /--host-cache must be none or drop-all/);
+    t.regex((badCache as { stderr: string }).stderr, /--host-cache must be none, drop-all, scrub, got "some"/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 
-int sp__kpf_ksm_reliable(void) {
+static int probe_ksm_flag(void) {
   /* One private anonymous page of ours, written, never mergeable: a
    * kernel that reads KSM there reads it on every anonymous page. */
   long psz = sysconf(_SC_PAGESIZE);
@@ -36,4 +36,15 @@ int sp__kpf_ksm_reliable(void) {
   if (kpf >= 0) close(kpf);
   munmap(page, (size_t)psz);
   return err ? err : !((kf >> SP_KPF_KSM) & 1);
+}
+
+/* The answer cannot change while we run: probe once (each process source
+ * opened asks).  An error is not kept: root may be given later, in tests. */
+int sp__kpf_ksm_reliable(void) {
+  static int answer = -1;
+  int a = __atomic_load_n(&answer, __ATOMIC_RELAXED);
+  if (a >= 0) return a;
+  a = probe_ksm_flag();
+  if (a >= 0) __atomic_store_n(&answer, a, __ATOMIC_RELAXED);
+  return a;
 }

@@ -22,7 +22,7 @@
 
 /* 1 when KPF_KSM marks only KSM pages, 0 when this kernel sets it on every
  * anonymous page (6.12: fs/proc/page.c tests `mapping & PAGE_MAPPING_KSM`,
- * which holds the ANON bit), probed with a page of our own; -EPERM without
+ * which holds the ANON bit), probed once with a page of our own; -EPERM without
  * the right to read PFNs, other negative errno on error. */
 int sp__kpf_ksm_reliable(void);
 

@@ -46,9 +46,10 @@ struct proc_impl {
   pid_t pid;
   unsigned long long start_time; /* tells a recycled pid apart */
   int pagemap_fd;
-  int kpageflags_fd;             /* -1 unless THP_ZERO_APART and root */
-  int frames_fd;                 /* /proc/kpageflags for proc_frame(): -1
-                                    without root or where KPF_KSM lies */
+  int kpageflags_fd;             /* -1 without root, or when neither
+                                    THP_ZERO_APART nor proc_frame() needs it */
+  bool frames_known;             /* proc_frame() answers: root, and KPF_KSM
+                                    tells KSM pages apart */
   bool no_pagemap_scan;          /* the kernel lacks PAGEMAP_SCAN */
   int mem_fd;
   uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) or read
@@ -447,11 +448,11 @@ static uint64_t proc_frame(struct sp_source *src, const struct sp_range *range, 
   struct proc_impl *p = src->impl;
   uint64_t entry = 0, kf = 0;
   off_t at = (off_t)((range->start / SP_PAGE_SIZE + page) * 8);
-  if (p->frames_fd < 0) return 0;
+  if (!p->frames_known) return 0;
   if (pread(p->pagemap_fd, &entry, sizeof entry, at) != (ssize_t)sizeof entry) return 0;
   uint64_t pfn = entry & SP_PM_PFN_MASK;
   if (!(entry & SP_PM_PRESENT) || (entry & SP_PM_SWAP) || !pfn) return 0;
-  if (pread(p->frames_fd, &kf, sizeof kf, (off_t)(pfn * 8)) != (ssize_t)sizeof kf) return 0;
+  if (pread(p->kpageflags_fd, &kf, sizeof kf, (off_t)(pfn * 8)) != (ssize_t)sizeof kf) return 0;
   return (kf >> SP_KPF_KSM) & 1 ? 0 : pfn;
 }
 
@@ -460,7 +461,6 @@ static void proc_destroy(struct sp_source *src) {
   if (!p) return;
   if (p->pagemap_fd >= 0) close(p->pagemap_fd);
   if (p->kpageflags_fd >= 0) close(p->kpageflags_fd);
-  if (p->frames_fd >= 0) close(p->frames_fd);
   if (p->mem_fd >= 0) close(p->mem_fd);
   sd_free(p);
   free(p);
@@ -488,7 +488,7 @@ int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
   struct proc_impl *p = calloc(1, sizeof *p);
   if (!p) return -ENOMEM;
   p->pid = pid;
-  p->pagemap_fd = p->kpageflags_fd = p->frames_fd = p->mem_fd = -1;
+  p->pagemap_fd = p->kpageflags_fd = p->mem_fd = -1;
   int err = read_start_time(pid, &p->start_time);
   char path[64];
   if (!err) {
@@ -524,9 +524,11 @@ int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
     return err;
   }
   p->zero_pfn = find_zero_pfn();
-  if (flags & SP_PROC_THP_ZERO_APART)
+  /* One fd serves the THP check and proc_frame(). */
+  bool frames = sp__kpf_ksm_reliable() == 1;
+  if ((flags & SP_PROC_THP_ZERO_APART) || frames)
     p->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
-  if (sp__kpf_ksm_reliable() == 1) p->frames_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+  p->frames_known = frames && p->kpageflags_fd >= 0;
 
   struct sp_source *src = sp__source_new(SP_SOURCE_PROCESS, name, comm[0] ? comm : "process");
   if (!src) {

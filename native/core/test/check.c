@@ -27,11 +27,15 @@ void sp_check_fail_eq(const char *file, int line, const char *a, const char *b,
   abort();
 }
 
-void sp_check_run(const char *name, void (*fn)(void)) {
-  /* SP_TEST_FILTER runs only the tests whose name contains it (used to run
-   * one test inside a QEMU guest). */
+/* SP_TEST_FILTER runs only the tests whose name contains it (used to run
+ * one test inside a QEMU guest). */
+static bool filtered_out(const char *name) {
   const char *filter = getenv("SP_TEST_FILTER");
-  if (filter && !strstr(name, filter)) return;
+  return filter && !strstr(name, filter);
+}
+
+void sp_check_run(const char *name, void (*fn)(void)) {
+  if (filtered_out(name)) return;
   in_test = 1;
   /* TAP lines ("ok 1 name", "not ok 2 name", the plan at the end), so a
    * TAP reader such as test:kernel's guest runs a test as it runs
@@ -49,8 +53,7 @@ void sp_check_run(const char *name, void (*fn)(void)) {
 }
 
 void sp_check_skip(const char *name, const char *reason) {
-  const char *filter = getenv("SP_TEST_FILTER");
-  if (filter && !strstr(name, filter)) return;
+  if (filtered_out(name)) return;
   skipped++;
   /* kselftest's form, which test:kernel's guest reads as a SKIP row. */
   printf("ok %d # SKIP %s: %s\n", passed + failed + skipped, name, reason);

@@ -64,6 +64,17 @@ int sp_write_text(const char *path, const char *text)
 	return n < 0 ? -errno : 0;
 }
 
+void sp_wait_full_scans(unsigned long long scans, unsigned int limit_s)
+{
+	unsigned int waited = 0;
+
+	while (sp_ksm_get("full_scans") <= scans) {
+		if (waited++ > limit_s * 200)
+			sp_die("full_scans did not grow", ETIMEDOUT);
+		sp_sleep_ms(5);
+	}
+}
+
 unsigned long long sp_ksm_get(const char *name)
 {
 	char path[128], buf[64];

@@ -72,6 +72,8 @@ int sp_write_text(const char *path, const char *text);
 /* /sys/kernel/mm/ksm/<name>: read or write, sp_die() on error. */
 unsigned long long sp_ksm_get(const char *name);
 void sp_ksm_set(const char *name, unsigned long long value);
+/* Wait for full_scans to pass @scans; sp_die() after @limit_s seconds. */
+void sp_wait_full_scans(unsigned long long scans, unsigned int limit_s);
 int sp_ksmd_pid(void);
 uint64_t sp_ksmd_cpu_ns(int pid);
 void sp_fill(unsigned char *page, uint64_t seed);

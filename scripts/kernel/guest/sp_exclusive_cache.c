@@ -128,18 +128,6 @@ static void sp_ec_reread(int fd, size_t q)
 			sp_die("pread", errno);
 }
 
-/* Wait for full_scans to pass @scans; sp_die() after @limit_s seconds. */
-static void sp_ec_wait_scans(unsigned long long scans, unsigned int limit_s)
-{
-	unsigned int waited = 0;
-
-	while (sp_ksm_get("full_scans") <= scans) {
-		if (waited++ > limit_s * 200)
-			sp_die("full_scans did not grow", ETIMEDOUT);
-		sp_sleep_ms(5);
-	}
-}
-
 /*
  * A pass with cache_pages_to_scan = SP_EC_BUDGET and sleep_millisecs = 100:
  * cache_pages_scanned polled every 2 ms (50 times per wakeup) grows in steps
@@ -164,7 +152,7 @@ static void sp_ec_check_budget(int fd, void *map, size_t dev_pages)
 	 * here are cached again.
 	 */
 	scans = sp_ksm_get("full_scans");
-	sp_ec_wait_scans(scans, 120);
+	sp_wait_full_scans(scans, 120);
 	sp_ec_reread(fd, 0);
 	sp_ec_reread(fd, 1);
 	sp_ec_resident(map, dev_pages, res, &all);
@@ -349,7 +337,7 @@ void sp_check_exclusive_cache(void)
 	dirty_kb[0] = sp_meminfo_kb("Dirty");
 	sp_ksm_set("run", 1);
 	for (i = 1; i <= 3; i++) {
-		sp_ec_wait_scans(scans0 + i - 1, 120);
+		sp_wait_full_scans(scans0 + i - 1, 120);
 		scanned[i] = sp_ksm_get("cache_pages_scanned");
 	}
 	dropped = sp_ksm_get("cache_pages_dropped") - dropped0;

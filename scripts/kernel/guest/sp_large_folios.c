@@ -181,15 +181,8 @@ void sp_check_large_folios(void)
 	scans0 = sp_ksm_get("full_scans");
 	dropped0 = sp_ksm_get("cache_pages_dropped");
 	sp_ksm_set("run", 1);
-	for (i = 1; i <= 3; i++) {
-		unsigned int waited = 0;
-
-		while (sp_ksm_get("full_scans") < scans0 + i) {
-			if (waited++ > 120 * 200)
-				sp_die("full_scans did not grow", ETIMEDOUT);
-			sp_sleep_ms(5);
-		}
-	}
+	for (i = 1; i <= 3; i++)
+		sp_wait_full_scans(scans0 + i - 1, 120);
 	sp_ksm_set("run", 0);
 	dropped = sp_ksm_get("cache_pages_dropped") - dropped0;
 	sp_ksm_set("exclusive_cache", 0);

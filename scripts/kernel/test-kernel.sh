@@ -256,25 +256,26 @@ else
 fi
 git_ checkout -q -- "$ksm_ft"
 
-# samepage's own kernel-oracle test (native/core/test/test_kernel_oracle.c) with the C engine, static,
-# run by the guest beside upstream's selftests: the engine against 6.12's ksmd, not only this host's.
+# build_core_test ROW NAME TEST SUPPORT...: one of native/core's C tests with the C engine, static, into
+# the initramfs as /selftests/NAME; a ROW of its own says whether it built.
 core=$repo/native/core
-if gcc -O2 -static -pthread -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I"$core/include" -I"$core/src" \
-	-I"$core/test" -o "$selftests/samepage_kernel_oracle" "$core"/src/*.c "$core/test/test_kernel_oracle.c" \
-	"$core/test/check.c" "$core/test/oracle.c" "$core/test/ksm_sysfs.c" >"$run_dir/oracle-cc.log" 2>&1; then
-	result build_kernel_oracle PASS "native/core's test_kernel_oracle, static, for the guest"
-else
-	result build_kernel_oracle FAIL "see $run_dir/oracle-cc.log"
-fi
-# And the engine's golden tests (test_golden.c), run by the checks boot: QEMU's default CPU has no
-# AVX2, so they show the hash there picks a loop the CPU runs and gives the same fixed values.
-if gcc -O2 -static -pthread -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I"$core/include" -I"$core/src" \
-	-I"$core/test" -o "$selftests/samepage_golden" "$core"/src/*.c "$core/test/test_golden.c" \
-	"$core/test/check.c" >"$run_dir/golden-cc.log" 2>&1; then
-	result build_engine_golden PASS "native/core's test_golden, static, for the guest"
-else
-	result build_engine_golden FAIL "see $run_dir/golden-cc.log"
-fi
+build_core_test() {
+	local row=$1 name=$2 test=$3
+	shift 3
+	if gcc -O2 -static -pthread -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -I"$core/include" \
+		-I"$core/src" -I"$core/test" -o "$selftests/$name" "$core"/src/*.c "$core/test/$test.c" \
+		"${@/#/$core/test/}" >"$run_dir/$name-cc.log" 2>&1; then
+		result "$row" PASS "native/core's $test, static, for the guest"
+	else
+		result "$row" FAIL "see $run_dir/$name-cc.log"
+	fi
+}
+# The kernel-oracle test, run by the guest beside upstream's selftests: the engine against 6.12's
+# ksmd, not only this host's.
+build_core_test build_kernel_oracle samepage_kernel_oracle test_kernel_oracle check.c oracle.c ksm_sysfs.c
+# The golden tests, run by the checks boot: QEMU's default CPU has no AVX2, so they show the hash
+# there picks a loop the CPU runs and gives the same fixed values.
+build_core_test build_engine_golden samepage_golden test_golden check.c
 
 {
 	printf '%s\n' 'dir /dev 755 0 0' 'nod /dev/console 600 0 0 c 5 1' 'dir /proc 755 0 0' 'dir /sys 755 0 0' \

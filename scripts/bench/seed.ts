@@ -37,6 +37,7 @@ import { cacheState, cachedCount } from '../../test/helpers/pagecache.js';
 import { createMemoryCgroup, type MemoryCgroup } from '../qemu/cgroup.js';
 import { dropFromHostCache, ensureSeedImage, makeRunDir, startDebianGuests, type DebianGuest } from '../qemu/debian.js';
 import { stopAll } from '../qemu/harness.js';
+import { Periodic } from '../../lib/agent/periodic.js';
 import { EnginePairRunner, engineWindow } from './seed-engine.js';
 import { hostCacheHitRatio, type SeedSample } from './seed-report.js';
 import { DEFAULT_SECONDS, GRACE_SECONDS, WORKLOADS, isWorkload, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
@@ -253,22 +254,29 @@ class Sampler {
 
 const r1 = (x: number): number => Math.round(x * 10) / 10;
 
-/** The drop-all policy: every interval, each image written back and dropped from the host cache. */
-function dropAllEvery(images: readonly string[], intervalMs: number): { stop(): Promise<void> } {
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      await sleep(intervalMs);
-      if (!running) break;
-      for (const img of images) await dropFromHostCache(img);
-    }
-  })();
+/**
+ * A host-cache policy's job every interval, on the daemon's own timer (lib/agent/periodic.ts: runs
+ * never overlap); the first error a run meets stops it, and stop() throws that error.
+ */
+function every(name: string, intervalMs: number, job: () => Promise<void>): { stop(): Promise<void> } {
+  let failure: unknown;
+  const periodic: Periodic = new Periodic(name, intervalMs / 1000, job, (_name, err) => {
+    failure ??= err;
+    void periodic.stop();
+  });
   return {
     async stop() {
-      running = false;
-      await loop;
+      await periodic.stop();
+      if (failure !== undefined) throw failure;
     },
   };
+}
+
+/** The drop-all policy: every interval, each image written back and dropped from the host cache. */
+function dropAllEvery(images: readonly string[], intervalMs: number): { stop(): Promise<void> } {
+  return every('drop-all', intervalMs, async () => {
+    for (const img of images) await dropFromHostCache(img);
+  });
 }
 
 /** One scrub of the scrub policy, as the run file keeps it. */
@@ -290,32 +298,28 @@ interface ScrubRecord {
  */
 function scrubEvery(pids: readonly number[], intervalMs: number, t0: number): { log: ScrubRecord[]; stop(): Promise<void> } {
   const log: ScrubRecord[] = [];
-  let running = true;
   let scanner: Scanner | undefined;
-  const loop = (async () => {
-    const { settings } = await readKsm();
-    scanner = new Scanner({ useZeroPages: settings.use_zero_pages ?? false, maxPageSharing: settings.max_page_sharing ?? 256, smartScan: false });
-    while (running) {
-      await sleep(intervalMs);
-      if (!running) break;
-      const r = await scrubCache({ scanner, vms: [...pids], intervalMs: 50 });
-      log.push({
-        t: r1((Date.now() - t0) / 1000),
-        cachedPages: r.cachePagesTotal,
-        inGuestPages: r.cachePagesInGuest,
-        droppedPages: r.cachePagesDropped,
-        dirtySkipped: r.dirtySkipped,
-        ms: Math.round(r.elapsedMs),
-        cpuMs: Math.round(r.cpuMs),
-      });
+  const timer = every('scrub', intervalMs, async () => {
+    if (scanner === undefined) {
+      const { settings } = await readKsm();
+      scanner = new Scanner({ useZeroPages: settings.use_zero_pages ?? false, maxPageSharing: settings.max_page_sharing ?? 256, smartScan: false });
     }
-  })();
+    const r = await scrubCache({ scanner, vms: [...pids], intervalMs: 50 });
+    log.push({
+      t: r1((Date.now() - t0) / 1000),
+      cachedPages: r.cachePagesTotal,
+      inGuestPages: r.cachePagesInGuest,
+      droppedPages: r.cachePagesDropped,
+      dirtySkipped: r.dirtySkipped,
+      ms: Math.round(r.elapsedMs),
+      cpuMs: Math.round(r.cpuMs),
+    });
+  });
   return {
     log,
     async stop() {
-      running = false;
       try {
-        await loop;
+        await timer.stop();
       } finally {
         await scanner?.close();
       }

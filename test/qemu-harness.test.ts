@@ -4,14 +4,16 @@
  * Does not touch /sys/kernel/mm/ksm.
  */
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import {
   countPagesEqual,
+  ensureLab,
   expectedFill,
   FILL_KINDS,
   HarnessError,
@@ -120,6 +122,18 @@ test.serial('exec round-trips exit codes, stdout, stderr and binary output, and 
   t.is((await a.exec('kill -9 $$')).code, 137);
   const fromGuest = await a.fillSummary();
   t.deepEqual(fromGuest, a.bootFill);
+});
+
+test('sp-agent behind a slow port forwards every byte of a command that already exited', async (t) => {
+  // A loaded TCG guest's UART drains a 4 KiB frame slower than the agent's 200 ms quiet time; the
+  // agent cut a fio result after two frames (CI: "Unterminated string in JSON at position 6132").
+  // The agent runs on the host here, on a pty read 4 KiB per 300 ms, so its frame writes block
+  // after the command has exited with 65,000 bytes still in its pipe.
+  const lab = await ensureLab();
+  const helper = path.resolve(__dirname, '../../test/helpers/agent-pty.py');
+  const { stdout } = await promisify(execFile)('python3', [helper, lab.helpers.agent, "head -c 65000 /dev/zero | tr '\\000' a", '4096', '0.3'], { timeout: 90_000 });
+  const r = JSON.parse(stdout) as { code: number; stdout_bytes: number; stdout_distinct: string[] };
+  t.deepEqual(r, { code: 0, stdout_bytes: 65000, stdout_distinct: ['a'] });
 });
 
 test.serial('QEMU pids are real, THP is off, and both guests hold the same seeded pages in host RAM', async (t) => {

@@ -218,8 +218,11 @@ static int sp_pump(int *fd, const char *kind)
 		*fd = -1;
 		return 0;
 	}
-	sp_job.last_data_at = sp_now_ms();
 	sp_frame(kind, sp_job.id, buf, (size_t)n);
+	/* After the frame is out, not before: on a loaded TCG guest one 4 KiB frame can take
+	 * longer than the 200 ms quiet time to drain through the UART, and stamping the read
+	 * instead cut a 10 KB fio result after two frames. */
+	sp_job.last_data_at = sp_now_ms();
 	return 1;
 }
 
@@ -333,7 +336,8 @@ int main(int argc, char **argv)
 			if (!sp_job.exited_at)
 				sp_job.exited_at = now;
 			long quiet_since = sp_job.last_data_at > sp_job.exited_at ? sp_job.last_data_at : sp_job.exited_at;
-			if ((sp_job.out < 0 && sp_job.err < 0) || now - quiet_since >= 200) {
+			int pending = (p[1].revents | p[2].revents) & POLLIN;
+			if ((sp_job.out < 0 && sp_job.err < 0) || (!pending && now - quiet_since >= 200)) {
 				if (sp_job.out >= 0)
 					close(sp_job.out);
 				if (sp_job.err >= 0)

@@ -9,9 +9,10 @@
 #  5. builds the static guest test program (every scripts/kernel/guest/*.c) and upstream's KSM
 #     selftests (tools/testing/selftests/mm ksm_tests, ksm_functional_tests of the same tree,
 #     static, against its `make headers_install` headers) into an initramfs;
-#  6. boots it under QEMU TCG (2 vCPUs, -icount) twice: sp_mode=checks runs the lookahead and
-#     exclusive cache checks; sp_mode=selftests lists KSM's sysfs files, runs a fixed merge workload
-#     with the knobs at 0 and the upstream selftests with the knobs at 0 and then at 1;
+#  6. boots it under QEMU TCG (2 vCPUs, -icount) twice: sp_mode=checks runs the lookahead,
+#     exclusive cache and KSM hint (0004) checks; sp_mode=selftests lists KSM's sysfs files, runs
+#     a fixed merge workload with the knobs at 0 and the upstream selftests with the knobs at 0
+#     and then at 1;
 #  7. runs test/hints.test.ts, which boots the guest again with page_hints= and reads the hint table
 #     out of QEMU's guest RAM from the host with lib/hints.ts, and test/hints-placement.test.ts
 #     (unsafe page_hints= holes refused, KASLR keeps the kernel out of the hole);
@@ -40,7 +41,7 @@ build_off=$cache/build-off
 artifacts=$cache/artifacts
 run_dir=$cache/runs/$(date -u +%Y%m%dT%H%M%SZ)
 # Options the series adds; the "off" build turns all of them off.
-series_options=(KSM_LOOKAHEAD KSM_EXCLUSIVE_CACHE PAGE_HINTS)
+series_options=(KSM_LOOKAHEAD KSM_EXCLUSIVE_CACHE PAGE_HINTS KSM_PAGE_HINTS)
 
 mkdir -p "$cache" "$artifacts" "$run_dir"
 results=()   # "name|PASS or FAIL|detail"

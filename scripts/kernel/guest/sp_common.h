@@ -20,6 +20,7 @@
  *   sp_lookahead.c         patch 0001 checks and measurement
  *   sp_exclusive_cache.c   patch 0002 checks
  *   sp_hints.c             patch 0003 guest side (sp_mode=hints)
+ *   sp_ksm_hints.c         patch 0004: ksmd skips what a hint table marks free
  *   sp_baseline.c          sp_mode=selftests: KSM sysfs list, options-off
  *                          checks, a fixed workload to compare kernels
  *   sp_selftests.c         sp_mode=selftests: upstream's KSM selftests
@@ -99,6 +100,7 @@ void sp_check_large_folios(void);	/* sp_large_folios.c */
 /* On the host, for test-kernel.sh: the file sp_check_large_folios() reads. */
 int sp_lf_write_file(const char *path);	/* sp_large_folios.c */
 void sp_hints(const char *cmdline);	/* sp_hints.c */
+void sp_check_ksm_hints(void);		/* sp_ksm_hints.c */
 void sp_check_baseline(bool series_kernel);	/* sp_baseline.c */
 void sp_selftests(bool series_kernel);	/* sp_selftests.c */
 void sp_engine_golden(void);		/* sp_selftests.c */

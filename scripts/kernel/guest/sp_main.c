@@ -2,7 +2,7 @@
 /*
  * /init of the test guest: mounts /proc, /sys and /dev, reads the kernel
  * command line and runs the checks it asks for:
- *   sp_mode=checks   lookahead and exclusive cache checks (default)
+ *   sp_mode=checks   lookahead, exclusive cache and KSM hint checks (default)
  * Run on the host as "sp_guest --large-folio-file PATH" it writes the file
  * test-kernel.sh puts in the large folio check's EROFS image.
  *   sp_mode=hints    fill memory with known kinds of pages, report their PFNs
@@ -53,6 +53,7 @@ int main(int argc, char **argv)
 		sp_check_lookahead();
 		sp_check_exclusive_cache();
 		sp_check_large_folios();
+		sp_check_ksm_hints();
 		sp_engine_golden();
 	}
 	printf("SP DONE failed=%d\n", sp_failed);

@@ -27,6 +27,10 @@ const haveKernel = artifacts !== undefined && existsSync(bzImage) && existsSync(
 const serialDir = process.env.SAMEPAGE_KERNEL_SERIAL_DIR;
 let boots = 0;
 
+const ramDump = process.env.SAMEPAGE_KERNEL_RAM_DUMP;
+/** The dump's size: guest frames 0..32767, the hole at 64 MiB among them. */
+const DUMP_BYTES = 128 * 1024 * 1024;
+
 const PAGE = 4096;
 const RAM_BYTES = 512 * 1024 * 1024;
 const HOLE_GPA = 64 * 1024 * 1024; // clear of the kernel image (16 MiB) and the initramfs (top of RAM)
@@ -100,6 +104,39 @@ async function bootHintsGuest(t: ExecutionContext): Promise<{ pid: number; repor
       }
     });
   });
+}
+
+/**
+ * The first DUMP_BYTES of guest RAM, read through /proc/PID/mem while the guest runs, with an untorn
+ * copy of the hint table (header with an even seq, then every frame's byte) put back at the hole:
+ * the guest rewrites the table every INTERVAL_MS, so the bulk read may catch it half written.
+ */
+async function dumpGuestRam(pid: number, loc: { gpa: number; ramBytes: number; holeBytes: number }): Promise<Buffer> {
+  const ram = await findGuestRam(pid, RAM_BYTES);
+  const dump = Buffer.alloc(DUMP_BYTES);
+  const mem = await open(`/proc/${pid}/mem`, 'r');
+  try {
+    for (let off = 0; off < DUMP_BYTES; ) {
+      const { bytesRead } = await mem.read(dump, off, Math.min(8 << 20, DUMP_BYTES - off), Number(ram.start) + off);
+      if (bytesRead <= 0) throw new Error(`guest RAM of QEMU ${pid} ended at ${off} bytes`);
+      off += bytesRead;
+    }
+  } finally {
+    await mem.close();
+  }
+  const { header, flags } = await readHintTable(pid, loc);
+  const h = Buffer.alloc(64);
+  h.writeUInt32LE(header.magic, 0);
+  h.writeUInt16LE(header.version, 4);
+  h.writeUInt16LE(header.headerSize, 6);
+  h.writeUInt32LE(header.seq, 8);
+  h.writeUInt32LE(header.intervalMs, 12);
+  h.writeBigUInt64LE(header.firstPfn, 16);
+  h.writeBigUInt64LE(BigInt(header.pageCount), 24);
+  h.writeBigUInt64LE(header.updateNs, 32);
+  h.copy(dump, loc.gpa);
+  dump.set(flags, loc.gpa + header.headerSize);
+  return dump;
 }
 
 /**
@@ -189,6 +226,13 @@ if (!haveKernel) {
     }
     t.true(last > header.seq, `seq ${header.seq} -> ${last}`);
     t.log(`20 reads took ${attempts} attempts (retries after torn reads: ${attempts - 20})`);
+
+    // test-kernel.sh asks for the first DUMP_BYTES of this guest's RAM, with a whole table, for the
+    // boot in which ksmd reads a real guest's hints (patch 0004, sp_ksm_hints_guest()).
+    if (ramDump !== undefined) {
+      await writeFile(ramDump, await dumpGuestRam(pid, loc));
+      t.log(`${DUMP_BYTES >> 20} MiB of guest RAM written to ${ramDump}`);
+    }
   });
 
   test.serial('the engine leaves out the pages the guest reports free', async (t) => {

@@ -15,7 +15,9 @@
 #     and then at 1;
 #  7. runs test/hints.test.ts, which boots the guest again with page_hints= and reads the hint table
 #     out of QEMU's guest RAM from the host with lib/hints.ts, and test/hints-placement.test.ts
-#     (unsafe page_hints= holes refused, KASLR keeps the kernel out of the hole);
+#     (unsafe page_hints= holes refused, KASLR keeps the kernel out of the hole); the hint test
+#     also dumps 128 MiB of its guest's RAM, and a boot (sp_mode=ksm-hints-guest) has ksmd scan
+#     that dump with the guest's own hint table registered (patch 0004 on a real guest's hints);
 #  8. builds the same kernel with the series' options off and boots it with sp_mode=selftests;
 #  9. checks that the options-off kernel has 6.12's KSM sysfs files, merges the fixed workload as
 #     the options-on kernel does at knobs 0 and gets the same selftest results;
@@ -304,7 +306,7 @@ scan_serial() {
 	fi
 }
 
-# boot NAME BZIMAGE LIMIT_S ICOUNT APPEND: one guest under QEMU TCG with 2 vCPUs; its serial log
+# boot NAME BZIMAGE LIMIT_S ICOUNT APPEND [INITRAMFS]: one guest under QEMU TCG with 2 vCPUs; its serial log
 # is serial-NAME.log, its SP RESULT lines become rows, and the log is scanned for kernel reports.
 # ICOUNT=1 adds -icount shift=0: guest time advances 1 ns per executed guest instruction (QEMU
 # then runs both vCPUs round-robin on one host thread and counts the instructions of both), so
@@ -315,13 +317,14 @@ scan_serial() {
 # -icount (MTTCG, a host thread per vCPU) the same boot ran clean in 98 s.
 # mem-merge=off keeps the guest's RAM out of the host's KSM (the guest kernel has its own).
 boot() {
-	local name=$1 kernel=$2 limit=$3 icount=$4 append=$5 serial=$run_dir/serial-$1.log t0 pid line
+	local name=$1 kernel=$2 limit=$3 icount=$4 append=$5 initramfs=${6:-$artifacts/initramfs.cpio.gz}
+	local serial=$run_dir/serial-$1.log t0 pid line
 	local accel=(-accel tcg)
 	[[ $icount == 1 ]] && accel+=(-icount shift=0)
 	t0=$(date +%s)
 	log "booting $name (QEMU TCG, 2 vCPUs, at most $limit s)"
 	qemu-system-x86_64 "${accel[@]}" -machine mem-merge=off -m 512 -smp 2 -nodefaults \
-		-vga none -display none -no-reboot -kernel "$kernel" -initrd "$artifacts/initramfs.cpio.gz" \
+		-vga none -display none -no-reboot -kernel "$kernel" -initrd "$initramfs" \
 		-append "console=ttyS0 panic=-1 brd.rd_nr=2 brd.rd_size=16384 $append" \
 		-serial "file:$serial" -monitor none >"$run_dir/qemu-$name.log" 2>&1 &
 	pid=$!
@@ -359,8 +362,9 @@ log "hint table check (test/hints.test.ts)"
 hints_serial=$run_dir/hints-serial
 mkdir -p "$hints_serial"
 if (cd "$repo" && npx tsc -p tsconfig.json) >"$run_dir/tsc.log" 2>&1; then
+	rm -f "$artifacts/guest-ram.bin"
 	(cd "$repo" && SAMEPAGE_KERNEL_ARTIFACTS=$artifacts SAMEPAGE_KERNEL_SERIAL_DIR=$hints_serial \
-		npx ava --tap dist/test/hints.test.js dist/test/hints-placement.test.js) >"$run_dir/hints-ava.tap" 2>&1 || true
+		SAMEPAGE_KERNEL_RAM_DUMP=$artifacts/guest-ram.bin npx ava --tap dist/test/hints.test.js dist/test/hints-placement.test.js) >"$run_dir/hints-ava.tap" 2>&1 || true
 	n=0
 	while IFS= read -r line; do
 		n=$((n + 1))
@@ -380,6 +384,18 @@ if ((${#hint_logs[@]})); then
 	scan_serial "hints (${#hint_logs[@]} boots)" "${hint_logs[@]}"
 else
 	result "no_splat hints" FAIL "test/hints.test.ts left no serial log in \$SAMEPAGE_KERNEL_SERIAL_DIR ($hints_serial): its boots went unscanned"
+fi
+
+# 0004 on a real guest's hints: the hint test dumped the first 128 MiB of its page_hints guest's RAM;
+# a boot with that dump in its initramfs has ksmd scan it as a VMM's guest RAM, hints off and on.
+if [[ -s $artifacts/guest-ram.bin ]]; then
+	{ cat "$artifacts/initramfs.list"; echo "file /guest-ram.bin $artifacts/guest-ram.bin 644 0 0"; } \
+		>"$artifacts/initramfs-guest-ram.list"
+	"$build_on/usr/gen_init_cpio" "$artifacts/initramfs-guest-ram.list" | gzip -1 >"$artifacts/initramfs-guest-ram.cpio.gz"
+	boot ksm-hints-guest "$artifacts/bzImage" 900 1 "sp_mode=ksm-hints-guest" "$artifacts/initramfs-guest-ram.cpio.gz"
+	rm -f "$artifacts/guest-ram.bin" "$artifacts/initramfs-guest-ram.cpio.gz"
+else
+	result ksm_hints_real_guest FAIL "test/hints.test.ts wrote no guest RAM dump: see $run_dir/hints-ava.tap"
 fi
 
 # --- 8. the same kernel with the series' options off, booted ------------------------------------

@@ -101,6 +101,7 @@ void sp_check_large_folios(void);	/* sp_large_folios.c */
 int sp_lf_write_file(const char *path);	/* sp_large_folios.c */
 void sp_hints(const char *cmdline);	/* sp_hints.c */
 void sp_check_ksm_hints(void);		/* sp_ksm_hints.c */
+void sp_ksm_hints_guest(void);		/* sp_ksm_hints.c */
 void sp_check_baseline(bool series_kernel);	/* sp_baseline.c */
 void sp_selftests(bool series_kernel);	/* sp_selftests.c */
 void sp_engine_golden(void);		/* sp_selftests.c */

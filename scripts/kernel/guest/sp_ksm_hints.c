@@ -423,3 +423,97 @@ void sp_check_ksm_hints(void)
 		sp_result("ksm_hints", false, "the checking process died of signal %d",
 			  WTERMSIG(status));
 }
+
+/*
+ * sp_mode=ksm-hints-guest: ksmd reads a real guest's hints.  test/hints.test.ts
+ * dumped the first 128 MiB of a CONFIG_PAGE_HINTS guest's RAM (booted with
+ * page_hints=256K@64M, its table put back whole) to /guest-ram.bin; this
+ * process loads it into anonymous memory, as a VMM holds guest RAM, and
+ * registers the table at 64 MiB.  ksmd CPU per full scan and merges with
+ * use_hints 0 and 1; the skips per full scan must be the table's free frames.
+ */
+#define SP_KHG_DUMP "/guest-ram.bin"
+#define SP_KHG_HOLE (64UL << 20)
+#define SP_KHG_SCANS 5
+
+static void sp_khg_run(int ksmd, bool hints, unsigned long long *cpu_per_scan,
+		       long long *merging, unsigned long long *skipped, unsigned long long *scans)
+{
+	unsigned long long s0, k0;
+	uint64_t cpu0;
+
+	sp_kh_reset();
+	sp_ksm_set("use_hints", hints);
+	sp_ksm_set("run", 1);
+	s0 = sp_ksm_get("full_scans");
+	sp_wait_full_scans(s0 + 2, 600);
+	s0 = sp_ksm_get("full_scans");
+	k0 = sp_ksm_get("pages_hint_skipped");
+	cpu0 = sp_ksmd_cpu_ns(ksmd);
+	sp_wait_full_scans(s0 + SP_KHG_SCANS - 1, 600);
+	*scans = sp_ksm_get("full_scans") - s0;
+	*cpu_per_scan = (sp_ksmd_cpu_ns(ksmd) - cpu0) / *scans;
+	*skipped = sp_ksm_get("pages_hint_skipped") - k0;
+	*merging = sp_kh_merging();
+}
+
+void sp_ksm_hints_guest(void)
+{
+	unsigned long long cpu_off, cpu_on, skip_off, skip_on, scans_off, scans_on, free_frames = 0;
+	long long merged_off, merged_on;
+	const struct sp_kh_header *h;
+	int fd = open(SP_KHG_DUMP, O_RDONLY | O_CLOEXEC), ksmd = sp_ksmd_pid();
+	struct stat st;
+	unsigned char *ram;
+	size_t pages, i, got = 0;
+	bool ok;
+
+	if (fd < 0 || fstat(fd, &st))
+		sp_die(SP_KHG_DUMP, errno);
+	pages = (size_t)st.st_size / SP_PAGE;
+	ram = mmap(NULL, pages * SP_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ram == MAP_FAILED)
+		sp_die("mmap (guest RAM)", errno);
+	/* Base pages, as QEMU's guest RAM without THP: exact counts. */
+	madvise(ram, pages * SP_PAGE, MADV_NOHUGEPAGE);
+	while (got < pages * SP_PAGE) {
+		ssize_t n = read(fd, ram + got, pages * SP_PAGE - got);
+
+		if (n <= 0)
+			sp_die(SP_KHG_DUMP, n < 0 ? errno : EIO);
+		got += (size_t)n;
+	}
+	close(fd);
+	unlink(SP_KHG_DUMP);	/* its ramfs pages: the memory goes back */
+	h = (const struct sp_kh_header *)(ram + SP_KHG_HOLE);
+	if (h->magic != SP_KH_MAGIC || h->seq % 2 || h->first_pfn)
+		sp_die("the dump's hint table (magic, seq, first_pfn)", EINVAL);
+	for (i = 0; i < pages && i < h->page_count; i++)
+		free_frames += ram[SP_KHG_HOLE + sizeof(*h) + i] & SP_KH_FREE;
+	if (madvise(ram, pages * SP_PAGE, MADV_MERGEABLE))
+		sp_die("madvise(MADV_MERGEABLE) (guest RAM)", errno);
+	if (sp_kh_register(ram, pages * SP_PAGE, ram + SP_KHG_HOLE))
+		sp_die("prctl(PR_SET_KSM_HINTS) (guest RAM)", errno);
+	sp_ksm_set("pages_to_scan", 2000);
+	sp_ksm_set("sleep_millisecs", 20);
+	sp_khg_run(ksmd, false, &cpu_off, &merged_off, &skip_off, &scans_off);
+	sp_khg_run(ksmd, true, &cpu_on, &merged_on, &skip_on, &scans_on);
+	printf("SP MEASURE ksm_hints_guest pages=%zu free=%llu cpu_us_per_scan_off=%llu cpu_us_per_scan_on=%llu merging_off=%lld merging_on=%lld skipped_per_scan_on=%llu\n",
+	       pages, free_frames, cpu_off / 1000, cpu_on / 1000, merged_off, merged_on,
+	       skip_on / scans_on);
+	/*
+	 * Skips counted between two reads taken anywhere in a scan: the table's
+	 * free frames times the full scans in between, give or take one scan's
+	 * worth at the two ends.
+	 */
+	ok = skip_off == 0 && free_frames > 0 &&
+	     skip_on + free_frames >= scans_on * free_frames &&
+	     skip_on <= (scans_on + 1) * free_frames;
+	sp_result("ksm_hints_real_guest", ok,
+		  "%zu pages of a page_hints guest's RAM, %llu marked free: pages_hint_skipped +%llu in %llu full scans with hints (want %llu +- %llu), +%llu without; merged %lld without, %lld with; ksmd %llu us per full scan without, %llu with",
+		  pages, free_frames, skip_on, scans_on, scans_on * free_frames, free_frames,
+		  skip_off, merged_off, merged_on, cpu_off / 1000, cpu_on / 1000);
+	sp_kh_reset();
+	sp_ksm_set("use_hints", 0);
+	munmap(ram, pages * SP_PAGE);
+}

@@ -7,6 +7,8 @@
  * test-kernel.sh puts in the large folio check's EROFS image.
  *   sp_mode=hints    fill memory with known kinds of pages, report their PFNs
  *                    and wait for the host to read the hint table
+ *   sp_mode=ksm-hints-guest  ksmd reads the hints of a real guest's RAM dump
+ *                    (/guest-ram.bin, written by test/hints.test.ts)
  *   sp_mode=selftests  the sysfs/baseline comparison and upstream's KSM
  *                    selftests; with sp_kernel=off on the options-off kernel
  */
@@ -40,7 +42,9 @@ int main(int argc, char **argv)
 	if (err)
 		sp_die("/sys/kernel/mm/transparent_hugepage/enabled", err);
 
-	if (strstr(cmdline, "sp_mode=hints")) {
+	if (strstr(cmdline, "sp_mode=ksm-hints-guest")) {
+		sp_ksm_hints_guest();
+	} else if (strstr(cmdline, "sp_mode=hints")) {
 		sp_hints(cmdline);
 	} else if (strstr(cmdline, "sp_mode=lookahead-bench")) {
 		sp_lookahead_bench(cmdline);

@@ -46,13 +46,19 @@ static uint64_t sp_kh_seed(size_t i)
 	return i == SP_KH_HALF ? 7000000 : 6000000 + i % SP_KH_HALF;
 }
 
-/* A valid table: 64-byte header, then one byte per page of @ram. */
-static void sp_kh_write_table(unsigned char *ram, uint64_t page_count)
+/* A valid header (seq even) of a table of @page_count frames from frame 0. */
+static struct sp_kh_header sp_kh_header(uint64_t page_count)
 {
-	struct sp_kh_header h = {
+	return (struct sp_kh_header){
 		.magic = SP_KH_MAGIC, .version = 1, .header_size = 64, .seq = 2,
 		.interval_ms = 1000, .first_pfn = 0, .page_count = page_count,
 	};
+}
+
+/* A valid table: 64-byte header, then one byte per page of @ram. */
+static void sp_kh_write_table(unsigned char *ram, uint64_t page_count)
+{
+	struct sp_kh_header h = sp_kh_header(page_count);
 	unsigned char *flags = ram + sizeof(h);
 	size_t i;
 
@@ -252,26 +258,33 @@ static void sp_kh_rewriter_check(unsigned char *ram)
 _Static_assert(SP_KH_BENCH_TABLE * SP_PAGE >= 64 + SP_KH_BENCH, "the table fits");
 
 struct sp_kh_bench_run {
-	unsigned long long cpu_per_scan, unshared;
+	unsigned long long cpu_per_scan, unshared, skipped, scans;
 	long long merging;
 };
 
-static void sp_kh_bench_once(int ksmd, bool hints, struct sp_kh_bench_run *r)
+/*
+ * From unmerged, with use_hints @hints: wait until full_scans passes
+ * start + @settle, then measure until it passes that + @measure: ksmd CPU
+ * per full scan, pages_hint_skipped, and what is merged at the end.
+ */
+static void sp_kh_measure(int ksmd, bool hints, unsigned int settle,
+			  unsigned int measure, struct sp_kh_bench_run *r)
 {
-	unsigned long long s0, s1;
+	unsigned long long s0, k0;
 	uint64_t cpu0;
 
 	sp_kh_reset();
 	sp_ksm_set("use_hints", hints);
-	sp_ksm_set("pages_to_scan", 1000);
 	sp_ksm_set("run", 1);
 	s0 = sp_ksm_get("full_scans");
-	sp_wait_full_scans(s0 + 3, 300);
+	sp_wait_full_scans(s0 + settle, 600);
 	s0 = sp_ksm_get("full_scans");
+	k0 = sp_ksm_get("pages_hint_skipped");
 	cpu0 = sp_ksmd_cpu_ns(ksmd);
-	sp_wait_full_scans(s0 + 5, 300);
-	s1 = sp_ksm_get("full_scans");
-	r->cpu_per_scan = (sp_ksmd_cpu_ns(ksmd) - cpu0) / (s1 - s0);
+	sp_wait_full_scans(s0 + measure, 600);
+	r->scans = sp_ksm_get("full_scans") - s0;
+	r->cpu_per_scan = (sp_ksmd_cpu_ns(ksmd) - cpu0) / r->scans;
+	r->skipped = sp_ksm_get("pages_hint_skipped") - k0;
 	r->merging = sp_kh_merging();
 	r->unshared = sp_ksm_get("pages_unshared");
 }
@@ -282,10 +295,7 @@ static void sp_kh_bench(int ksmd, bool stale_pairs)
 	unsigned char *ram = mmap(NULL, len, PROT_READ | PROT_WRITE,
 				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct sp_kh_bench_run off, on;
-	struct sp_kh_header h = {
-		.magic = SP_KH_MAGIC, .version = 1, .header_size = 64, .seq = 2,
-		.interval_ms = 1000, .page_count = SP_KH_BENCH,
-	};
+	struct sp_kh_header h = sp_kh_header(SP_KH_BENCH);
 
 	if (ram == MAP_FAILED)
 		sp_die("mmap (hints measurement)", errno);
@@ -305,8 +315,9 @@ static void sp_kh_bench(int ksmd, bool stale_pairs)
 		sp_die("madvise(MADV_MERGEABLE) (hints measurement)", errno);
 	if (sp_kh_register(ram, len, ram))
 		sp_die("prctl(PR_SET_KSM_HINTS) (hints measurement)", errno);
-	sp_kh_bench_once(ksmd, false, &off);
-	sp_kh_bench_once(ksmd, true, &on);
+	sp_ksm_set("pages_to_scan", 1000);
+	sp_kh_measure(ksmd, false, 3, 5, &off);
+	sp_kh_measure(ksmd, true, 3, 5, &on);
 	printf("SP MEASURE ksm_hints_%s pages=%d free=%d cpu_us_per_scan_off=%llu cpu_us_per_scan_on=%llu merging_off=%lld merging_on=%lld unshared_off=%llu unshared_on=%llu\n",
 	       stale_pairs ? "free_pairs" : "free_unique", SP_KH_BENCH, SP_KH_BENCH * 3 / 4,
 	       off.cpu_per_scan / 1000, on.cpu_per_scan / 1000, off.merging, on.merging,
@@ -436,31 +447,10 @@ void sp_check_ksm_hints(void)
 #define SP_KHG_HOLE (64UL << 20)
 #define SP_KHG_SCANS 5
 
-static void sp_khg_run(int ksmd, bool hints, unsigned long long *cpu_per_scan,
-		       long long *merging, unsigned long long *skipped, unsigned long long *scans)
-{
-	unsigned long long s0, k0;
-	uint64_t cpu0;
-
-	sp_kh_reset();
-	sp_ksm_set("use_hints", hints);
-	sp_ksm_set("run", 1);
-	s0 = sp_ksm_get("full_scans");
-	sp_wait_full_scans(s0 + 2, 600);
-	s0 = sp_ksm_get("full_scans");
-	k0 = sp_ksm_get("pages_hint_skipped");
-	cpu0 = sp_ksmd_cpu_ns(ksmd);
-	sp_wait_full_scans(s0 + SP_KHG_SCANS - 1, 600);
-	*scans = sp_ksm_get("full_scans") - s0;
-	*cpu_per_scan = (sp_ksmd_cpu_ns(ksmd) - cpu0) / *scans;
-	*skipped = sp_ksm_get("pages_hint_skipped") - k0;
-	*merging = sp_kh_merging();
-}
-
 void sp_ksm_hints_guest(void)
 {
-	unsigned long long cpu_off, cpu_on, skip_off, skip_on, scans_off, scans_on, free_frames = 0;
-	long long merged_off, merged_on;
+	struct sp_kh_bench_run off, on;
+	unsigned long long free_frames = 0;
 	const struct sp_kh_header *h;
 	int fd = open(SP_KHG_DUMP, O_RDONLY | O_CLOEXEC), ksmd = sp_ksmd_pid();
 	struct stat st;
@@ -485,6 +475,9 @@ void sp_ksm_hints_guest(void)
 	}
 	close(fd);
 	unlink(SP_KHG_DUMP);	/* its ramfs pages: the memory goes back */
+	/* The dump is input: it must hold the header and a byte for each of its pages. */
+	if (pages * SP_PAGE < SP_KHG_HOLE + sizeof(*h) + pages)
+		sp_die(SP_KHG_DUMP " too small for its hint table at 64 MiB", EINVAL);
 	h = (const struct sp_kh_header *)(ram + SP_KHG_HOLE);
 	if (h->magic != SP_KH_MAGIC || h->seq % 2 || h->first_pfn)
 		sp_die("the dump's hint table (magic, seq, first_pfn)", EINVAL);
@@ -496,23 +489,23 @@ void sp_ksm_hints_guest(void)
 		sp_die("prctl(PR_SET_KSM_HINTS) (guest RAM)", errno);
 	sp_ksm_set("pages_to_scan", 2000);
 	sp_ksm_set("sleep_millisecs", 20);
-	sp_khg_run(ksmd, false, &cpu_off, &merged_off, &skip_off, &scans_off);
-	sp_khg_run(ksmd, true, &cpu_on, &merged_on, &skip_on, &scans_on);
+	sp_kh_measure(ksmd, false, 2, SP_KHG_SCANS - 1, &off);
+	sp_kh_measure(ksmd, true, 2, SP_KHG_SCANS - 1, &on);
 	printf("SP MEASURE ksm_hints_guest pages=%zu free=%llu cpu_us_per_scan_off=%llu cpu_us_per_scan_on=%llu merging_off=%lld merging_on=%lld skipped_per_scan_on=%llu\n",
-	       pages, free_frames, cpu_off / 1000, cpu_on / 1000, merged_off, merged_on,
-	       skip_on / scans_on);
+	       pages, free_frames, off.cpu_per_scan / 1000, on.cpu_per_scan / 1000, off.merging, on.merging,
+	       on.skipped / on.scans);
 	/*
 	 * Skips counted between two reads taken anywhere in a scan: the table's
 	 * free frames times the full scans in between, give or take one scan's
 	 * worth at the two ends.
 	 */
-	ok = skip_off == 0 && free_frames > 0 &&
-	     skip_on + free_frames >= scans_on * free_frames &&
-	     skip_on <= (scans_on + 1) * free_frames;
+	ok = off.skipped == 0 && free_frames > 0 &&
+	     on.skipped + free_frames >= on.scans * free_frames &&
+	     on.skipped <= (on.scans + 1) * free_frames;
 	sp_result("ksm_hints_real_guest", ok,
 		  "%zu pages of a page_hints guest's RAM, %llu marked free: pages_hint_skipped +%llu in %llu full scans with hints (want %llu +- %llu), +%llu without; merged %lld without, %lld with; ksmd %llu us per full scan without, %llu with",
-		  pages, free_frames, skip_on, scans_on, scans_on * free_frames, free_frames,
-		  skip_off, merged_off, merged_on, cpu_off / 1000, cpu_on / 1000);
+		  pages, free_frames, on.skipped, on.scans, on.scans * free_frames, free_frames,
+		  off.skipped, off.merging, on.merging, off.cpu_per_scan / 1000, on.cpu_per_scan / 1000);
 	sp_kh_reset();
 	sp_ksm_set("use_hints", 0);
 	munmap(ram, pages * SP_PAGE);

@@ -99,6 +99,9 @@ export interface ReadHintOptions {
   retryDelayMs?: number;
 }
 
+/** Byte offsets of the header's little-endian fields (include/linux/page_hints.h, patch 0003). */
+const HEADER_AT = { magic: 0, version: 4, headerSize: 6, seq: 8, intervalMs: 12, firstPfn: 16, pageCount: 24, updateNs: 32 } as const;
+
 /**
  * Parses and checks a header. `where` names the table in error messages (pid and address).
  */
@@ -108,14 +111,14 @@ export function parseHintHeader(bytes: Uint8Array, where: string): HintHeader {
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const header: HintHeader = {
-    magic: view.getUint32(0, true),
-    version: view.getUint16(4, true),
-    headerSize: view.getUint16(6, true),
-    seq: view.getUint32(8, true),
-    intervalMs: view.getUint32(12, true),
-    firstPfn: view.getBigUint64(16, true),
-    pageCount: Number(view.getBigUint64(24, true)),
-    updateNs: view.getBigUint64(32, true),
+    magic: view.getUint32(HEADER_AT.magic, true),
+    version: view.getUint16(HEADER_AT.version, true),
+    headerSize: view.getUint16(HEADER_AT.headerSize, true),
+    seq: view.getUint32(HEADER_AT.seq, true),
+    intervalMs: view.getUint32(HEADER_AT.intervalMs, true),
+    firstPfn: view.getBigUint64(HEADER_AT.firstPfn, true),
+    pageCount: Number(view.getBigUint64(HEADER_AT.pageCount, true)),
+    updateNs: view.getBigUint64(HEADER_AT.updateNs, true),
   };
   if (header.magic !== HINT_MAGIC) {
     throw new HintTableError(
@@ -129,7 +132,7 @@ export function parseHintHeader(bytes: Uint8Array, where: string): HintHeader {
       `hint table at ${where} has version ${header.version}; this reader understands version ${HINT_VERSION}: update samepage`,
     );
   }
-  const pageCount = view.getBigUint64(24, true);
+  const pageCount = view.getBigUint64(HEADER_AT.pageCount, true);
   if (header.headerSize < HINT_HEADER_BYTES || pageCount === 0n || pageCount > BigInt(HINT_MAX_PAGE_COUNT)) {
     throw new HintTableError(
       'BAD_HEADER',
@@ -143,6 +146,25 @@ export function parseHintHeader(bytes: Uint8Array, where: string): HintHeader {
     );
   }
   return header;
+}
+
+/**
+ * The 64 bytes of a header as the guest lays them out, unchecked: what parseHintHeader reads. For
+ * writing a table back (a guest RAM dump whose table must be untorn) and for building test tables;
+ * `pageCount` may be a bigint, to write a hostile count past what a number holds exactly.
+ */
+export function encodeHintHeader(header: Omit<HintHeader, 'pageCount'> & { pageCount: number | bigint }): Uint8Array {
+  const bytes = new Uint8Array(HINT_HEADER_BYTES);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(HEADER_AT.magic, header.magic, true);
+  view.setUint16(HEADER_AT.version, header.version, true);
+  view.setUint16(HEADER_AT.headerSize, header.headerSize, true);
+  view.setUint32(HEADER_AT.seq, header.seq, true);
+  view.setUint32(HEADER_AT.intervalMs, header.intervalMs, true);
+  view.setBigUint64(HEADER_AT.firstPfn, header.firstPfn, true);
+  view.setBigUint64(HEADER_AT.pageCount, BigInt(header.pageCount), true);
+  view.setBigUint64(HEADER_AT.updateNs, header.updateNs, true);
+  return bytes;
 }
 
 /**

@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HINT_RESERVED_BITS, HintFlag, HintTableError, countHints, parseHintHeader, planScan, readHintTable } from '../lib/hints.js';
+import { HINT_RESERVED_BITS, HintFlag, HintTableError, countHints, encodeHintHeader, parseHintHeader, planScan, readHintTable } from '../lib/hints.js';
 import type { PfnRun } from '../lib/hints.js';
 import { findGuestRam } from '../lib/guest-ram.js';
 import { Scanner } from '../lib/scanner.js';
@@ -125,16 +125,7 @@ async function dumpGuestRam(pid: number, loc: { gpa: number; ramBytes: number; h
     await mem.close();
   }
   const { header, flags } = await readHintTable(pid, loc);
-  const h = Buffer.alloc(64);
-  h.writeUInt32LE(header.magic, 0);
-  h.writeUInt16LE(header.version, 4);
-  h.writeUInt16LE(header.headerSize, 6);
-  h.writeUInt32LE(header.seq, 8);
-  h.writeUInt32LE(header.intervalMs, 12);
-  h.writeBigUInt64LE(header.firstPfn, 16);
-  h.writeBigUInt64LE(BigInt(header.pageCount), 24);
-  h.writeBigUInt64LE(header.updateNs, 32);
-  h.copy(dump, loc.gpa);
+  dump.set(encodeHintHeader(header), loc.gpa);
   dump.set(flags, loc.gpa + header.headerSize);
   return dump;
 }
@@ -292,6 +283,8 @@ if (!haveKernel) {
     await fh.read(raw, 0, 64, Number(ram.start) + HOLE_GPA);
     await fh.close();
     t.is(parseHintHeader(raw, 'test').version, 1);
+    // The writer lays a header out as the guest kernel does (the dump above relies on it).
+    t.deepEqual(encodeHintHeader(parseHintHeader(raw, 'test')), raw);
     raw[4] = 2;
     const version = t.throws(() => parseHintHeader(raw, 'test'), { instanceOf: HintTableError });
     t.is(version?.problem, 'BAD_VERSION');

@@ -19,7 +19,7 @@ import { MAX_NAME_CHARS, boundText, escapeText } from '../lib/escape.js';
 import { scrubCache, vmCacheFiles } from '../lib/exclusive-cache.js';
 import { renderPairs, renderTable } from '../lib/format.js';
 import { findGuestRam } from '../lib/guest-ram.js';
-import { HINT_HEADER_BYTES, HINT_MAGIC, HINT_MAX_PAGE_COUNT, HintTableError, parseHintHeader, readHintTable } from '../lib/hints.js';
+import { HINT_HEADER_BYTES, HINT_MAGIC, HINT_MAX_PAGE_COUNT, HINT_VERSION, HintTableError, encodeHintHeader, parseHintHeader, readHintTable } from '../lib/hints.js';
 import { parseQemuSize } from '../lib/qemu-cmdline.js';
 import { qemuExeVerdict } from '../lib/qemu-exe.js';
 import { findVm, listVms } from '../lib/vms.js';
@@ -329,17 +329,16 @@ test('rule 3: a process that only calls itself QEMU, naming and holding a file, 
 const HOLE_GPA = 32 * MiB;
 
 function header(fields: { pageCount: bigint; firstPfn?: bigint; headerSize?: number; seq?: number }): Uint8Array {
-  const b = new Uint8Array(HINT_HEADER_BYTES);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, HINT_MAGIC, true);
-  v.setUint16(4, 1, true);
-  v.setUint16(6, fields.headerSize ?? HINT_HEADER_BYTES, true);
-  v.setUint32(8, fields.seq ?? 2, true);
-  v.setUint32(12, 100, true);
-  v.setBigUint64(16, fields.firstPfn ?? 0n, true);
-  v.setBigUint64(24, fields.pageCount, true);
-  v.setBigUint64(32, 123n, true);
-  return b;
+  return encodeHintHeader({
+    magic: HINT_MAGIC,
+    version: HINT_VERSION,
+    headerSize: fields.headerSize ?? HINT_HEADER_BYTES,
+    seq: fields.seq ?? 2,
+    intervalMs: 100,
+    firstPfn: fields.firstPfn ?? 0n,
+    pageCount: fields.pageCount,
+    updateNs: 123n,
+  });
 }
 
 // Serial: no other test of this file allocates while the memory figure is compared.

@@ -17,7 +17,7 @@ export interface ProcessSourceOptions {
   allAnon?: boolean;
   /** QEMU: only the guest-RAM range. */
   guestRamOnly?: boolean;
-  /** Leave out zero-filled THP subpages: the kernel maps them to the zero page outside KSM (needs root). */
+  /** Model THPs as ksmd meets them: a merge splits a THP, and its zero-filled subpages go to the zero page outside KSM. */
   thpZeroApart?: boolean;
 }
 

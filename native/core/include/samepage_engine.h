@@ -82,10 +82,16 @@ typedef enum sp_source_kind {
 /* sp_add_process() flags (and SP_PROC_ALL_ANON, in samepage_common.h) */
 /* Scan only the QEMU guest-RAM range (the process must look like QEMU). */
 #define SP_PROC_GUEST_RAM_ONLY (1u << 1)
-/* Leave out zero-filled pages that sit inside transparent huge pages: the
- * kernel maps them to the zero page when it splits the THP, outside KSM's
- * counters.  THPs are found through /proc/kpageflags as root; without root
- * through PAGEMAP_SCAN's HUGE category, which sees PMD-mapped THPs only.
+/* Model transparent huge pages as ksmd meets them: a merge of one of a
+ * THP's pages splits it first, and the split maps the THP's zero-filled
+ * subpages to the zero page, outside KSM's counters, where they are left
+ * out from then on; until then they are scanned like any page.  Two equal
+ * pages inside one THP do not merge on the pass that splits it (6.12's
+ * cmp_and_merge_page()), and a zero-filled page a split maps away merges
+ * with nothing.  The engine remembers the THPs it split: the process's
+ * memory is not changed.  THPs are found through /proc/kpageflags as root;
+ * without root through PAGEMAP_SCAN's HUGE category, which sees PMD-mapped
+ * THPs only.
  * (Pages mapped to the zero page are left out with or without root: by PFN,
  * or by PAGEMAP_SCAN's PFNZERO category when PFNs are hidden.) */
 #define SP_PROC_THP_ZERO_APART (1u << 2)

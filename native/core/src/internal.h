@@ -58,6 +58,7 @@ enum sp_rec_state {
 #define REC_STATE_MASK 0x07
 #define REC_F_CSUM 0x08 /* csum holds the checksum of a previous visit */
 #define REC_F_ITEM 0x10 /* the kernel would hold an rmap_item for it */
+#define REC_F_THP 0x20  /* at its last visit, in a THP the engine had not split */
 
 struct sp_rec {
   uint32_t csum;  /* low 32 bits of the page hash at the last visit */
@@ -187,6 +188,10 @@ struct sp_source {
   /* the engine's own */
   uint64_t present_pages, thp_zero_pages; /* scan */
   uint64_t pages_lost;                    /* merge */
+  /* THPs the engine has split (a merge of one of their pages), by address
+   * >> 21, sorted: the source still shows them whole, KSM would not. */
+  uint64_t *thp_split;
+  size_t nthp_split, thp_split_cap;
   int error;
 };
 

@@ -5,6 +5,7 @@
  */
 #include "merge.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "access.h"
@@ -34,6 +35,95 @@ static bool should_skip(struct sp_engine *e, struct sp_rec *rec) {
   }
   rec->skips--;
   return true;
+}
+
+/* ---- THPs ------------------------------------------------------------- */
+
+/* KSM merges 4 KiB pages: try_to_merge_one_page() splits a THP before it
+ * merges one of its pages, and the split (remap_page() with
+ * RMP_USE_SHARED_ZEROPAGE, 6.12) maps every zero-filled subpage to the
+ * shared zero page, outside KSM.  So a THP's zero-filled subpages are
+ * candidates like any page until a merge of one of its pages splits it; a
+ * zero-filled page whose THP a merge splits becomes the zero page itself,
+ * and its own merge fails.  A THP is named by its source and its 2 MiB
+ * address. */
+#define THP_SHIFT 21
+
+static size_t thp_split_pos(const struct sp_source *src, uint64_t thp) {
+  size_t lo = 0, hi = src->nthp_split;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (src->thp_split[mid] < thp) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+bool sp__merge_thp_split(const struct sp_source *src, uint64_t address) {
+  uint64_t thp = address >> THP_SHIFT;
+  size_t at = thp_split_pos(src, thp);
+  return at < src->nthp_split && src->thp_split[at] == thp;
+}
+
+/* Is ref's page in a THP the engine has not split? */
+static bool thp_whole(const struct sp_engine *e, uint32_t ref) {
+  if (!(sp__rec_get(e, ref)->state & REC_F_THP)) return false;
+  return !sp__merge_thp_split(sp__rec_source(e, ref), sp__track_address(e, ref));
+}
+
+/* split_huge_page() of ref's THP.  Without memory to remember it the THP
+ * stays whole in the model (its zero subpages stay candidates). */
+static void thp_split(struct sp_engine *e, uint32_t ref) {
+  struct sp_source *src = sp__rec_source(e, ref);
+  uint64_t thp = sp__track_address(e, ref) >> THP_SHIFT;
+  size_t at = thp_split_pos(src, thp);
+  if (at < src->nthp_split && src->thp_split[at] == thp) return;
+  if (src->nthp_split == src->thp_split_cap) {
+    size_t cap = src->thp_split_cap ? src->thp_split_cap * 2 : 64;
+    uint64_t *grown = realloc(src->thp_split, cap * sizeof *grown);
+    if (!grown) return;
+    src->thp_split = grown;
+    src->thp_split_cap = cap;
+  }
+  memmove(src->thp_split + at + 1, src->thp_split + at,
+          (src->nthp_split - at) * sizeof *src->thp_split);
+  src->thp_split[at] = thp;
+  src->nthp_split++;
+}
+
+static bool same_thp(const struct sp_engine *e, uint32_t a, uint32_t b) {
+  return sp__rec_source(e, a) == sp__rec_source(e, b) &&
+         sp__track_address(e, a) >> THP_SHIFT == sp__track_address(e, b) >> THP_SHIFT;
+}
+
+/* try_to_merge_with_ksm_page() of a page: false when the THP split it
+ * takes mapped the page itself to the zero page (the merge fails). */
+static bool thp_merge_one(struct sp_engine *e, uint32_t ref, bool zero_filled) {
+  if (!thp_whole(e, ref)) return true;
+  thp_split(e, ref);
+  return !zero_filled;
+}
+
+/* try_to_merge_two_pages() of a page and the unstable index's `other`,
+ * equal to it: false when it fails.  In one THP, the reference held on
+ * `other` makes the split fail; cmp_and_merge_page() splits the THP after
+ * and merges nothing.  Otherwise each page's THP is split in turn (the
+ * second only if the first page merged). */
+static bool thp_merge_two(struct sp_engine *e, uint32_t ref, uint32_t other,
+                          bool zero_filled) {
+  if (thp_whole(e, ref) && thp_whole(e, other) && same_thp(e, ref, other)) {
+    thp_split(e, ref);
+    return false;
+  }
+  return thp_merge_one(e, ref, zero_filled) && thp_merge_one(e, other, zero_filled);
+}
+
+/* An unstable match that is stale: a zero-filled page indexed while its THP
+ * was whole, since split and so mapped to the zero page.  The kernel's
+ * search finds no page behind that node (get_mergeable_page()) and gives up
+ * without inserting the page it searched for. */
+static bool stale_zero_match(const struct sp_engine *e, uint32_t other, bool zero_filled) {
+  return zero_filled && (sp__rec_get(e, other)->state & REC_F_THP) && !thp_whole(e, other);
 }
 
 /* ---- merging ---------------------------------------------------------- */
@@ -82,12 +172,33 @@ static enum peek peek_partner(struct sp_engine *e, uint32_t partner,
   return PEEK_MISS;
 }
 
+/* A stable merge of ref into dup: false when a THP split made it fail. */
+static bool append_stable(struct sp_engine *e, uint32_t ref, uint32_t dup, bool zero_filled) {
+  if (!thp_merge_one(e, ref, zero_filled)) return false;
+  sp__stable_append(e, dup, ref);
+  return true;
+}
+
+/* An unstable match: merged, or false when the kernel's merge would fail
+ * (a THP split, a stale node). */
+static bool merge_unstable(struct sp_engine *e, uint32_t ref, uint32_t other,
+                           const void *page, uint64_t hash, uint32_t content,
+                           bool zero_filled) {
+  if (stale_zero_match(e, other, zero_filled)) return false;
+  if (!thp_merge_two(e, ref, other, zero_filled)) return false;
+  merge_two(e, ref, other, page, hash, content);
+  return true;
+}
+
 /* cmp_and_merge_page() for a page that passed the checksum gate. */
 static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
                             uint64_t page_index, const void *page,
                             uint64_t hash) {
   uint32_t content = SP_NIL;
   bool searched_stable = false;
+  /* Only a page in a THP needs to know (a split maps it to the zero page). */
+  bool zero_filled = (sp__rec_get(e, ref)->state & REC_F_THP) && hash == e->zero_hash &&
+                     sp__page_is_zero(page);
 
   if (e->settings.lookahead && e->merge.la.valid && e->merge.la.range == range &&
       e->merge.la.next_page == page_index) {
@@ -109,13 +220,15 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
         uint32_t dup = content == SP_NIL ? SP_NIL : sp__stable_pick(e, content);
         if (dup != SP_NIL) {
           uint32_t head = sp__stable_first_member(e, dup);
-          sp__stable_append(e, dup, ref);
-          remember_partner(e, range, page_index, head);
+          if (append_stable(e, ref, dup, zero_filled)) remember_partner(e, range, page_index, head);
+          else e->merge.la.valid = false;
           return;
         }
       }
-      merge_two(e, ref, partner, page, hash, content);
-      remember_partner(e, range, page_index, partner);
+      if (merge_unstable(e, ref, partner, page, hash, content, zero_filled))
+        remember_partner(e, range, page_index, partner);
+      else
+        e->merge.la.valid = false;
       return;
     case PEEK_MISS:
       e->merge.lookahead_misses++;
@@ -128,8 +241,8 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
     uint32_t dup = sp__stable_pick(e, content);
     if (dup != SP_NIL) {
       uint32_t head = sp__stable_first_member(e, dup);
-      sp__stable_append(e, dup, ref);
-      remember_partner(e, range, page_index, head);
+      if (append_stable(e, ref, dup, zero_filled)) remember_partner(e, range, page_index, head);
+      else e->merge.la.valid = false;
       return;
     }
     /* Every merged page of this content is full: like the kernel, wait for
@@ -138,12 +251,24 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
 
   const void *other_page = NULL;
   uint32_t other = sp__unstable_search_insert(e, ref, page, hash, &other_page);
-  if (other == SP_NIL) {
+  if (other == SP_NIL || !merge_unstable(e, ref, other, page, hash, content, zero_filled)) {
     e->merge.la.valid = false;
     return;
   }
-  merge_two(e, ref, other, page, hash, content);
   remember_partner(e, range, page_index, other);
+}
+
+/* A page the kernel searches the trees for but can merge with nothing (a
+ * zero-filled page its THP's split just mapped to the zero page): a stable
+ * match or an unstable one fails; with none it goes into the unstable
+ * index, where it stays until its next visit finds it gone. */
+static void merge_unmergeable(struct sp_engine *e, uint32_t ref, const void *page,
+                              uint64_t hash) {
+  e->merge.la.valid = false;
+  uint32_t content = sp__stable_find(e, page, hash);
+  if (content != SP_NIL && sp__stable_pick(e, content) != SP_NIL) return;
+  const void *other_page = NULL;
+  (void)sp__unstable_search_insert(e, ref, page, hash, &other_page);
 }
 
 /* A page the engine modelled as merged into the zero page, read again: if
@@ -165,10 +290,14 @@ static void visit_zero(struct sp_engine *e, struct sp_source *src, uint32_t ref,
 }
 
 bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
-                     uint32_t range, uint64_t page_index, const void *page) {
+                     uint32_t range, uint64_t page_index, const void *page,
+                     bool in_thp) {
   struct sp_rec *rec = sp__rec_get(e, ref);
   uint64_t hash = sp__hash_page(page);
   unsigned state = sp__rec_state(rec);
+
+  if (in_thp) rec->state |= REC_F_THP;
+  else rec->state &= (uint8_t)~REC_F_THP;
 
   if (state == REC_ZERO) {
     visit_zero(e, src, ref, rec, page, hash);
@@ -209,6 +338,14 @@ bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
 
   if (e->settings.use_zero_pages && hash == e->zero_hash &&
       sp__page_is_zero(page)) {
+    if (in_thp) {
+      /* try_to_merge_with_zero_page(): the split maps the page to the zero
+       * page outside KSM and the merge fails; cmp_and_merge_page() goes on
+       * with it to the trees, where it can merge with nothing. */
+      thp_split(e, ref);
+      merge_unmergeable(e, ref, page, hash);
+      return false;
+    }
     sp__rec_set_state(rec, REC_ZERO);
     e->merge.ksm_zero_pages++;
     src->zero_pages++;

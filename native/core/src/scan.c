@@ -349,18 +349,20 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
   if (err < 0) return err;
   const struct sp_window *w = &e->acc.win;
 
-  /* Zero-filled subpages of a THP end up on the zero page outside KSM when
-   * the THP is split; they are counted apart, not as candidates. */
+  /* Which pages are in THPs: a merge splits a THP, and the split maps its
+   * zero-filled subpages to the zero page outside KSM (merge.c).  Those of
+   * a THP the engine has split are counted apart, not as candidates; a
+   * THP not split yet is scanned like small pages. */
   uint8_t thp[SP_BATCH_PAGES];
-  uint8_t zero_want[SP_BATCH_PAGES];
+  uint8_t present[SP_BATCH_PAGES];
   bool thp_known = false;
   if ((src->flags & SP_PROC_THP_ZERO_APART) && src->ops->thp) {
     bool any = false;
     for (size_t i = 0; i < n; i++) {
-      zero_want[i] = want[i] && w->ptrs[i] && sp__page_is_zero(w->ptrs[i]);
-      any |= zero_want[i];
+      present[i] = want[i] && w->ptrs[i];
+      any |= present[i];
     }
-    if (any && src->ops->thp(src, range, first, n, zero_want, thp) == 0) thp_known = true;
+    if (any && src->ops->thp(src, range, first, n, present, thp) == 0) thp_known = true;
   }
 
   for (size_t i = 0; i < n; i++) {
@@ -369,15 +371,19 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
       sp__merge_forget(e, refs[i], true);
       continue;
     }
-    if (thp_known && zero_want[i] && thp[i]) {
-      src->thp_zero_pages++;
-      sp__merge_forget(e, refs[i], false);
-      continue;
+    bool in_thp = thp_known && thp[i];
+    if (in_thp && sp__merge_thp_split(src, range->start + (first + i) * SP_PAGE_SIZE)) {
+      if (sp__page_is_zero(w->ptrs[i])) {
+        src->thp_zero_pages++;
+        sp__merge_forget(e, refs[i], false);
+        continue;
+      }
+      in_thp = false;
     }
     /* A merged page found written and skipped was charged before it was
      * read; the kernel charges no skipped page, so it is given back (the
      * step goes on to the next window if it must). */
-    if (sp__merge_visit(e, src, refs[i], range_id, first + i, w->ptrs[i])) charged--;
+    if (sp__merge_visit(e, src, refs[i], range_id, first + i, w->ptrs[i], in_thp)) charged--;
   }
   sp__window_end(e);
   e->scan.cur.page = first + n;

@@ -36,5 +36,6 @@ void sp__source_free(struct sp_source *src) {
   free(src->ranges);
   free(src->hints);
   free(src->next_hints);
+  free(src->thp_split);
   free(src);
 }

@@ -359,6 +359,12 @@ static int proc_thp(struct sp_source *src, const struct sp_range *range,
     uint64_t pfn0 = p->pm[i] & SP_PM_PFN_MASK;
     size_t j = i + 1;
     while (j < npages && (p->pm[j] & SP_PM_PFN_MASK) == pfn0 + (j - i)) j++;
+    /* A page whose neighbours on both sides are not the next frames is in
+     * no large folio: no read (most pages where THP is off). */
+    if (j == i + 1 && i > 0 && j < npages) {
+      i = j;
+      continue;
+    }
     uint64_t kf[SP_BATCH_PAGES];
     ssize_t got = pread(p->kpageflags_fd, kf, (j - i) * 8, (off_t)(pfn0 * 8));
     if (got < 0) return -errno;

@@ -381,6 +381,36 @@ static void pp_body(void *hello) {
   out[2] = 0;
 }
 
+/* Four THPs (MADV_HUGEPAGE), 2048 pages:
+ *   THP 0: 256 run pages (pp_run_content: 32 contents x 8), 128 zero, 128 unique;
+ *   THP 1: 128 contents twice inside the one THP, 256 unique;
+ *   THP 2: 512 unique (nothing in it ever matches: never split);
+ *   THP 3: the 256 run pages again, 256 zero.
+ * SIGUSR1/SIGUSR2 rewrite and restore the first PP_WRITTEN run pages of
+ * THP 0, as pp_write() does for pp_body(). */
+enum { PP_THPS = 4, PP_THP_PAGES = 512 * PP_THPS };
+static void pp_thp_body(void *hello) {
+  size_t len = (size_t)PP_THP_PAGES * SP_PAGE_SIZE, huge = 2u << 20;
+  unsigned char *raw = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) _exit(2);
+  pp_region = (unsigned char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+  if (madvise(pp_region, len, MADV_HUGEPAGE)) _exit(3);
+  for (int i = 0; i < PP_THP_PAGES; i++) {
+    unsigned char *p = pp_region + (size_t)i * SP_PAGE_SIZE;
+    int thp = i / 512, j = i % 512;
+    if ((thp == 0 || thp == 3) && j < 256) pp_run_content(p, j);
+    else if ((thp == 0 && j < 384) || thp == 3) p[1] = 1, p[1] = 0;
+    else if (thp == 1 && j < 256) sp_test_fill(p, 600 + (uint64_t)(j % 128));
+    else sp_test_fill(p, 3000000 + (uint64_t)i);
+  }
+  if (madvise(pp_region, len, MADV_MERGEABLE)) _exit(4);
+  if (signal(SIGUSR1, pp_write) == SIG_ERR || signal(SIGUSR2, pp_write) == SIG_ERR) _exit(5);
+  uint64_t *out = hello;
+  out[0] = (uintptr_t)pp_region;
+  out[1] = (uintptr_t)&pp_acks;
+  out[2] = 0;
+}
+
 /* In the forked child, SIGUSR1: its first PP_COW unique pages written with
  * the bytes they hold, so each gets a frame of its own (copy-on-write). */
 enum { PP_COW = 16 };
@@ -453,7 +483,8 @@ struct pp_event {
  * the engine to make the same pass.  The events change the child between
  * passes.  Every counter ksmd publishes, every pass. */
 static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, size_t nevents,
-                            bool chain_lag, bool forked) {
+                            bool chain_lag, sp_test_child_body body, uint32_t proc_flags) {
+  bool forked = body == pp_fork_body;
   int64_t smart = ksm_read("smart_scan"), lookahead = ksm_read("lookahead");
   CHECK_OK(ksm_write("run", "2"));
   char mps[16];
@@ -465,7 +496,7 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
    * writes even in a TCG guest (checked after each step). */
   CHECK_OK(ksm_write("sleep_millisecs", "1000"));
   uint64_t hello[3];
-  current = sp_test_fork(forked ? pp_fork_body : pp_body, hello, sizeof hello);
+  current = sp_test_fork(body, hello, sizeof hello);
   pid_t second = (pid_t)hello[2];
   current_forked = second;
   CHECK(forked == (second > 0));
@@ -474,7 +505,14 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
    * may change which pages merge while the unstable tree is inconsistent. */
   sp_engine *e = sp_test_engine(use_zero_pages, PP_MPS, smart > 0, lookahead > 0);
   uint32_t id, second_id = 0;
-  CHECK_OK(sp_add_process(e, "pass", current.pid, 0, &id));
+  if (body == pp_thp_body) {
+    /* The child's memory must be in THPs, or this tests nothing new. */
+    sp_live_process live;
+    CHECK_OK(sp_live_processes(&current.pid, 1, 0, &live, NULL));
+    printf("  child's THP pages: %llu of %d\n", (unsigned long long)live.thp_pages, PP_THP_PAGES);
+    CHECK_EQ(live.thp_pages, PP_THP_PAGES);
+  }
+  CHECK_OK(sp_add_process(e, "pass", current.pid, proc_flags, &id));
   /* In ksmd's order: the forked process's mm joined the list after. */
   if (forked) CHECK_OK(sp_add_process(e, "forked", second, 0, &second_id));
   int64_t base_scans = ksm_read("full_scans"), base_scanned = ksm_read("pages_scanned");
@@ -555,20 +593,29 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
 /* 16 merged pages rewritten after pass 5, their contents back after 9. */
 static void per_pass_writes(void) {
   const struct pp_event ev[] = {{5, SIGUSR1, false, false}, {9, SIGUSR2, false, false}};
-  per_pass_agrees(0, ev, 2, false, false);
+  per_pass_agrees(0, ev, 2, false, pp_body, 0);
+}
+/* In THPs: KSM splits a THP when one of its pages merges, and the split
+ * maps its zero-filled subpages to the zero page, outside KSM
+ * (SP_PROC_THP_ZERO_APART); two equal pages inside one THP; a THP nothing
+ * matches, never split.  16 merged pages rewritten after pass 5, written
+ * back after 9. */
+static void per_pass_thp(void) {
+  const struct pp_event ev[] = {{5, SIGUSR1, false, false}, {9, SIGUSR2, false, false}};
+  per_pass_agrees(0, ev, 2, false, pp_thp_body, SP_PROC_THP_ZERO_APART);
 }
 /* use_zero_pages 1; 64 unique pages unmapped after pass 3, 16 merged pages
  * rewritten after 5, 64 hot pages made read-only after 7 (VMA splits),
  * the 16 written back after 9. */
 static void per_pass_reshaped(void) {
   const struct pp_event ev[] = {{3, 0, true, false}, {5, SIGUSR1, false, false}, {7, 1, true, false}, {9, SIGUSR2, false, false}};
-  per_pass_agrees(1, ev, 4, false, false);
+  per_pass_agrees(1, ev, 4, false, pp_body, 0);
 }
 /* 100 pages of the 4-dup chain rewritten after pass 4 (dups empty and are
  * pruned), the chain's content back after pass 8. */
 static void per_pass_chain_shrinks(void) {
   const struct pp_event ev[] = {{4, 2, true, false}, {8, 3, true, false}};
-  per_pass_agrees(0, ev, 2, true, false);
+  per_pass_agrees(0, ev, 2, true, pp_body, 0);
 }
 /* A forked second process shares every page copy-on-write: the unique
  * pages it shares with the first never merge (6.12 abandons an unstable
@@ -578,7 +625,7 @@ static void per_pass_chain_shrinks(void) {
  * they hold, and those, on frames of their own now, merge. */
 static void per_pass_forked(void) {
   const struct pp_event ev[] = {{5, SIGUSR1, false, true}};
-  per_pass_agrees(0, ev, 1, false, true);
+  per_pass_agrees(0, ev, 1, false, pp_fork_body, 0);
 }
 
 static void with_zero_pages_off(void) { kernel_agrees(0); }
@@ -624,6 +671,11 @@ int main(void) {
   ksm_save_settings();
   sp_check_run("pass by pass, a chain's dups emptied, its content written back, every counter",
                per_pass_chain_shrinks);
+  end_children();
+  ksm_restore_settings();
+  ksm_save_settings();
+  sp_check_run("pass by pass in THPs: split on merge, zero subpages apart, pairs inside one THP, every counter",
+               per_pass_thp);
   end_children();
   ksm_restore_settings();
   /* The engine knows a page's frame only where KPF_KSM tells a KSM page

@@ -19,13 +19,14 @@
 #     also dumps 128 MiB of its guest's RAM, and a boot (sp_mode=ksm-hints-guest) has ksmd scan
 #     that dump with the guest's own hint table registered (patch 0004 on a real guest's hints);
 #  8. builds the same kernel with the series' options off and boots it with sp_mode=selftests;
+#  8b. builds the options-on kernel with KASAN too (config-kasan.fragment) and boots the checks on it;
 #  9. checks that the options-off kernel has 6.12's KSM sysfs files, merges the fixed workload as
 #     the options-on kernel does at knobs 0 and gets the same selftest results;
 # and prints a result table, `N skipped` and `N passed, N failed`; exits non-zero on any failure.
 # Every boot's serial log is scanned by scan-splats.sh (row "no_splat <boot>"): the kernel is
 # built with lockdep, DEBUG_VM, DEBUG_LIST (config.fragment) and any kernel report fails the run.
 #
-# Environment: SAMEPAGE_KERNEL_CACHE (default /var/cache/samepage-kernel) holds the tree, both
+# Environment: SAMEPAGE_KERNEL_CACHE (default /var/cache/samepage-kernel) holds the tree, the three
 # build directories, the artifacts and each run's logs. SAMEPAGE_KERNEL_JOBS (default nproc).
 # The guest kernel has its own KSM: nothing here reads or writes the host's /sys/kernel/mm/ksm.
 set -euo pipefail
@@ -40,6 +41,7 @@ tarball=/usr/src/linux-source-6.12.tar.xz
 tree=$cache/linux-source-6.12
 build_on=$cache/build-on
 build_off=$cache/build-off
+build_kasan=$cache/build-kasan
 artifacts=$cache/artifacts
 run_dir=$cache/runs/$(date -u +%Y%m%dT%H%M%SZ)
 # Options the series adds; the "off" build turns all of them off.
@@ -131,7 +133,7 @@ git_() { git -C "$tree" -c user.name=samepage -c user.email=samepage@localhost -
 source_id=$(stat -c '%s %Y' "$tarball")
 if [[ ! -d $tree/.git || "$(cat "$cache/source.stamp" 2>/dev/null)" != "$source_id" ]]; then
 	log "extracting $tarball into $tree"
-	rm -rf "$tree" "$build_on" "$build_off" "$cache/series.applied"
+	rm -rf "$tree" "$build_on" "$build_off" "$build_kasan" "$cache/series.applied"
 	tar -xf "$tarball" -C "$cache"
 	[[ -d $tree ]] || die "$tarball did not unpack to $tree"
 	# Debian's top-level .gitignore ignores everything ("/*"): add with -f.
@@ -182,17 +184,23 @@ for p in "${patches[@]}"; do
 done
 
 # --- 4. configure and build ----------------------------------------------------------------------
-# configure DIR OFF: tinyconfig + the fragment (+ the series' options off when OFF=1), then check
-# that olddefconfig kept every option asked for.
+# configure DIR OFF [EXTRA]: tinyconfig + the fragment (+ the series' options off when OFF=1, + the
+# fragment EXTRA, whose "# CONFIG_X is not set" lines turn options off), then check that
+# olddefconfig kept every option asked for.
 configure() {
-	local dir=$1 off=$2 opt want stamp
-	stamp=$( (cat "$fragment"; echo "off=$off") | sha256sum | cut -d' ' -f1)
+	local dir=$1 off=$2 extra=${3:-} opt want stamp
+	local fragments=("$fragment")
+	[[ -n $extra ]] && fragments+=("$extra")
+	stamp=$( (cat "${fragments[@]}"; echo "off=$off") | sha256sum | cut -d' ' -f1)
 	[[ -f $dir/.config && "$(cat "$dir/.config.samepage" 2>/dev/null)" == "$stamp" ]] && return 0
 	mkdir -p "$dir"
 	make -s -C "$tree" O="$dir" tinyconfig >"$run_dir/config-$(basename "$dir").log" 2>&1
 	while read -r opt; do
 		"$tree/scripts/config" --file "$dir/.config" -e "${opt#CONFIG_}"
-	done < <(grep -o '^CONFIG_[A-Z0-9_]*=y' "$fragment" | sed 's/=y$//')
+	done < <(cat "${fragments[@]}" | grep -o '^CONFIG_[A-Z0-9_]*=y' | sed 's/=y$//')
+	while read -r opt; do
+		"$tree/scripts/config" --file "$dir/.config" -d "${opt#CONFIG_}"
+	done < <(cat "${fragments[@]}" | sed -nE 's/^# (CONFIG_[A-Z0-9_]+) is not set$/\1/p')
 	if [[ $off == 1 ]]; then
 		for opt in "${series_options[@]}"; do "$tree/scripts/config" --file "$dir/.config" -d "$opt"; done
 	fi
@@ -202,8 +210,11 @@ configure() {
 			grep -q "^$want=y" "$dir/.config" && die "$want is still set in the options-off config"
 			continue
 		fi
-		grep -q "^$want=y" "$dir/.config" || die "$want did not survive olddefconfig in $dir: a dependency is missing from $fragment"
-	done < <(grep -o '^CONFIG_[A-Z0-9_]*=y' "$fragment" | sed 's/=y$//')
+		grep -q "^$want=y" "$dir/.config" || die "$want did not survive olddefconfig in $dir: a dependency is missing from ${fragments[*]}"
+	done < <(cat "${fragments[@]}" | grep -o '^CONFIG_[A-Z0-9_]*=y' | sed 's/=y$//')
+	while read -r want; do
+		grep -q "^$want=y" "$dir/.config" && die "$want is still set in $dir although ${fragments[*]} turns it off"
+	done < <(cat "${fragments[@]}" | sed -nE 's/^# (CONFIG_[A-Z0-9_]+) is not set$/\1/p')
 	echo "$stamp" >"$dir/.config.samepage"
 }
 
@@ -306,8 +317,9 @@ scan_serial() {
 	fi
 }
 
-# boot NAME BZIMAGE LIMIT_S ICOUNT APPEND [INITRAMFS]: one guest under QEMU TCG with 2 vCPUs; its serial log
-# is serial-NAME.log, its SP RESULT lines become rows, and the log is scanned for kernel reports.
+# boot NAME BZIMAGE LIMIT_S ICOUNT APPEND [INITRAMFS] [PREFIX]: one guest under QEMU TCG with 2 vCPUs; its
+# serial log is serial-NAME.log, its SP RESULT lines become rows (named PREFIX<row>), and the log is
+# scanned for kernel reports.
 # ICOUNT=1 adds -icount shift=0: guest time advances 1 ns per executed guest instruction (QEMU
 # then runs both vCPUs round-robin on one host thread and counts the instructions of both), so
 # ksmd's run time in the guest measures work and does not depend on what else loads this host.
@@ -317,7 +329,7 @@ scan_serial() {
 # -icount (MTTCG, a host thread per vCPU) the same boot ran clean in 98 s.
 # mem-merge=off keeps the guest's RAM out of the host's KSM (the guest kernel has its own).
 boot() {
-	local name=$1 kernel=$2 limit=$3 icount=$4 append=$5 initramfs=${6:-$artifacts/initramfs.cpio.gz}
+	local name=$1 kernel=$2 limit=$3 icount=$4 append=$5 initramfs=${6:-$artifacts/initramfs.cpio.gz} prefix=${7:-}
 	local serial=$run_dir/serial-$1.log t0 pid line
 	local accel=(-accel tcg)
 	[[ $icount == 1 ]] && accel+=(-icount shift=0)
@@ -342,7 +354,7 @@ boot() {
 	while IFS= read -r line; do
 		line=${line%$'\r'}
 		read -r _ _ rname status detail <<<"$line"
-		result "$rname" "$status" "$detail"
+		result "$prefix$rname" "$status" "$detail"
 	done < <(grep -a '^SP RESULT ' "$serial")
 	if grep -aq '^SP DONE' "$serial"; then
 		result "boot $name" PASS "SP DONE after $(($(date +%s) - t0)) s"
@@ -353,7 +365,10 @@ boot() {
 }
 
 # --- 6. checks and upstream selftests on the options-on kernel -----------------------------------
-boot checks "$artifacts/bzImage" 900 1 "sp_mode=checks"
+# null_blk: /dev/nullb0, memory-backed, every request completed 4 s after it is queued (the
+# exclusive cache's writeback check); its partition scan at boot costs a few of those 4 s.
+nullb_params="null_blk.nr_devices=1 null_blk.gb=1 null_blk.memory_backed=1 null_blk.irqmode=2 null_blk.completion_nsec=4000000000"
+boot checks "$artifacts/bzImage" 900 1 "sp_mode=checks $nullb_params"
 # numa=fake=2: two NUMA nodes for ksm_tests -N (merge_across_nodes 0 and 1).
 boot selftests-on "$artifacts/bzImage" 900 0 "sp_mode=selftests numa=fake=2"
 
@@ -403,6 +418,22 @@ configure "$build_off" 1
 if build "$build_off" "options-off"; then
 	cp "$build_off/arch/x86/boot/bzImage" "$artifacts/bzImage-off"
 	boot selftests-off "$artifacts/bzImage-off" 900 0 "sp_mode=selftests sp_kernel=off numa=fake=2"
+fi
+
+# --- 8b. the options-on kernel with KASAN -------------------------------------------------------
+# The checks run again on a KASAN build (config-kasan.fragment), with a page_hints= hole so that
+# patch 0003's boot-time code runs under it too; scan-splats.sh fails the run on any "BUG: KASAN"
+# report. KASAN slows the guest about 3-4x: this boot runs without -icount (it does not measure) and
+# gives the lookahead VM smoke run 12 s instead of 3 for ksmd's two full scans.
+configure "$build_kasan" 0 "$here/config-kasan.fragment"
+if build "$build_kasan" "kasan"; then
+	cp "$build_kasan/arch/x86/boot/bzImage" "$artifacts/bzImage-kasan"
+	boot checks-kasan "$artifacts/bzImage-kasan" 1800 0 "sp_mode=checks sp_vm_smoke_secs=12 page_hints=256K@64M $nullb_params" "" kasan/
+	if grep -aq 'KernelAddressSanitizer initialized' "$run_dir/serial-checks-kasan.log"; then
+		result kasan_active PASS "$(grep -a -m1 -o 'KernelAddressSanitizer initialized.*' "$run_dir/serial-checks-kasan.log" | tr -d '\r')"
+	else
+		result kasan_active FAIL "no 'KernelAddressSanitizer initialized' in $run_dir/serial-checks-kasan.log"
+	fi
 fi
 
 # --- 9. the options-off kernel behaves as 6.12 and as the options-on kernel at knobs 0 -----------

@@ -39,16 +39,22 @@ void sp_sleep_ms(unsigned int ms)
 
 int sp_read_text(const char *path, char *buf, size_t len)
 {
-	ssize_t n;
+	size_t got = 0;
+	ssize_t n = 0;
+	char extra;
 	int fd = open(path, O_RDONLY);
 
 	if (fd < 0)
 		return -errno;
-	n = read(fd, buf, len - 1);
+	/* A seq_file (/proc/zoneinfo) may hand out less than asked per read. */
+	while (got < len - 1 && (n = read(fd, buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	if (n >= 0 && got == len - 1 && read(fd, &extra, 1) > 0)
+		n = -1, errno = EFBIG;
 	close(fd);
 	if (n < 0)
 		return -errno;
-	buf[n] = '\0';
+	buf[got] = '\0';
 	return 0;
 }
 
@@ -275,6 +281,31 @@ int sp_pfns(const void *addr, size_t pages, uint64_t *pfn)
 	}
 	close(fd);
 	return 0;
+}
+
+void sp_file_kpageflags(int fd, size_t pages, uint64_t *pfn, uint64_t *flags, const char *what)
+{
+	volatile unsigned char *map;
+	unsigned char sum = 0;
+	size_t i;
+	int kpf;
+
+	map = mmap(NULL, pages * SP_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		sp_die(what, errno);
+	for (i = 0; i < pages; i++)
+		sum += map[i * SP_PAGE];
+	(void)sum;
+	if (sp_pfns((const void *)map, pages, pfn))
+		sp_die(what, EFAULT);
+	kpf = open("/proc/kpageflags", O_RDONLY);
+	if (kpf < 0)
+		sp_die("/proc/kpageflags", errno);
+	for (i = 0; i < pages; i++)
+		if (pread(kpf, &flags[i], 8, (off_t)(pfn[i] * 8)) != 8)
+			sp_die("read /proc/kpageflags", errno ? errno : EIO);
+	close(kpf);
+	munmap((void *)map, pages * SP_PAGE);
 }
 
 unsigned long long sp_meminfo_kb(const char *key)

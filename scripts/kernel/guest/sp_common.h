@@ -68,6 +68,7 @@ void sp_result(const char *name, bool pass, const char *fmt, ...)
 /* A fatal setup error: report it as a failed check, end the guest. */
 void sp_die(const char *what, int err) __attribute__((noreturn));
 void sp_sleep_ms(unsigned int ms);
+/* The whole of @path into @buf, NUL-terminated; -EFBIG if it does not fit. */
 int sp_read_text(const char *path, char *buf, size_t len);
 int sp_write_text(const char *path, const char *text);
 /* /sys/kernel/mm/ksm/<name>: read or write, sp_die() on error. */
@@ -89,11 +90,17 @@ int sp_spawn(struct sp_child *c, int proc, size_t pages,
 void sp_reap(struct sp_child *c, int n);
 int sp_ksm_map(const struct sp_child *c, size_t pages, unsigned char *out);
 int sp_pfns(const void *addr, size_t pages, uint64_t *pfn);
+/*
+ * The PFN and /proc/kpageflags word of each of the first @pages pages of
+ * file @fd: maps them (read faults), reads both, and unmaps them again (a
+ * mapped page cache page is never dropped).  sp_die() on error, naming @what.
+ */
+void sp_file_kpageflags(int fd, size_t pages, uint64_t *pfn, uint64_t *flags, const char *what);
 unsigned long long sp_meminfo_kb(const char *key);
 void sp_mount(const char *src, const char *dst, const char *type);
 
 /* The areas, each in its own file. */
-void sp_check_lookahead(void);		/* sp_lookahead.c */
+void sp_check_lookahead(const char *cmdline);		/* sp_lookahead.c */
 void sp_lookahead_bench(const char *cmdline);	/* sp_lookahead.c */
 void sp_check_exclusive_cache(void);	/* sp_exclusive_cache.c */
 void sp_check_large_folios(void);	/* sp_large_folios.c */

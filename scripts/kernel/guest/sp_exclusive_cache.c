@@ -191,6 +191,104 @@ static void sp_ec_check_budget(int fd, void *map, size_t dev_pages)
 }
 
 /*
+ * Pages under writeback.  /dev/nullb0 is null_blk, memory-backed, with each
+ * request completed by a timer seconds later (test-kernel.sh boots the
+ * checks with null_blk.memory_backed=1 null_blk.irqmode=2 and a long
+ * null_blk.completion_nsec).  It gets SP_EC_PAGES pages of content A (KSM
+ * pages of the workload), and their writeback is started without waiting
+ * (SYNC_FILE_RANGE_WRITE): two full scans with their cache passes run while
+ * the pages are under writeback and must keep every one.  Once written back
+ * (fsync) the same pages are clean, and the next passes must drop them all:
+ * only the writeback flag kept them.
+ */
+#define SP_EC_NULLB "/dev/nullb0"
+#define SP_KPF_WRITEBACK 8	/* /proc/kpageflags bit */
+
+/*
+ * How many of the first SP_EC_PAGES pages of @fd are under writeback now,
+ * from /proc/kpageflags (meminfo's Writeback lags by the per-CPU counter
+ * deltas).
+ */
+static size_t sp_ec_under_writeback(int fd)
+{
+	static uint64_t pfn[SP_EC_PAGES], flags[SP_EC_PAGES];
+	size_t i, n = 0;
+
+	sp_file_kpageflags(fd, SP_EC_PAGES, pfn, flags, SP_EC_NULLB);
+	for (i = 0; i < SP_EC_PAGES; i++)
+		n += (flags[i] >> SP_KPF_WRITEBACK) & 1;
+	return n;
+}
+
+static void sp_ec_check_writeback(void)
+{
+	static unsigned char page[SP_PAGE], vec[SP_EC_PAGES];
+	unsigned long long wb_kb[2], scans, dropped0, dropped_wb, dropped_clean;
+	size_t i, kept_wb = 0, kept_clean = 0, still_wb;
+	void *map;
+	int fd = open(SP_EC_NULLB, O_RDWR), err;
+
+	if (fd < 0) {
+		sp_result("exclusive_cache_keeps_writeback", false,
+			  "%s: %s: boot the checks with null_blk.memory_backed=1 null_blk.irqmode=2 "
+			  "null_blk.completion_nsec=N (CONFIG_BLK_DEV_NULL_BLK)", SP_EC_NULLB,
+			  strerror(errno));
+		return;
+	}
+	err = posix_fadvise(fd, 0, 0, SP_FADV_KSM_EXCLUSIVE);
+	if (err)
+		sp_die("posix_fadvise(" SP_EC_NULLB ", POSIX_FADV_KSM_EXCLUSIVE)", err);
+	for (i = 0; i < SP_EC_PAGES; i++) {
+		sp_fill(page, sp_ec_file_seed(i));	/* A */
+		if (pwrite(fd, page, SP_PAGE, (off_t)(i * SP_PAGE)) != (ssize_t)SP_PAGE)
+			sp_die("pwrite " SP_EC_NULLB, errno);
+	}
+	map = mmap(NULL, SP_EC_PAGES * SP_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		sp_die("mmap " SP_EC_NULLB, errno);
+
+	/* From a scan boundary: the passes that count start after the sync. */
+	sp_wait_full_scans(sp_ksm_get("full_scans"), 120);
+	if (sync_file_range(fd, 0, SP_EC_PAGES * SP_PAGE, SYNC_FILE_RANGE_WRITE))
+		sp_die("sync_file_range " SP_EC_NULLB, errno);
+	wb_kb[0] = sp_meminfo_kb("Writeback");
+	dropped0 = sp_ksm_get("cache_pages_dropped");
+	scans = sp_ksm_get("full_scans");
+	sp_wait_full_scans(scans + 1, 120);
+	wb_kb[1] = sp_meminfo_kb("Writeback");
+	dropped_wb = sp_ksm_get("cache_pages_dropped") - dropped0;
+	if (mincore(map, SP_EC_PAGES * SP_PAGE, vec))
+		sp_die("mincore " SP_EC_NULLB, errno);
+	for (i = 0; i < SP_EC_PAGES; i++)
+		kept_wb += vec[i] & 1;
+	/* Every page still under writeback after both passes, or the row
+	 * proves nothing (counted after mincore: counting maps them). */
+	still_wb = sp_ec_under_writeback(fd);
+
+	if (fsync(fd))
+		sp_die("fsync " SP_EC_NULLB, errno);
+	dropped0 = sp_ksm_get("cache_pages_dropped");
+	scans = sp_ksm_get("full_scans");
+	sp_wait_full_scans(scans + 1, 120);
+	dropped_clean = sp_ksm_get("cache_pages_dropped") - dropped0;
+	if (mincore(map, SP_EC_PAGES * SP_PAGE, vec))
+		sp_die("mincore " SP_EC_NULLB, errno);
+	for (i = 0; i < SP_EC_PAGES; i++)
+		kept_clean += vec[i] & 1;
+	munmap(map, SP_EC_PAGES * SP_PAGE);
+	close(fd);
+
+	sp_result("exclusive_cache_keeps_writeback",
+		  still_wb == SP_EC_PAGES && kept_wb == SP_EC_PAGES && dropped_wb == 0 &&
+		  kept_clean == 0 && dropped_clean == SP_EC_PAGES,
+		  "%s, %d pages matching KSM pages, writeback started: after 2 full scans %zu "
+		  "still under writeback (kpageflags; meminfo Writeback %llu kB after the sync, "
+		  "%llu kB then), %zu kept, cache_pages_dropped +%llu; written back: %zu kept, +%llu",
+		  SP_EC_NULLB, SP_EC_PAGES, still_wb, wb_kb[0], wb_kb[1], kept_wb, dropped_wb,
+		  kept_clean, dropped_clean);
+}
+
+/*
  * In a child as uid/gid SP_EC_USER: advice 8 and 9 on a read-only fd of
  * @path must fail with EPERM, on a read-write fd succeed; cache_pages_dropped
  * must not open, cache_pages_scanned must.  Exit status: a bit per failure.
@@ -385,6 +483,7 @@ void sp_check_exclusive_cache(void)
 		  scanned[3] - scanned[2], all0, all);
 
 	sp_ec_check_budget(fd, map, dev_pages);
+	sp_ec_check_writeback();
 
 	sp_ksm_set("run", 0);
 	/* Safety first: whatever both passes dropped, every page reads back as

@@ -62,20 +62,11 @@ static unsigned long long sp_pcp_kb(void)
 {
 	static char buf[65536];
 	unsigned long long pages = 0;
-	size_t len = 0;
-	ssize_t n;
 	char *line;
-	int fd = open("/proc/zoneinfo", O_RDONLY);
+	int err = sp_read_text("/proc/zoneinfo", buf, sizeof(buf));
 
-	if (fd < 0)
-		sp_die("open /proc/zoneinfo", errno);
-	while (len < sizeof(buf) - 1 &&
-	       (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += (size_t)n;
-	close(fd);
-	if (len == sizeof(buf) - 1)
-		sp_die("/proc/zoneinfo is larger than 64 KiB", EFBIG);
-	buf[len] = '\0';
+	if (err)
+		sp_die("/proc/zoneinfo", err);
 	for (line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
 		unsigned long long count;
 

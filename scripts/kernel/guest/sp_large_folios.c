@@ -21,6 +21,9 @@
  * matching pages must be gone, every folio with an unmatched page still
  * wholly cached, and cache_pages_dropped must have grown by exactly the
  * pages of the folios gone.
+ *
+ * The same file then checks how long the opt-in lasts (ksm.rst: as long as
+ * the inode): sp_lf_check_lifetime().
  */
 #include "sp_common.h"
 
@@ -102,77 +105,62 @@ static void sp_lf_copy_image(void)
  */
 static void sp_lf_folios(int fd, size_t first[SP_LF_PAGES])
 {
-	static uint64_t pfn[SP_LF_PAGES];
-	volatile unsigned char *map;
-	unsigned char sum = 0;
+	static uint64_t pfn[SP_LF_PAGES], flags[SP_LF_PAGES];
 	size_t i;
-	int kpf;
 
-	map = mmap(NULL, SP_LF_PAGES * SP_PAGE, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		sp_die("mmap " SP_LF_FILE, errno);
-	for (i = 0; i < SP_LF_PAGES; i++)
-		sum += map[i * SP_PAGE];
-	(void)sum;
-	if (sp_pfns((const void *)map, SP_LF_PAGES, pfn))
-		sp_die("pagemap of " SP_LF_FILE, EFAULT);
-	kpf = open("/proc/kpageflags", O_RDONLY);
-	if (kpf < 0)
-		sp_die("/proc/kpageflags", errno);
+	sp_file_kpageflags(fd, SP_LF_PAGES, pfn, flags, SP_LF_FILE);
 	for (i = 0; i < SP_LF_PAGES; i++) {
-		uint64_t flags;
-
-		if (pread(kpf, &flags, 8, (off_t)(pfn[i] * 8)) != 8)
-			sp_die("read /proc/kpageflags", errno ? errno : EIO);
 		/* A tail continues the folio of the page before it, and sits
 		 * right after it in memory as in the file. */
-		if ((flags & SP_KPF_COMPOUND_TAIL) && i > 0 && pfn[i] == pfn[i - 1] + 1)
+		if ((flags[i] & SP_KPF_COMPOUND_TAIL) && i > 0 && pfn[i] == pfn[i - 1] + 1)
 			first[i] = first[i - 1];
 		else
 			first[i] = i;
 	}
-	close(kpf);
-	munmap((void *)map, SP_LF_PAGES * SP_PAGE);
 }
 
-void sp_check_large_folios(void)
+/* Reads @fd through: readahead caches it, in large folios. */
+static void sp_lf_read(int fd)
 {
-	static size_t first[SP_LF_PAGES];
-	static unsigned char vec[SP_LF_PAGES];
 	static unsigned char buf[128 * 1024];
-	unsigned long long scans0, dropped0, dropped, want = 0;
-	size_t i, j, folios = 0, large_gone = 0, large_kept = 0, wrong = 0;
-	size_t by_order[11] = { 0 };
-	char hist[160] = "";
-	size_t len = 0;
-	struct sp_child c;
-	void *map;
-	int fd, err;
+	ssize_t n;
 
-	mkdir("/mnt", 0755);
-	sp_mount("ramfs", SP_LF_RAMFS, "ramfs");
-	sp_lf_copy_image();
-	mkdir(SP_LF_MNT, 0755);
-	if (mount(SP_LF_BACKING, SP_LF_MNT, "erofs", MS_RDONLY, NULL))
-		sp_die("mount " SP_LF_BACKING " (file-backed EROFS)", errno);
-	fd = open(SP_LF_FILE, O_RDONLY);
-	if (fd < 0)
-		sp_die(SP_LF_FILE, errno);
-	/* Read it through: readahead caches it, in large folios. */
-	while ((err = (int)read(fd, buf, sizeof(buf))) > 0)
+	if (lseek(fd, 0, SEEK_SET))
+		sp_die("lseek " SP_LF_FILE, errno);
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
 		;
-	if (err < 0)
+	if (n < 0)
 		sp_die("read " SP_LF_FILE, errno);
-	sp_lf_folios(fd, first);
-	/* Root (CAP_SYS_ADMIN) may opt a read-only file in. */
-	err = posix_fadvise(fd, 0, 0, SP_FADV_KSM_EXCLUSIVE);
-	if (err)
-		sp_die("posix_fadvise(" SP_LF_FILE ", POSIX_FADV_KSM_EXCLUSIVE)", err);
+}
 
-	sp_ksm_set("run", 2);
-	err = sp_spawn(&c, 0, 2 * SP_LF_PAGES, sp_lf_child_seed);
-	if (err)
-		sp_die("spawn large folio workload", err);
+/* Which pages of the file are cached, without mapping its folios again. */
+static void sp_lf_resident(int fd, unsigned char vec[SP_LF_PAGES])
+{
+	void *map = mmap(NULL, SP_LF_PAGES * SP_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+
+	if (map == MAP_FAILED || mincore(map, SP_LF_PAGES * SP_PAGE, vec))
+		sp_die("mincore " SP_LF_FILE, errno);
+	munmap(map, SP_LF_PAGES * SP_PAGE);
+}
+
+/* Pages of the file in the page cache now. */
+static size_t sp_lf_cached(int fd)
+{
+	static unsigned char vec[SP_LF_PAGES];
+	size_t i, n = 0;
+
+	sp_lf_resident(fd, vec);
+	for (i = 0; i < SP_LF_PAGES; i++)
+		n += vec[i] & 1;
+	return n;
+}
+
+/* Three full scans with exclusive_cache=1: how much cache_pages_dropped grew. */
+static unsigned long long sp_lf_scan(void)
+{
+	unsigned long long scans0, dropped0;
+	unsigned int i;
+
 	sp_ksm_set("smart_scan", 0);
 	sp_ksm_set("cache_pages_to_scan", 1000000);
 	sp_ksm_set("pages_to_scan", 1000);
@@ -184,15 +172,179 @@ void sp_check_large_folios(void)
 	for (i = 1; i <= 3; i++)
 		sp_wait_full_scans(scans0 + i - 1, 120);
 	sp_ksm_set("run", 0);
-	dropped = sp_ksm_get("cache_pages_dropped") - dropped0;
 	sp_ksm_set("exclusive_cache", 0);
 	sp_ksm_set("smart_scan", 1);
+	return sp_ksm_get("cache_pages_dropped") - dropped0;
+}
 
-	/* Residency without mapping the folios again. */
-	map = mmap(NULL, SP_LF_PAGES * SP_PAGE, PROT_READ, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED || mincore(map, SP_LF_PAGES * SP_PAGE, vec))
-		sp_die("mincore " SP_LF_FILE, errno);
-	munmap(map, SP_LF_PAGES * SP_PAGE);
+/* What one step of the lifetime check saw. */
+struct sp_lf_step {
+	size_t cached;			/* pages cached after the read-through */
+	size_t gone;			/* of those, pages gone after the scans */
+	size_t unmatched_gone;		/* pages gone that no KSM page matches */
+	unsigned long long dropped;	/* cache_pages_dropped's growth */
+};
+
+/* Caches the whole file again, scans, and sees what went. */
+static struct sp_lf_step sp_lf_step(int fd)
+{
+	static unsigned char vec[SP_LF_PAGES];
+	struct sp_lf_step step = { 0 };
+	size_t i;
+
+	sp_lf_read(fd);
+	step.cached = sp_lf_cached(fd);
+	step.dropped = sp_lf_scan();
+	sp_lf_resident(fd, vec);
+	for (i = 0; i < SP_LF_PAGES; i++) {
+		step.gone += !(vec[i] & 1);
+		step.unmatched_gone += !(vec[i] & 1) && sp_lf_unmatched(i);
+	}
+	return step;
+}
+
+/* The file's whole cache came back and the scans dropped exactly @opted_in ? some : none. */
+static bool sp_lf_step_ok(const struct sp_lf_step *s, bool opted_in)
+{
+	return s->cached == SP_LF_PAGES && s->unmatched_gone == 0 &&
+	       s->dropped == s->gone && (opted_in ? s->gone > 0 : s->gone == 0);
+}
+
+/*
+ * Empties @fd's page cache.  An inode whose cache is not empty leaves the
+ * inode LRU instead of being evicted (inode_lru_isolate()), and drop_caches
+ * cannot drop a folio still in another CPU's LRU batch; POSIX_FADV_DONTNEED
+ * drains every CPU's batches first (lru_add_drain_all()).
+ */
+static void sp_lf_uncache(int fd)
+{
+	int err = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+
+	if (err)
+		sp_die("posix_fadvise(" SP_LF_FILE ", POSIX_FADV_DONTNEED)", err);
+}
+
+/* Drop the clean page cache, then the unused dentries and inodes. */
+static void sp_lf_drop_caches(void)
+{
+	int i, err;
+
+	/* An inode referenced since the last shrink only loses its referenced
+	 * bit on the first pass over the inode LRU. */
+	for (i = 0; i < 3; i++) {
+		err = sp_write_text("/proc/sys/vm/drop_caches", "3");
+		if (err)
+			sp_die("/proc/sys/vm/drop_caches", -err);
+	}
+}
+
+/* /proc/sys/fs/inode-nr's first field: inodes in memory. */
+static unsigned long long sp_lf_inodes(void)
+{
+	char buf[64];
+	int err = sp_read_text("/proc/sys/fs/inode-nr", buf, sizeof(buf));
+
+	if (err)
+		sp_die("/proc/sys/fs/inode-nr", -err);
+	return strtoull(buf, NULL, 10);
+}
+
+static int sp_lf_open(void)
+{
+	int fd = open(SP_LF_FILE, O_RDONLY);
+
+	if (fd < 0)
+		sp_die(SP_LF_FILE, errno);
+	return fd;
+}
+
+/*
+ * ksm.rst: the opt-in "lasts as long as the file's inode stays in memory:
+ * once the inode is evicted (no open file, then memory pressure or
+ * drop_caches), the file is out again".  The workload's KSM pages stay
+ * throughout, so only the flag decides whether the re-read cache goes:
+ * closed and reopened, the file is still in; held open across drop_caches
+ * (its cache dropped, its inode pinned), still in; closed, drop_caches,
+ * reopened, out; opted in again on the new fd, in.  Closes @fd.
+ */
+static void sp_lf_check_lifetime(int fd)
+{
+	struct sp_lf_step reopened, held, evicted, again;
+	unsigned long long inodes_before, inodes_after;
+	size_t cached_at_close;
+	int err;
+
+	close(fd);
+	fd = sp_lf_open();
+	reopened = sp_lf_step(fd);
+	sp_lf_uncache(fd);
+	sp_lf_drop_caches();
+	held = sp_lf_step(fd);
+	sp_lf_uncache(fd);
+	cached_at_close = sp_lf_cached(fd);
+	close(fd);
+	inodes_before = sp_lf_inodes();
+	sp_lf_drop_caches();
+	inodes_after = sp_lf_inodes();
+	fd = sp_lf_open();
+	evicted = sp_lf_step(fd);
+	err = posix_fadvise(fd, 0, 0, SP_FADV_KSM_EXCLUSIVE);
+	if (err)
+		sp_die("posix_fadvise(" SP_LF_FILE ", POSIX_FADV_KSM_EXCLUSIVE) again", err);
+	again = sp_lf_step(fd);
+	close(fd);
+
+	sp_result("exclusive_cache_opt_in_outlives_fd",
+		  sp_lf_step_ok(&reopened, true) && sp_lf_step_ok(&held, true),
+		  "%s re-read (%zu of %d pages cached): closed and reopened, "
+		  "cache_pages_dropped +%llu, pages gone %zu (%zu matching no KSM page); "
+		  "held open across drop_caches (%zu cached), +%llu, gone %zu (%zu)",
+		  SP_LF_FILE, reopened.cached, SP_LF_PAGES, reopened.dropped, reopened.gone,
+		  reopened.unmatched_gone, held.cached, held.dropped, held.gone,
+		  held.unmatched_gone);
+	sp_result("exclusive_cache_opt_in_ends_with_inode",
+		  sp_lf_step_ok(&evicted, false) && sp_lf_step_ok(&again, true),
+		  "%s closed with %zu pages cached, drop_caches (inodes in memory %llu -> %llu), "
+		  "reopened and re-read (%zu of %d cached): cache_pages_dropped +%llu, pages "
+		  "gone %zu; opted in again: +%llu, gone %zu (%zu matching no KSM page)",
+		  SP_LF_FILE, cached_at_close, inodes_before, inodes_after, evicted.cached,
+		  SP_LF_PAGES, evicted.dropped, evicted.gone, again.dropped, again.gone,
+		  again.unmatched_gone);
+}
+
+void sp_check_large_folios(void)
+{
+	static size_t first[SP_LF_PAGES];
+	static unsigned char vec[SP_LF_PAGES];
+	unsigned long long dropped, want = 0;
+	size_t i, j, folios = 0, large_gone = 0, large_kept = 0, wrong = 0;
+	size_t by_order[11] = { 0 };
+	char hist[160] = "";
+	size_t len = 0;
+	struct sp_child c;
+	int fd, err;
+
+	mkdir("/mnt", 0755);
+	sp_mount("ramfs", SP_LF_RAMFS, "ramfs");
+	sp_lf_copy_image();
+	mkdir(SP_LF_MNT, 0755);
+	if (mount(SP_LF_BACKING, SP_LF_MNT, "erofs", MS_RDONLY, NULL))
+		sp_die("mount " SP_LF_BACKING " (file-backed EROFS)", errno);
+	/* The workload first: a child forked later would hold the file open
+	 * (its copy of the fd), and the lifetime check needs it closed. */
+	sp_ksm_set("run", 2);
+	err = sp_spawn(&c, 0, 2 * SP_LF_PAGES, sp_lf_child_seed);
+	if (err)
+		sp_die("spawn large folio workload", err);
+	fd = sp_lf_open();
+	sp_lf_read(fd);
+	sp_lf_folios(fd, first);
+	/* Root (CAP_SYS_ADMIN) may opt a read-only file in. */
+	err = posix_fadvise(fd, 0, 0, SP_FADV_KSM_EXCLUSIVE);
+	if (err)
+		sp_die("posix_fadvise(" SP_LF_FILE ", POSIX_FADV_KSM_EXCLUSIVE)", err);
+	dropped = sp_lf_scan();
+	sp_lf_resident(fd, vec);
 
 	for (i = 0; i < SP_LF_PAGES; i = j) {
 		bool all_match = true;
@@ -231,8 +383,8 @@ void sp_check_large_folios(void)
 		  SP_LF_PAGES, folios, hist, SP_LF_UNMATCHED, dropped, want, large_gone,
 		  large_kept, wrong);
 
+	sp_lf_check_lifetime(fd);
 	sp_reap(&c, 1);
-	close(fd);
 	umount(SP_LF_MNT);
 	umount(SP_LF_RAMFS);
 }

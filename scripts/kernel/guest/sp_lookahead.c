@@ -273,29 +273,42 @@ static void sp_vm_once(int ksmd, bool lookahead, unsigned int secs,
 	fflush(stdout);
 }
 
+/* A number after @key on the kernel command line, or @def. */
+static unsigned int sp_cmdline_uint(const char *cmdline, const char *key,
+				    unsigned int def)
+{
+	const char *p = strstr(cmdline, key);
+
+	return p ? (unsigned int)strtoul(p + strlen(key), NULL, 10) : def;
+}
+
 /*
  * The VM-like measurement, short: it runs, samples, and lookahead peeks only
  * when on.  Its figures are printed; npm run bench:kernel-lookahead runs it
- * long enough to compare them.
+ * long enough to compare them.  sp_vm_smoke_secs= lengthens it where the
+ * kernel is slower (KASAN), so that ksmd still completes two full scans.
  */
 #define SP_VM_SMOKE_SECS 3
 #define SP_VM_SAMPLE_MS 100
 
-static void sp_check_vm_smoke(int ksmd)
+static void sp_check_vm_smoke(int ksmd, const char *cmdline)
 {
 	struct sp_vm_run off, on;
-	unsigned long long want = SP_VM_SMOKE_SECS * 1000 / SP_VM_SAMPLE_MS;
+	unsigned int secs = sp_cmdline_uint(cmdline, "sp_vm_smoke_secs=", SP_VM_SMOKE_SECS);
+	unsigned long long want = secs * 1000ULL / SP_VM_SAMPLE_MS;
 
-	sp_vm_once(ksmd, false, SP_VM_SMOKE_SECS, SP_VM_SAMPLE_MS, &off);
-	sp_vm_once(ksmd, true, SP_VM_SMOKE_SECS, SP_VM_SAMPLE_MS, &on);
+	if (!secs)
+		sp_die("sp_vm_smoke_secs must be > 0", EINVAL);
+	sp_vm_once(ksmd, false, secs, SP_VM_SAMPLE_MS, &off);
+	sp_vm_once(ksmd, true, secs, SP_VM_SAMPLE_MS, &on);
 	sp_result("lookahead_vm_smoke",
 		  off.samples == want && on.samples == want &&
 		  off.shared_sum && on.shared_sum && off.scans >= 2 &&
 		  on.scans >= 2 && on.hits && !off.hits && !off.misses,
-		  "2 guests x %d pages, %d s: avg pages_shared off=%llu on=%llu, "
+		  "2 guests x %d pages, %u s: avg pages_shared off=%llu on=%llu, "
 		  "full scans off=%llu on=%llu, ksmd cpu off=%llu on=%llu ms, "
 		  "peeks off=%llu on=%llu (%llu hits)",
-		  SP_VM_PAGES, SP_VM_SMOKE_SECS, off.shared_sum / off.samples,
+		  SP_VM_PAGES, secs, off.shared_sum / off.samples,
 		  on.shared_sum / on.samples, off.scans, on.scans,
 		  (unsigned long long)off.cpu_ns / 1000000,
 		  (unsigned long long)on.cpu_ns / 1000000,
@@ -305,7 +318,7 @@ static void sp_check_vm_smoke(int ksmd)
 /* Rounds of (off, on) per workload; alternating spreads drift over both. */
 #define SP_LA_ROUNDS 2
 
-void sp_check_lookahead(void)
+void sp_check_lookahead(const char *cmdline)
 {
 	static struct sp_la_run off[SP_LA_WORKLOADS][SP_LA_ROUNDS],
 				on[SP_LA_WORKLOADS][SP_LA_ROUNDS];
@@ -388,19 +401,11 @@ void sp_check_lookahead(void)
 	sp_result("lookahead_less_work", less,
 		  "ksmd cpu per full scan off -> on, %s", detail);
 
-	sp_check_vm_smoke(ksmd);
+	sp_check_vm_smoke(ksmd, cmdline);
 	sp_ksm_set("lookahead", 0);
 }
 
 /* Long runs of the measurement: sp_mode=lookahead-bench. */
-static unsigned int sp_cmdline_uint(const char *cmdline, const char *key,
-				    unsigned int def)
-{
-	const char *p = strstr(cmdline, key);
-
-	return p ? (unsigned int)strtoul(p + strlen(key), NULL, 10) : def;
-}
-
 void sp_lookahead_bench(const char *cmdline)
 {
 	unsigned int secs = sp_cmdline_uint(cmdline, "sp_la_secs=", 30);

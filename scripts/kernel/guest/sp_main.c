@@ -2,15 +2,17 @@
 /*
  * /init of the test guest: mounts /proc, /sys and /dev, reads the kernel
  * command line and runs the checks it asks for:
- *   sp_mode=checks   lookahead, exclusive cache and KSM hint checks (default)
- * Run on the host as "sp_guest --large-folio-file PATH" it writes the file
- * test-kernel.sh puts in the large folio check's EROFS image.
+ *   sp_mode=checks   lookahead, exclusive cache and KSM hint checks (default);
+ *                    sp_vm_smoke_secs=N lengthens the lookahead VM smoke run
+ *                    (3 s) on a slower kernel (the KASAN build)
  *   sp_mode=hints    fill memory with known kinds of pages, report their PFNs
  *                    and wait for the host to read the hint table
  *   sp_mode=ksm-hints-guest  ksmd reads the hints of a real guest's RAM dump
  *                    (/guest-ram.bin, written by test/hints.test.ts)
  *   sp_mode=selftests  the sysfs/baseline comparison and upstream's KSM
  *                    selftests; with sp_kernel=off on the options-off kernel
+ * Run on the host as "sp_guest --large-folio-file PATH" it writes the file
+ * test-kernel.sh puts in the large folio check's EROFS image.
  */
 #include "sp_common.h"
 
@@ -54,7 +56,7 @@ int main(int argc, char **argv)
 		sp_check_baseline(series_kernel);
 		sp_selftests(series_kernel);
 	} else {
-		sp_check_lookahead();
+		sp_check_lookahead(cmdline);
 		sp_check_exclusive_cache();
 		sp_check_large_folios();
 		sp_check_ksm_hints();

@@ -196,9 +196,9 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
                             uint64_t hash) {
   uint32_t content = SP_NIL;
   bool searched_stable = false;
-  /* Only a page in a THP needs to know (a split maps it to the zero page). */
-  bool zero_filled = (sp__rec_get(e, ref)->state & REC_F_THP) && hash == e->zero_hash &&
-                     sp__page_is_zero(page);
+  /* A split maps a zero-filled page to the zero page, this one or its
+   * twin in the unstable index (the hash test is all most pages cost). */
+  bool zero_filled = hash == e->zero_hash && sp__page_is_zero(page);
 
   if (e->settings.lookahead && e->merge.la.valid && e->merge.la.range == range &&
       e->merge.la.next_page == page_index) {

@@ -381,26 +381,35 @@ static void pp_body(void *hello) {
   out[2] = 0;
 }
 
-/* Four THPs (MADV_HUGEPAGE), 2048 pages:
+/* Five THPs (MADV_HUGEPAGE) and small pages after them, in one mapping:
  *   THP 0: 256 run pages (pp_run_content: 32 contents x 8), 128 zero, 128 unique;
  *   THP 1: 128 contents twice inside the one THP, 256 unique;
  *   THP 2: 512 unique (nothing in it ever matches: never split);
- *   THP 3: the 256 run pages again, 256 zero.
+ *   THP 3: the 256 run pages again, 256 zero;
+ *   THP 4: one zero page first, then 32 run pages, 479 unique: its zero
+ *          page is in the unstable tree when the run pages split the THP;
+ *   64 small zero pages (the mapping's end is not 2 MiB aligned): they
+ *   search the unstable tree while that stale node is there.
  * SIGUSR1/SIGUSR2 rewrite and restore the first PP_WRITTEN run pages of
  * THP 0, as pp_write() does for pp_body(). */
-enum { PP_THPS = 4, PP_THP_PAGES = 512 * PP_THPS };
+enum { PP_THPS = 5, PP_THP_PAGES = 512 * PP_THPS, PP_THP_SMALL = 64 };
 static void pp_thp_body(void *hello) {
-  size_t len = (size_t)PP_THP_PAGES * SP_PAGE_SIZE, huge = 2u << 20;
+  size_t len = (size_t)(PP_THP_PAGES + PP_THP_SMALL) * SP_PAGE_SIZE, huge = 2u << 20;
   unsigned char *raw = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) _exit(2);
   pp_region = (unsigned char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+  /* What the alignment left after the pages goes: the mapping then ends
+   * 64 pages into a 2 MiB block, which no THP can cover. */
+  munmap(pp_region + len, (size_t)(raw + len + huge - (pp_region + len)));
   if (madvise(pp_region, len, MADV_HUGEPAGE)) _exit(3);
-  for (int i = 0; i < PP_THP_PAGES; i++) {
+  for (int i = 0; i < PP_THP_PAGES + PP_THP_SMALL; i++) {
     unsigned char *p = pp_region + (size_t)i * SP_PAGE_SIZE;
     int thp = i / 512, j = i % 512;
     if ((thp == 0 || thp == 3) && j < 256) pp_run_content(p, j);
-    else if ((thp == 0 && j < 384) || thp == 3) p[1] = 1, p[1] = 0;
+    else if ((thp == 0 && j < 384) || thp == 3 || (thp == 4 && j == 0) || thp == 5)
+      p[1] = 1, p[1] = 0;
     else if (thp == 1 && j < 256) sp_test_fill(p, 600 + (uint64_t)(j % 128));
+    else if (thp == 4 && j <= 32) pp_run_content(p, j - 1);
     else sp_test_fill(p, 3000000 + (uint64_t)i);
   }
   if (madvise(pp_region, len, MADV_MERGEABLE)) _exit(4);

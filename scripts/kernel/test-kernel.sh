@@ -188,33 +188,32 @@ done
 # fragment EXTRA, whose "# CONFIG_X is not set" lines turn options off), then check that
 # olddefconfig kept every option asked for.
 configure() {
-	local dir=$1 off=$2 extra=${3:-} opt want stamp
-	local fragments=("$fragment")
+	local dir=$1 off=$2 extra=${3:-} opt stamp
+	local fragments=("$fragment") enable disable
 	[[ -n $extra ]] && fragments+=("$extra")
 	stamp=$( (cat "${fragments[@]}"; echo "off=$off") | sha256sum | cut -d' ' -f1)
 	[[ -f $dir/.config && "$(cat "$dir/.config.samepage" 2>/dev/null)" == "$stamp" ]] && return 0
+	# The options the fragments turn on and off, read once.
+	mapfile -t enable < <(cat "${fragments[@]}" | sed -nE 's/^(CONFIG_[A-Z0-9_]+)=y$/\1/p')
+	mapfile -t disable < <(cat "${fragments[@]}" | sed -nE 's/^# (CONFIG_[A-Z0-9_]+) is not set$/\1/p')
 	mkdir -p "$dir"
 	make -s -C "$tree" O="$dir" tinyconfig >"$run_dir/config-$(basename "$dir").log" 2>&1
-	while read -r opt; do
-		"$tree/scripts/config" --file "$dir/.config" -e "${opt#CONFIG_}"
-	done < <(cat "${fragments[@]}" | grep -o '^CONFIG_[A-Z0-9_]*=y' | sed 's/=y$//')
-	while read -r opt; do
-		"$tree/scripts/config" --file "$dir/.config" -d "${opt#CONFIG_}"
-	done < <(cat "${fragments[@]}" | sed -nE 's/^# (CONFIG_[A-Z0-9_]+) is not set$/\1/p')
+	for opt in "${enable[@]}"; do "$tree/scripts/config" --file "$dir/.config" -e "${opt#CONFIG_}"; done
+	for opt in "${disable[@]}"; do "$tree/scripts/config" --file "$dir/.config" -d "${opt#CONFIG_}"; done
 	if [[ $off == 1 ]]; then
 		for opt in "${series_options[@]}"; do "$tree/scripts/config" --file "$dir/.config" -d "$opt"; done
 	fi
 	make -s -C "$tree" O="$dir" olddefconfig >>"$run_dir/config-$(basename "$dir").log" 2>&1
-	while read -r want; do
-		if [[ $off == 1 && " ${series_options[*]} " == *" ${want#CONFIG_} "* ]]; then
-			grep -q "^$want=y" "$dir/.config" && die "$want is still set in the options-off config"
+	for opt in "${enable[@]}"; do
+		if [[ $off == 1 && " ${series_options[*]} " == *" ${opt#CONFIG_} "* ]]; then
+			grep -q "^$opt=y" "$dir/.config" && die "$opt is still set in the options-off config"
 			continue
 		fi
-		grep -q "^$want=y" "$dir/.config" || die "$want did not survive olddefconfig in $dir: a dependency is missing from ${fragments[*]}"
-	done < <(cat "${fragments[@]}" | grep -o '^CONFIG_[A-Z0-9_]*=y' | sed 's/=y$//')
-	while read -r want; do
-		grep -q "^$want=y" "$dir/.config" && die "$want is still set in $dir although ${fragments[*]} turns it off"
-	done < <(cat "${fragments[@]}" | sed -nE 's/^# (CONFIG_[A-Z0-9_]+) is not set$/\1/p')
+		grep -q "^$opt=y" "$dir/.config" || die "$opt did not survive olddefconfig in $dir: a dependency is missing from ${fragments[*]}"
+	done
+	for opt in "${disable[@]}"; do
+		grep -q "^$opt=y" "$dir/.config" && die "$opt is still set in $dir although ${fragments[*]} turns it off"
+	done
 	echo "$stamp" >"$dir/.config.samepage"
 }
 

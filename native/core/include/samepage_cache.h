@@ -21,7 +21,7 @@ extern "C" {
 typedef struct sp_cache_result {
   uint64_t files;
   uint64_t cache_pages_total;    /* cached pages of the files */
-  uint64_t cache_pages_checked;  /* of those, read and looked up */
+  uint64_t cache_pages_checked;  /* of those, read and looked up (not one evicted before its read) */
   uint64_t cache_pages_in_guest; /* found among the tracked guest pages */
   uint64_t cache_pages_dropped;  /* dropped with POSIX_FADV_DONTNEED */
   uint64_t cache_bytes_reclaimed;

@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import { createMemoryCgroup } from '../scripts/qemu/cgroup.js';
 import { ensureLab, stopAll } from '../scripts/qemu/harness.js';
 import { ensureSeedImage, makeRunDir, startDebianGuests, dropFromHostCache } from '../scripts/qemu/debian.js';
-import { parseResult, workloadScript, type WorkloadName } from '../scripts/bench/seed-workloads.js';
+import { ZIPF_FILE, parseResult, workloadScript, type WorkloadName } from '../scripts/bench/seed-workloads.js';
+import { fioZipfTrace } from '../scripts/bench/zipf-trace.js';
 
 const run = promisify(execFile);
 const MIB = 1 << 20;
@@ -99,6 +100,15 @@ test.serial('two Debian 12 guests boot with systemd in a memory cgroup, and each
     t.log(`desktop ${JSON.stringify(desktop)}; fio-zipf ${JSON.stringify(fio)}`);
     t.true((desktop['launches'] as number) >= 3 && (desktop['fonts'] as number) > 0);
     t.true((fio['read_iops'] as number) > 0);
+    // The Zipf model's trace (zipf-trace.ts, fio on this host) is the guests' own sequence of reads:
+    // 2000 reads of the guest's fio, past one 64 MiB file's worth and logged, equal the host's.
+    const logged = await b.exec(
+      `fio --name=zipf --filename=${ZIPF_FILE} --size=64M --io_size=8000k --rw=randread --random_distribution=zipf:1.2 --bs=4k --ioengine=psync --write_iolog=/tmp/zipf.iolog --output-format=terse >/dev/null && awk '$3 == "read" { print $4 / 4096 }' /tmp/zipf.iolog`,
+      120_000,
+    );
+    t.is(logged.code, 0, logged.stderr);
+    const hostTrace = fioZipfTrace({ fileMiB: 64, theta: 1.2, reads: 2000 });
+    t.deepEqual(logged.stdout.trim().split('\n').map(Number), [...hostTrace], "the guest's 2000 reads are the host's");
     const [bonnie, compile] = await Promise.all([smoke(a, 'bonnie', 300), smoke(b, 'compile', 20)]);
     t.log(`bonnie ${JSON.stringify(bonnie)}; compile ${JSON.stringify(compile)}`);
     // The char tests are slow enough to time under TCG; the block ones on a 64 MiB file may be

@@ -13,11 +13,14 @@
 //   --table NAME    lookahead, cache, bonnie, zipf, wss or all (repeatable; default: all)
 //   --measure WHAT  missing (default): make the runs DIR lacks first; none: report only
 //   --plots off     no PNGs (no Chromium needed)
+//   --zipf-model off  no cache model for the Zipf table's truly exclusive policy (zipf-model.ts:
+//                   by default it runs fio on this host for the guests' reads, a few seconds)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { TABLES, buildReport, loadRuns, pick, requiredRuns, runFileName, runnerArgs, type TableName } from './seed-report.js';
+import { TABLES, buildReport, hitRatioOf, loadRuns, pick, requiredRuns, runFileName, runnerArgs, type SeedRun, type TableName } from './seed-report.js';
+import { zipfModel, type ZipfModel } from './zipf-model.js';
 import { renderPlots } from './seed-plots.js';
 
 function fail(message: string, code = 2): never {
@@ -25,11 +28,26 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
+/** The Zipf cache model over the runs, when there is a no-action fio-zipf run; why not otherwise. */
+function modelFor(runs: readonly SeedRun[]): ZipfModel | { error: string } | undefined {
+  const none = pick(runs, 'fio-zipf', 'kernel');
+  if (none === undefined) return undefined;
+  const others = (['drop-all', 'scrub'] as const).flatMap((variant) => {
+    const run = pick(runs, 'fio-zipf', variant);
+    return run === undefined ? [] : [{ variant, run }];
+  });
+  try {
+    return zipfModel({ none, others, hitRatio: hitRatioOf });
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
 async function main(): Promise<void> {
-  let values: { runs?: string[]; out?: string; table?: string[]; plots?: string; measure?: string };
+  let values: { runs?: string[]; out?: string; table?: string[]; plots?: string; measure?: string; 'zipf-model'?: string };
   try {
     ({ values } = parseArgs({
-      options: { runs: { type: 'string', multiple: true }, out: { type: 'string' }, table: { type: 'string', multiple: true }, plots: { type: 'string' }, measure: { type: 'string' } },
+      options: { runs: { type: 'string', multiple: true }, out: { type: 'string' }, table: { type: 'string', multiple: true }, plots: { type: 'string' }, measure: { type: 'string' }, 'zipf-model': { type: 'string' } },
       strict: true,
     }));
   } catch (e) {
@@ -40,6 +58,8 @@ async function main(): Promise<void> {
   const tables: TableName[] = tableArgs.includes('all') ? [...TABLES] : (tableArgs as TableName[]);
   const plotsOn = (values.plots ?? 'on') !== 'off';
   if (values.plots !== undefined && !['on', 'off'].includes(values.plots)) fail(`--plots must be on or off, got "${values.plots}"`);
+  const modelOn = (values['zipf-model'] ?? 'on') !== 'off';
+  if (values['zipf-model'] !== undefined && !['on', 'off'].includes(values['zipf-model'])) fail(`--zipf-model must be on or off, got "${values['zipf-model']}"`);
   const measure = values.measure ?? 'missing';
   if (!['missing', 'none'].includes(measure)) fail(`--measure must be missing or none, got "${measure}"`);
   const sources = values.runs ?? ['seed-runs'];
@@ -69,7 +89,9 @@ async function main(): Promise<void> {
   for (const s of loaded.skipped) process.stderr.write(`skipped ${s}\n`);
   if (loaded.runs.length === 0) fail(`no bench:seed:run files in ${sources.join(', ')}: make some with npm run bench:seed:run -- --workload NAME --out FILE`, 3);
 
-  const report = buildReport(loaded.runs, { tables, sources });
+  const zipfModel = modelOn && tables.includes('zipf') ? modelFor(loaded.runs) : undefined;
+  if (zipfModel !== undefined && 'error' in zipfModel) process.stderr.write(`bench:seed: no Zipf cache model: ${zipfModel.error}\n`);
+  const report = buildReport(loaded.runs, { tables, sources, ...(zipfModel !== undefined ? { zipfModel } : {}) });
   mkdirSync(out, { recursive: true });
   const md = path.join(out, 'report.md');
   writeFileSync(md, report.markdown);

@@ -14,6 +14,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { MemoryUsage } from '../qemu/cgroup.js';
 import { engineWindow, type EnginePair } from './seed-engine.js';
+import type { ZipfModel } from './zipf-model.js';
 
 /** One sample of the host during a run (scripts/bench/seed.ts writes them every --interval). */
 export interface SeedSample {
@@ -348,7 +349,15 @@ function howToRun(workload: string, variant: Variant): string {
   return `a ${workload} run with variant "${variant}" (${VARIANT_MEANING[variant] ?? variant}): bench:seed:run cannot make it yet`;
 }
 
-export function buildReport(runs: readonly SeedRun[], opts: { tables?: readonly TableName[]; generatedAt?: Date; sources?: string[] } = {}): Report {
+export interface ReportOptions {
+  tables?: readonly TableName[];
+  generatedAt?: Date;
+  sources?: string[];
+  /** The Zipf table's cache model (zipf-model.ts), or why it could not be made. */
+  zipfModel?: ZipfModel | { error: string };
+}
+
+export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}): Report {
   const tables = opts.tables ?? TABLES;
   const missing: string[] = [];
   const need = (workload: string, variant: Variant): SeedRun | undefined => {
@@ -492,16 +501,39 @@ export function buildReport(runs: readonly SeedRun[], opts: { tables?: readonly 
 
   if (tables.includes('zipf')) {
     md.push('## Zipf (fio)', '', "fio's Zipf 4 KiB random reads in both guests, under each host policy: the host cache's hit ratio by bytes (QEMU's /proc/PID/io: 1 − read_bytes / rchar while fio ran) and the guests' mean IOPS.", '');
+    const zm = opts.zipfModel !== undefined && !('error' in opts.zipfModel) ? opts.zipfModel : undefined;
     md.push('| policy | host cache hit ratio | guest read IOPS (mean) | avg host cache MiB |', '|---|---|---|---|');
-    const bars: BarPlot['bars'] = [];
     for (const p of ZIPF_POLICIES) {
-      const r = need('fio-zipf', p.variant);
-      const hr = r ? hitRatioOf(r) : null;
+      // The truly exclusive policy cannot be applied to real guests: with a model, its figure stands
+      // in, and only when the model matched the three measured policies.
+      const r = p.variant === 'truly-exclusive' && zm !== undefined ? undefined : need('fio-zipf', p.variant);
+      const measured = r ? hitRatioOf(r) : null;
+      const hr = measured ?? (p.variant === 'truly-exclusive' ? (zm?.trulyExclusive ?? null) : null);
       json[`zipf_hit_ratio_${p.key}`] = hr === null ? null : Math.round(hr * 1000) / 1000;
-      if (hr !== null) bars.push({ label: p.label, value: hr, color: colorOf(p.variant) });
-      md.push(`| ${p.label} | ${hr === null ? (r ? 'not sampled' : 'not run') : hr.toFixed(3)} | ${fmt(r ? meanResult(r, 'read_iops') : null)} | ${fmt(r ? num(r.summary['avg_host_cache_mib']) : null, 1)} |`);
+      const text = measured !== null ? measured.toFixed(3) : r ? 'not sampled' : zm && p.variant === 'truly-exclusive' ? (hr === null ? 'model not validated' : `${hr.toFixed(3)} (model)`) : 'not run';
+      md.push(`| ${p.label} | ${text} | ${fmt(r ? meanResult(r, 'read_iops') : null)} | ${fmt(r ? num(r.summary['avg_host_cache_mib']) : null, 1)} |`);
     }
-    md.push('', ...plotWorkload('fio-zipf'));
+    md.push('');
+    if (zm !== undefined) {
+      json['zipf_model_max_error'] = Object.fromEntries(zm.fits.map((f) => [`${f.cache}/${f.hostStart}`, Number.isFinite(f.maxError) ? Math.round(f.maxError * 1000) / 1000 : null]));
+      md.push(
+        `Model (scripts/bench/zipf-model.ts): fio's own ${fmt(zm.traceReads)} reads (the job run again on the host with the guests' file name, so the same seed) through a page cache per guest and an LRU host cache of both images. Each guest's cache is sized so that the model's guests miss as often as the real ones of the no-action run. The host's room is the no-action run's peak and its content when the reads begin what it held after fio's layout, both either counted whole ("image") or less what the host held of the images before fio started ("since-fio": the guests' boot pages; which of them the layout evicted is not measured). A fit counts when every measured policy is within ${zm.tolerance}; the truly exclusive figure is a validated fit's (${zm.trulyExclusive === null ? 'none is, so it is null' : `here ${zm.trulyExclusive.toFixed(3)}`}).`,
+        '',
+        '| guest cache | host start | guest cache MiB | host room / at start MiB | policy | hit ratio, measured | model | gap | guest misses (pages), measured | model | host cache MiB, model |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
+      );
+      for (const f of zm.fits) {
+        for (const r of f.rows) {
+          md.push(
+            `| ${f.cache}${f.validated ? ' (validated)' : ''} | ${f.hostStart} | ${fmt((f.guestPages * 4) / 1024, 1)} | ${fmt((f.hostPages * 4) / 1024)} / ${fmt((f.hostStartPages * 4) / 1024)} | ${r.policy} | ${r.measured === null ? '—' : r.measured.toFixed(3)} | ${r.modelled.toFixed(3)} | ${r.measured === null ? '—' : (r.modelled - r.measured).toFixed(3)} | ${r.measuredMisses === null ? '—' : fmt(r.measuredMisses)} | ${fmt(r.modelledMisses)} | ${fmt(r.modelledHostMiB, 1)} |`,
+          );
+        }
+      }
+      md.push('');
+    } else if (opts.zipfModel !== undefined && 'error' in opts.zipfModel) {
+      md.push(`No cache model: ${opts.zipfModel.error}`, '');
+    }
+    md.push(...plotWorkload('fio-zipf'));
     // Every run's hit ratio, so the plot exists as soon as any run sampled QEMU's reads.
     const all = runs.filter((r) => r.error === undefined).map((r) => ({ r, hr: hitRatioOf(r) }));
     const rows = all.filter((x): x is { r: SeedRun; hr: number } => x.hr !== null);

@@ -24,6 +24,9 @@ export function isWorkload(s: string): s is WorkloadName {
   return (WORKLOADS as readonly string[]).includes(s);
 }
 
+/** fio's file in the guests; fio seeds its Zipf generator from the name (zipf-trace.ts uses it too). */
+export const ZIPF_FILE = '/var/tmp/zipf.dat';
+
 const DEADLINE = (s: number): string => `end=$(( $(date +%s) + ${s} ))`;
 
 export function workloadScript(name: WorkloadName, o: WorkloadOptions): string {
@@ -69,7 +72,7 @@ echo "SEED_RESULT {\\"csv\\":\\"$(tail -1 /tmp/bonnie.csv)\\"}"`;
       // Buffered 4 KiB random reads with a Zipf popularity over a file larger than the guest's
       // free page cache, so the guest misses go to the virtual disk and the host cache.
       return `set -u
-timeout ${o.seconds + GRACE_SECONDS['fio-zipf'] - 10} fio --name=zipf --filename=/var/tmp/zipf.dat --size=${o.fileMiB}M --rw=randread \\
+timeout ${o.seconds + GRACE_SECONDS['fio-zipf'] - 10} fio --name=zipf --filename=${ZIPF_FILE} --size=${o.fileMiB}M --rw=randread \\
   --random_distribution=zipf:${o.zipfTheta} --bs=4k --ioengine=psync --runtime=${o.seconds} --time_based \\
   --output-format=json >/tmp/fio.json 2>/tmp/fio.err
 rc=$?

@@ -1,0 +1,156 @@
+// The Zipf table's truly exclusive policy, from the cache model (zipf-sim.ts) over fio's own reads
+// (zipf-trace.ts), fitted to and checked against the real runs, once with each kind of guest cache
+// (LRU; Linux's active and inactive lists in outline):
+//   - each guest's page cache (pages) is the one under which the model's guests miss as often as
+//     the real guests of the no-action run did (their QEMUs' Δrchar / 4 KiB while fio ran);
+//   - the host cache's room is the most the no-action run's host cache held; its content when the
+//     reads begin, what it held at most in the first timer interval (fio's layout); both either
+//     all fio's, or less what the host held of the images before fio started (two host starts);
+//   - the model then runs each policy that was measured (no action, drop-all, scrub) with that
+//     run's own read counts (its IOPS x fio's run time), and its host hit ratio is set beside the
+//     measured one. The model counts as validated when all three were measured and every one is
+//     within TOLERANCE.
+// Only then is the truly exclusive policy's hit ratio (run with the no-action run's reads) a figure:
+// the validated fit's that is nearest the measurements.
+import { BLOCK, fioZipfTrace, type ZipfTraceOptions } from './zipf-trace.js';
+import { GUEST_CACHES, fitGuestPages, simulateZipf, type GuestCacheKind, type ZipfSimPolicy } from './zipf-sim.js';
+import type { SeedRun, SeedSample } from './seed-report.js';
+
+/** Largest gap, absolute, between a measured and a modelled hit ratio for the model to count. */
+export const ZIPF_MODEL_TOLERANCE = 0.05;
+const MIB = 1024 * 1024;
+
+export interface ZipfModelRow {
+  policy: ZipfSimPolicy;
+  /** The run's variant in the report (kernel, drop-all, scrub), or truly-exclusive. */
+  variant: string;
+  measured: number | null;
+  modelled: number;
+  /** The model's mean host cache, MiB (both images). */
+  modelledHostMiB: number;
+  /** Reads that missed the guests' caches: the QEMUs' Δrchar in pages (null: not measured) and the model's. */
+  measuredMisses: number | null;
+  modelledMisses: number;
+}
+
+/** What the host cache held of fio's file: all the images' pages, or those added since fio started. */
+export type HostStart = 'image' | 'since-fio';
+
+/** The model under one kind of guest cache and one host start: fitted, run under each policy, compared. */
+export interface ZipfModelFit {
+  cache: GuestCacheKind;
+  hostStart: HostStart;
+  guestPages: number;
+  /** The host cache's room for fio's blocks, and what it held of them when the reads began. */
+  hostPages: number;
+  hostStartPages: number;
+  /** Measured policies, model beside measurement; then truly exclusive (measured null). */
+  rows: ZipfModelRow[];
+  maxError: number;
+  validated: boolean;
+}
+
+export interface ZipfModel {
+  traceReads: number;
+  fileMiB: number;
+  theta: number;
+  tolerance: number;
+  /** One per host start and guest cache kind (LRU, and Linux's two lists in outline). */
+  fits: ZipfModelFit[];
+  /** The truly exclusive hit ratio of the validated fit nearest the measurements, or null when none is. */
+  trulyExclusive: number | null;
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+/** Reads of each guest while fio ran: its IOPS x fio's run time (options.seconds). */
+export function readsPerGuest(run: SeedRun): number[] {
+  const seconds = num(run.options['seconds']);
+  const results = Array.isArray(run.summary['results']) ? (run.summary['results'] as unknown[]) : [];
+  const iops = results.map((r) => (typeof r === 'object' && r !== null ? num((r as Record<string, unknown>)['read_iops']) : null));
+  if (seconds === null || iops.length === 0 || iops.some((v) => v === null)) throw new Error(`${run.file}: no fio read_iops for every guest, or no options.seconds`);
+  return iops.map((v) => Math.round((v as number) * seconds));
+}
+
+function workloadSamples(run: SeedRun): SeedSample[] {
+  return run.samples.filter((s) => s.phase === run.workload && s.qemu.length > 0 && s.qemu.every((q) => q.rcharMiB !== undefined));
+}
+
+/** Pages the QEMUs read (Δrchar) while the workload ran. */
+export function guestMissPages(run: SeedRun): number {
+  const ss = workloadSamples(run);
+  const a = ss[0];
+  const b = ss.at(-1);
+  if (a === undefined || b === undefined || a === b) throw new Error(`${run.file}: fewer than two samples of the QEMUs' reads while fio ran`);
+  const mib = b.qemu.reduce((sum, q, i) => sum + (q.rcharMiB ?? 0) - (a.qemu[i]?.rcharMiB ?? 0), 0);
+  return Math.round((mib * MIB) / BLOCK);
+}
+
+const hostMiB = (s: SeedSample): number => s.imageCacheMiB.reduce((x, y) => x + y, 0);
+
+export interface ZipfModelInput {
+  /** The no-action run (variant kernel) and any of drop-all and scrub. */
+  none: SeedRun;
+  others: { variant: 'drop-all' | 'scrub'; run: SeedRun }[];
+  /** Measured host hit ratio of a run (the report's hitRatioOf). */
+  hitRatio: (run: SeedRun) => number | null;
+  /** Where the reads come from; fio on this host by default. */
+  trace?: (o: ZipfTraceOptions) => Uint32Array;
+}
+
+export function zipfModel(input: ZipfModelInput): ZipfModel {
+  const { none, others, hitRatio } = input;
+  const fileMiB = num(none.options['fileMiB']);
+  const theta = num(none.options['zipfTheta']);
+  const seconds = num(none.options['seconds']);
+  if (fileMiB === null || theta === null || seconds === null) throw new Error(`${none.file}: options fileMiB, zipfTheta and seconds are needed`);
+  for (const o of others) {
+    for (const k of ['fileMiB', 'zipfTheta', 'seconds', 'memMiB', 'limitMiB']) {
+      if (o.run.options[k] !== none.options[k]) throw new Error(`${o.run.file}: options.${k} differs from ${none.file}'s: the model needs runs of one job`);
+    }
+  }
+  const fileBlocks = (fileMiB * MIB) / BLOCK;
+  const reads = [none, ...others.map((o) => o.run)].map(readsPerGuest);
+  const traceReads = Math.max(...reads.flat());
+  const trace = (input.trace ?? fioZipfTrace)({ fileMiB, theta, reads: traceReads });
+
+  const noneReads = reads[0] as number[];
+  const noneMisses = guestMissPages(none);
+  const ss = workloadSamples(none);
+  const first = ss[0];
+  if (first === undefined) throw new Error(`${none.file}: no samples while fio ran`);
+  const intervalS = num(others[0]?.run.options['dropIntervalS']) ?? 10;
+  const pages = (mib: number): number => Math.max(0, Math.round((mib * MIB) / BLOCK));
+  const peakMiB = Math.max(...ss.map(hostMiB));
+  const afterLayoutMiB = Math.max(...ss.filter((s) => s.t <= first.t + intervalS).map(hostMiB));
+  // What of the images' cache was fio's is not measured: the host also held the pages the guests
+  // read at boot (kernel, libraries) when fio started. Both ends are modelled: all of it fio's
+  // (those pages evicted by the layout), or none of the boot pages (they stayed, taking room).
+  const hostStarts: { hostStart: HostStart; hostPages: number; hostStartPages: number }[] = [
+    { hostStart: 'image', hostPages: pages(peakMiB), hostStartPages: pages(afterLayoutMiB) },
+    { hostStart: 'since-fio', hostPages: pages(peakMiB - hostMiB(first)), hostStartPages: pages(afterLayoutMiB - hostMiB(first)) },
+  ];
+
+  const fitted = new Map(GUEST_CACHES.map((cache) => [cache, fitGuestPages(trace, fileBlocks, noneReads, cache, noneMisses)]));
+  const fits = hostStarts.flatMap(({ hostStart, hostPages, hostStartPages }) =>
+    GUEST_CACHES.map((cache): ZipfModelFit => {
+      const guestPages = fitted.get(cache) as number;
+      const model = (policy: ZipfSimPolicy, readsOf: number[]): Pick<ZipfModelRow, 'modelled' | 'modelledHostMiB' | 'modelledMisses'> => {
+        const r = simulateZipf({ trace, fileBlocks, readsPerGuest: readsOf, seconds, guestPages, guestCache: cache, hostPages, hostStartPages, policy, intervalS });
+        return { modelled: r.hitRatio, modelledHostMiB: (r.avgHostPages * BLOCK) / MIB, modelledMisses: r.guestMisses };
+      };
+      const rows: ZipfModelRow[] = [{ policy: 'none', variant: 'kernel', measured: hitRatio(none), measuredMisses: noneMisses, ...model('none', noneReads) }];
+      others.forEach((o, i) =>
+        rows.push({ policy: o.variant, variant: o.variant, measured: hitRatio(o.run), measuredMisses: guestMissPages(o.run), ...model(o.variant, reads[i + 1] as number[]) }),
+      );
+      const maxError = Math.max(...rows.map((r) => (r.measured === null ? Infinity : Math.abs(r.modelled - r.measured))));
+      rows.push({ policy: 'truly-exclusive', variant: 'truly-exclusive', measured: null, measuredMisses: null, ...model('truly-exclusive', noneReads) });
+      const validated = maxError <= ZIPF_MODEL_TOLERANCE && (['drop-all', 'scrub'] as const).every((v) => others.some((o) => o.variant === v));
+      return { cache, hostStart, guestPages, hostPages, hostStartPages, rows, maxError, validated };
+    }),
+  );
+  // The validated fit with the smallest largest gap.
+  const best = fits.filter((f) => f.validated).sort((x, y) => x.maxError - y.maxError)[0];
+  const trulyExclusive = best?.rows.find((r) => r.policy === 'truly-exclusive')?.modelled ?? null;
+  return { traceReads, fileMiB, theta, tolerance: ZIPF_MODEL_TOLERANCE, fits, trulyExclusive };
+}

@@ -427,7 +427,7 @@ fi
 configure "$build_kasan" 0 "$here/config-kasan.fragment"
 if build "$build_kasan" "kasan"; then
 	cp "$build_kasan/arch/x86/boot/bzImage" "$artifacts/bzImage-kasan"
-	boot checks-kasan "$artifacts/bzImage-kasan" 1800 0 "sp_mode=checks sp_vm_smoke_secs=12 page_hints=256K@64M $nullb_params" "" kasan/
+	boot checks-kasan "$artifacts/bzImage-kasan" 1800 0 "sp_mode=checks sp_vm_smoke_secs=12 sp_timing=off page_hints=256K@64M $nullb_params" "" kasan/
 	if grep -aq 'KernelAddressSanitizer initialized' "$run_dir/serial-checks-kasan.log"; then
 		result kasan_active PASS "$(grep -a -m1 -o 'KernelAddressSanitizer initialized.*' "$run_dir/serial-checks-kasan.log" | tr -d '\r')"
 	else

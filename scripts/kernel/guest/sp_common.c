@@ -4,18 +4,32 @@
 
 int sp_failed;
 
+static void sp_report(const char *name, const char *status, const char *fmt, va_list ap)
+{
+	printf("SP RESULT %s %s ", name, status);
+	vprintf(fmt, ap);
+	printf("\n");
+	fflush(stdout);
+}
+
 void sp_result(const char *name, bool pass, const char *fmt, ...)
 {
 	va_list ap;
 
-	printf("SP RESULT %s %s ", name, pass ? "PASS" : "FAIL");
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	sp_report(name, pass ? "PASS" : "FAIL", fmt, ap);
 	va_end(ap);
-	printf("\n");
-	fflush(stdout);
 	if (!pass)
 		sp_failed++;
+}
+
+void sp_skip(const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sp_report(name, "SKIP", fmt, ap);
+	va_end(ap);
 }
 
 /* A fatal setup error: report it as a failed check so the host sees it. */

@@ -65,6 +65,9 @@ extern int sp_failed;
 /* Print "SP RESULT <name> PASS|FAIL <detail>". */
 void sp_result(const char *name, bool pass, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* Print "SP RESULT <name> SKIP <reason>": a check this boot cannot make. */
+void sp_skip(const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* A fatal setup error: report it as a failed check, end the guest. */
 void sp_die(const char *what, int err) __attribute__((noreturn));
 void sp_sleep_ms(unsigned int ms);

@@ -40,9 +40,14 @@ export interface SeedSample {
 }
 
 /** The host cache's hit ratio by bytes over the samples, summed over the QEMUs; null without reads. */
-export function hostCacheHitRatio(ss: readonly SeedSample[]): number | null {
-  // From the first sample that has the QEMUs' reads (the runner finds them once each has started).
-  const withReads = ss.filter((s) => s.qemu.length > 0 && s.qemu.every((q) => q.rcharMiB !== undefined));
+/** The samples that carry every QEMU's reads (the runner finds them once each has started). */
+export function withQemuReads(ss: readonly SeedSample[]): SeedSample[] {
+  return ss.filter((s) => s.qemu.length > 0 && s.qemu.every((q) => q.rcharMiB !== undefined));
+}
+
+/** The QEMUs' Δrchar and Δread_bytes, MiB, from the first sample with their reads to the last; null under two. */
+export function qemuReadsMiB(ss: readonly SeedSample[]): { rcharMiB: number; readMiB: number } | null {
+  const withReads = withQemuReads(ss);
   const a = withReads[0];
   const b = withReads.at(-1);
   if (a === undefined || b === undefined || a === b) return null;
@@ -54,7 +59,12 @@ export function hostCacheHitRatio(ss: readonly SeedSample[]): number | null {
     rchar += q.rcharMiB - p.rcharMiB;
     read += q.readMiB - p.readMiB;
   });
-  return rchar > 0 ? Math.min(1, Math.max(0, 1 - read / rchar)) : null;
+  return { rcharMiB: rchar, readMiB: read };
+}
+
+export function hostCacheHitRatio(ss: readonly SeedSample[]): number | null {
+  const r = qemuReadsMiB(ss);
+  return r !== null && r.rcharMiB > 0 ? Math.min(1, Math.max(0, 1 - r.readMiB / r.rcharMiB)) : null;
 }
 
 export const VARIANTS = ['kernel', 'no-ksm', 'lookahead', 'scrub', 'drop-all', 'truly-exclusive'] as const;
@@ -182,6 +192,8 @@ export type TableName = (typeof TABLES)[number];
 // ---- figures of a run ----
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** A finite number, or null (run files are JSON: anything may be missing). */
+export { num as finiteNumber };
 
 /** The newest run of a workload and variant that did not fail. */
 export function pick(runs: readonly SeedRun[], workload: string, variant: Variant): SeedRun | undefined {

@@ -14,7 +14,7 @@
 // the validated fit's that is nearest the measurements.
 import { BLOCK, fioZipfTrace, type ZipfTraceOptions } from './zipf-trace.js';
 import { GUEST_CACHES, fitGuestPages, simulateZipf, type GuestCacheKind, type ZipfSimPolicy } from './zipf-sim.js';
-import type { SeedRun, SeedSample } from './seed-report.js';
+import { during, finiteNumber, qemuReadsMiB, withQemuReads, type SeedRun, type SeedSample } from './seed-report.js';
 
 /** Largest gap, absolute, between a measured and a modelled hit ratio for the model to count. */
 export const ZIPF_MODEL_TOLERANCE = 0.05;
@@ -61,7 +61,7 @@ export interface ZipfModel {
   trulyExclusive: number | null;
 }
 
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const num = finiteNumber;
 
 /** Reads of each guest while fio ran: its IOPS x fio's run time (options.seconds). */
 export function readsPerGuest(run: SeedRun): number[] {
@@ -72,18 +72,11 @@ export function readsPerGuest(run: SeedRun): number[] {
   return iops.map((v) => Math.round((v as number) * seconds));
 }
 
-function workloadSamples(run: SeedRun): SeedSample[] {
-  return run.samples.filter((s) => s.phase === run.workload && s.qemu.length > 0 && s.qemu.every((q) => q.rcharMiB !== undefined));
-}
-
 /** Pages the QEMUs read (Δrchar) while the workload ran. */
 export function guestMissPages(run: SeedRun): number {
-  const ss = workloadSamples(run);
-  const a = ss[0];
-  const b = ss.at(-1);
-  if (a === undefined || b === undefined || a === b) throw new Error(`${run.file}: fewer than two samples of the QEMUs' reads while fio ran`);
-  const mib = b.qemu.reduce((sum, q, i) => sum + (q.rcharMiB ?? 0) - (a.qemu[i]?.rcharMiB ?? 0), 0);
-  return Math.round((mib * MIB) / BLOCK);
+  const r = qemuReadsMiB(during(run));
+  if (r === null) throw new Error(`${run.file}: fewer than two samples of the QEMUs' reads while fio ran`);
+  return Math.round((r.rcharMiB * MIB) / BLOCK);
 }
 
 const hostMiB = (s: SeedSample): number => s.imageCacheMiB.reduce((x, y) => x + y, 0);
@@ -116,7 +109,7 @@ export function zipfModel(input: ZipfModelInput): ZipfModel {
 
   const noneReads = reads[0] as number[];
   const noneMisses = guestMissPages(none);
-  const ss = workloadSamples(none);
+  const ss = withQemuReads(during(none));
   const first = ss[0];
   if (first === undefined) throw new Error(`${none.file}: no samples while fio ran`);
   const intervalS = num(others[0]?.run.options['dropIntervalS']) ?? 10;

@@ -315,11 +315,16 @@ export function missesFor(distances: Int32Array, readsPerGuest: readonly number[
 
 /** The smallest guest cache (pages) whose misses do not exceed `misses`: LRU misses only fall as the cache grows. */
 export function guestPagesFor(distances: Int32Array, readsPerGuest: readonly number[], fileBlocks: number, misses: number): number {
+  return smallestPages(fileBlocks, (pages) => missesFor(distances, readsPerGuest, pages) <= misses);
+}
+
+/** The smallest page count in [0, most] that `enough` accepts (bisection: once accepted, every larger count is). */
+function smallestPages(most: number, enough: (pages: number) => boolean): number {
   let lo = 0;
-  let hi = fileBlocks;
+  let hi = most;
   while (lo < hi) {
     const mid = Math.floor((lo + hi) / 2);
-    if (missesFor(distances, readsPerGuest, mid) <= misses) hi = mid;
+    if (enough(mid)) hi = mid;
     else lo = mid + 1;
   }
   return lo;
@@ -346,12 +351,5 @@ export function guestMisses(trace: Uint32Array, fileBlocks: number, readsPerGues
  */
 export function fitGuestPages(trace: Uint32Array, fileBlocks: number, readsPerGuest: readonly number[], kind: GuestCacheKind, misses: number): number {
   if (kind === 'lru') return guestPagesFor(stackDistances(trace, fileBlocks, Math.max(0, ...readsPerGuest)), readsPerGuest, fileBlocks, misses);
-  let lo = 0;
-  let hi = fileBlocks;
-  while (lo < hi) {
-    const mid = Math.floor((lo + hi) / 2);
-    if (guestMisses(trace, fileBlocks, readsPerGuest, kind, mid) <= misses) hi = mid;
-    else lo = mid + 1;
-  }
-  return lo;
+  return smallestPages(fileBlocks, (pages) => guestMisses(trace, fileBlocks, readsPerGuest, kind, pages) <= misses);
 }

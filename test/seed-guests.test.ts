@@ -154,9 +154,11 @@ test.serial('the runner: bad options exit 2 naming them; a boot run with the eng
     const engine = (JSON.parse(readFileSync(out, 'utf8')) as { summary: { engine: { off: Record<string, number>; on: Record<string, number> } } }).summary.engine;
     t.true(engine.off['pages_scanned']! > 10_000 && engine.on['pages_scanned']! > 10_000, JSON.stringify(engine));
     // The same merges with lookahead on and off, near enough: the two engines read the live, booting
-    // guests a batch apart, so each sees pages the other did not (a CI run was 1.3% apart, 9137 vs 9014;
-    // native/core/test/test_lookahead.c holds them to equal counters on memory read alike).
-    t.true(Math.abs(engine.on['avg_pages_shared']! - engine.off['avg_pages_shared']!) <= 0.03 * engine.off['avg_pages_shared']! && engine.off['avg_pages_shared']! > 1000, JSON.stringify(engine));
+    // guests a batch apart, so each sees pages the other did not, and while pages_shared climbs an
+    // engine a few batches ahead in its pass averages higher. Seven runs here were 0.0-0.4% apart,
+    // one CI run 1.3% (9137 vs 9014), one 5.1% (8439 vs 8011, 17 vs 18 full scans in the window).
+    // native/core/test/test_lookahead.c holds them to equal counters on memory read alike.
+    t.true(Math.abs(engine.on['avg_pages_shared']! - engine.off['avg_pages_shared']!) <= 0.1 * engine.off['avg_pages_shared']! && engine.off['avg_pages_shared']! > 1000, JSON.stringify(engine));
     t.is(typeof (line['lookahead_shared_ratio'] as Record<string, unknown>)['boot'], 'number');
     // The drop-all path ran alongside: the images were dropped while the workload ran.
     const run1 = JSON.parse(readFileSync(out, 'utf8')) as { options: { hostCache: string }; samples: { phase: string; imageCacheMiB: number[] }[] };

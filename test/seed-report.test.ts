@@ -11,8 +11,9 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { avgShared, buildReport, during, engineFigures, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, variantOf, windowOf } from '../scripts/bench/seed-report.js';
+import { avgShared, buildReport, during, engineFigures, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, variantOf, windowOf, wssOf } from '../scripts/bench/seed-report.js';
 import { renderPlots } from '../scripts/bench/seed-plots.js';
+import { judgeWss, wssErrorPct } from '../scripts/bench/seed-wss.js';
 
 const run = promisify(execFile);
 const root = path.resolve(__dirname, '../..');
@@ -157,13 +158,36 @@ test('each table names the runs it reads; the runner makes the kernel and scrub 
   t.is(runnerArgs('fio-zipf', 'truly-exclusive'), null);
   t.is(variantOf({ workload: 'compile', ksm: { pages: 1000, sleepMs: 20 }, hostCache: 'scrub' }), 'scrub');
   t.is(runFileName('fio-zipf', 'drop-all'), 'seed-fio-zipf-drop-all.json');
-  t.deepEqual(requiredRuns(['wss']), []);
+  t.deepEqual(requiredRuns(['wss']), [{ workload: 'wss', variant: 'kernel' }]);
   const r = buildReport([], { tables: ['bonnie'] });
   t.deepEqual(r.missing, [
     'npm run bench:seed:run -- --workload bonnie --out seed-bonnie.json',
     'npm run bench:seed:run -- --workload bonnie --host-cache scrub --out seed-bonnie-scrub.json',
   ]);
   t.deepEqual(buildReport([], { tables: ['zipf'] }).missing.at(-1), 'a fio-zipf run with variant "truly-exclusive" (a block in exactly one cache): bench:seed:run cannot make it yet');
+});
+
+test("the wss table: each guest's passes against the truth from a real run, errors judged again from its estimates and changes", (t) => {
+  const run = readRun(fixture('seed-wss.json'));
+  t.is(run.workload, 'wss');
+  const r = buildReport([run], { tables: ['wss'] });
+  t.deepEqual(r.missing, []);
+  const w = wssOf(run)!;
+  t.is(w.guests.length, 2);
+  const errors = w.guests.map((g) => {
+    // The loops were A, A + B, then B MiB, each change after a pass, after one idle pass.
+    t.deepEqual(g.changes.map((c) => c.truthMiB), [w.loopsMiB[0], w.loopsMiB[0] + w.loopsMiB[1], w.loopsMiB[1]]);
+    const judged = judgeWss([g.idleMiB, ...g.passes.map((p) => p.estimateMiB)], g.changes);
+    t.deepEqual(judged, g.passes);
+    t.regex(r.markdown, new RegExp(`\\| ${g.name} \\| ${g.idleMiB.toFixed(1)} \\| `));
+    return wssErrorPct(judged)!;
+  });
+  t.is(r.json['wss_error_pct'], Math.round(Math.max(...errors) * 10) / 10);
+  t.true((r.json['wss_settled_error_pct'] as number) <= (r.json['wss_error_pct'] as number));
+  // A run without its passes: no figure, said so.
+  const bare = buildReport([{ ...run, wss: undefined }], { tables: ['wss'] });
+  t.is(bare.json['wss_error_pct'], null);
+  t.regex(bare.markdown, /seed-wss\.json carries no wss passes/);
 });
 
 test('files that are not run files are refused naming them; a directory skips them', (t) => {

@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { MemoryUsage } from '../qemu/cgroup.js';
 import { engineWindow, type EnginePair } from './seed-engine.js';
 import type { ZipfModel } from './zipf-model.js';
+import type { WssRun } from './seed-wss.js';
 
 /** One sample of the host during a run (scripts/bench/seed.ts writes them every --interval). */
 export interface SeedSample {
@@ -87,6 +88,8 @@ export interface SeedRun {
   options: Record<string, unknown>;
   summary: Record<string, unknown>;
   samples: SeedSample[];
+  /** A wss run's passes (seed-wss.ts), as the runner wrote them. */
+  wss?: unknown;
   error?: string;
 }
 
@@ -128,6 +131,7 @@ export function readRun(file: string): SeedRun {
     options,
     summary: raw['summary'],
     samples: samples as SeedSample[],
+    ...(raw['wss'] !== undefined ? { wss: raw['wss'] } : {}),
     ...(typeof raw['error'] === 'string' ? { error: raw['error'] } : {}),
   };
 }
@@ -195,10 +199,19 @@ const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFi
 /** A finite number, or null (run files are JSON: anything may be missing). */
 export { num as finiteNumber };
 
-/** The newest run of a workload and variant that did not fail. */
-export function pick(runs: readonly SeedRun[], workload: string, variant: Variant): SeedRun | undefined {
+/** A run's wss passes, when the file carries them whole (every figure the table prints a number). */
+export function wssOf(r: SeedRun): WssRun | undefined {
+  const w = r.wss;
+  if (!isObject(w) || typeof w['intervalS'] !== 'number' || !Array.isArray(w['loopsMiB']) || !Array.isArray(w['guests'])) return undefined;
+  const okPass = (p: unknown): boolean => isObject(p) && typeof p['estimateMiB'] === 'number' && typeof p['truthMiB'] === 'number' && typeof p['excused'] === 'boolean';
+  const okGuest = (g: unknown): boolean => isObject(g) && typeof g['name'] === 'string' && typeof g['idleMiB'] === 'number' && Array.isArray(g['passes']) && g['passes'].every(okPass);
+  return w['guests'].every(okGuest) ? (w as unknown as WssRun) : undefined;
+}
+
+/** The newest run of a workload and variant (any variant: undefined) that did not fail. */
+export function pick(runs: readonly SeedRun[], workload: string, variant: Variant | undefined): SeedRun | undefined {
   return runs
-    .filter((r) => r.workload === workload && r.variant === variant && r.error === undefined)
+    .filter((r) => r.workload === workload && (variant === undefined || r.variant === variant) && r.error === undefined)
     .sort((a, b) => a.mtimeMs - b.mtimeMs)
     .at(-1);
 }
@@ -350,6 +363,7 @@ export function requiredRuns(tables: readonly TableName[]): { workload: string; 
     if (t === 'cache') for (const w of ['compile', 'desktop']) (add(w, 'kernel'), add(w, 'scrub'));
     if (t === 'bonnie') (add('bonnie', 'kernel'), add('bonnie', 'scrub'));
     if (t === 'zipf') for (const p of ZIPF_POLICIES) add('fio-zipf', p.variant);
+    if (t === 'wss') add('wss', 'kernel');
   }
   return out;
 }
@@ -546,8 +560,9 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       md.push(`No cache model: ${opts.zipfModel.error}`, '');
     }
     md.push(...plotWorkload('fio-zipf'));
-    // Every run's hit ratio, so the plot exists as soon as any run sampled QEMU's reads.
-    const all = runs.filter((r) => r.error === undefined).map((r) => ({ r, hr: hitRatioOf(r) }));
+    // Every run's hit ratio, so the plot exists as soon as any run sampled QEMU's reads; but wss's,
+    // whose loops live in RAM and read next to nothing from disk.
+    const all = runs.filter((r) => r.error === undefined && r.workload !== 'wss').map((r) => ({ r, hr: hitRatioOf(r) }));
     const rows = all.filter((x): x is { r: SeedRun; hr: number } => x.hr !== null);
     if (rows.length > 0) {
       plots.push({
@@ -567,11 +582,23 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
     md.push(
       '## Working-set estimator',
       '',
-      '`ksm-agent wss` is validated by test/wss.test.ts (a TCG guest looping over 48, then 48+96, then 96 MiB): every pass within 10% of the truth, errors 0.8–3.6% when it landed, the change seen in the next pass. bench:seed:run does not measure it, so wss_error_pct is null here unless a run file carries summary.wss_error_pct.',
+      "`ksm-agent wss` (lib/wss.ts: clear the QEMU's accessed bits, wait, count guest RAM referenced) on both guests while sp-fill's volatile loop in each writes every page of its region every 200 ms: one idle pass, then A MiB, A + B MiB (a second loop), B MiB (the first killed), the host making each change after a pass (scripts/bench/seed-wss.ts). The truth is the loops' size; what the guest OS touches by itself counts as error. A pass during which a change landed may miss by more than 10% once (marked *); the error is the largest of every other pass, settled is the same from the 2nd pass after each change. test/wss.test.ts holds a busybox guest to the same rule.",
       '',
     );
-    const w = runs.map((r) => num(r.summary['wss_error_pct'])).filter((v): v is number => v !== null);
-    json['wss_error_pct'] = w.length === 0 ? null : Math.max(...w);
+    // KSM on or off, the estimator reads the same accessed bits: any wss run serves.
+    const r = pick(runs, 'wss', undefined) ?? need('wss', 'kernel');
+    const w = r === undefined ? undefined : wssOf(r);
+    if (r !== undefined && w !== undefined) {
+      md.push(`Run ${path.basename(r.file)}: ${fmt(w.intervalS, 1)} s passes, loops ${w.loopsMiB[0]} and ${w.loopsMiB[1]} MiB, guests of ${fmt(num(r.summary['mem_mib']))} MiB.`, '');
+      md.push('| guest | idle MiB | estimate / truth MiB per pass | error % | settled error % |', '|---|---|---|---|---|');
+      for (const g of w.guests) {
+        const passes = g.passes.map((p) => `${p.estimateMiB.toFixed(1)}/${p.truthMiB}${p.excused ? '*' : ''}`).join(' ');
+        md.push(`| ${g.name} | ${g.idleMiB.toFixed(1)} | ${passes} | ${fmt(g.errorPct, 1)} | ${fmt(g.settledErrorPct, 1)} |`);
+      }
+      md.push('');
+    } else if (r !== undefined) md.push(`${path.basename(r.file)} carries no wss passes.`, '');
+    json['wss_error_pct'] = w?.errorPct === null || w === undefined ? null : Math.round(w.errorPct * 10) / 10;
+    json['wss_settled_error_pct'] = w?.settledErrorPct === null || w === undefined ? null : Math.round(w.settledErrorPct * 10) / 10;
   }
 
   md.push('## Missing runs', '');

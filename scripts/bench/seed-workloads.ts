@@ -1,8 +1,11 @@
 // The workloads the seed benchmarks run inside the Debian guests (scripts/qemu/debian/): each is
 // a /bin/sh (dash) script sent over the control channel, bounded by its own deadline, whose last
-// stdout line is "SEED_RESULT {json}"; parseResult() turns that into numbers.
-export const WORKLOADS = ['boot', 'compile', 'bonnie', 'fio-zipf', 'desktop'] as const;
+// stdout line is "SEED_RESULT {json}"; parseResult() turns that into numbers. wss is the one
+// workload the host drives instead, between the estimator's passes (seed-wss.ts).
+export const WORKLOADS = ['boot', 'compile', 'bonnie', 'fio-zipf', 'desktop', 'wss'] as const;
 export type WorkloadName = (typeof WORKLOADS)[number];
+/** The workloads that are a script run in the guests. */
+export type ScriptWorkload = Exclude<WorkloadName, 'wss'>;
 
 export interface WorkloadOptions {
   /** How long the workload runs (its deadline inside the guest). */
@@ -15,10 +18,10 @@ export interface WorkloadOptions {
   zipfTheta: number;
 }
 
-export const DEFAULT_SECONDS: Record<WorkloadName, number> = { boot: 60, compile: 300, bonnie: 600, 'fio-zipf': 120, desktop: 120 };
+export const DEFAULT_SECONDS: Record<WorkloadName, number> = { boot: 60, compile: 300, bonnie: 600, 'fio-zipf': 120, desktop: 120, wss: 30 };
 
 /** Extra seconds past the deadline the host waits before killing the command (file layout, teardown). */
-export const GRACE_SECONDS: Record<WorkloadName, number> = { boot: 10, compile: 30, bonnie: 60, 'fio-zipf': 300, desktop: 30 };
+export const GRACE_SECONDS: Record<ScriptWorkload, number> = { boot: 10, compile: 30, bonnie: 60, 'fio-zipf': 300, desktop: 30 };
 
 export function isWorkload(s: string): s is WorkloadName {
   return (WORKLOADS as readonly string[]).includes(s);
@@ -29,7 +32,7 @@ export const ZIPF_FILE = '/var/tmp/zipf.dat';
 
 const DEADLINE = (s: number): string => `end=$(( $(date +%s) + ${s} ))`;
 
-export function workloadScript(name: WorkloadName, o: WorkloadOptions): string {
+export function workloadScript(name: ScriptWorkload, o: WorkloadOptions): string {
   switch (name) {
     case 'boot':
       // The guests booted while the host sampled; the window after READY is the idle system.
@@ -131,7 +134,7 @@ const BONNIE_FIELDS: Record<string, number> = {
 };
 
 /** The numbers a workload printed, or an Error saying what the guest reported. */
-export function parseResult(name: WorkloadName, stdout: string): WorkloadResult {
+export function parseResult(name: ScriptWorkload, stdout: string): WorkloadResult {
   const lines = stdout.split('\n');
   const err = lines.find((l) => l.startsWith('SEED_ERROR '));
   if (err) throw new Error(`${name}: ${err.slice('SEED_ERROR '.length)}\n${stdout.slice(-600)}`);

@@ -4,8 +4,11 @@
 // is sampled (KSM counters and ksmd CPU, the host page cache each image holds, the cgroup's
 // charge, each QEMU's RSS and CPU) to a JSON file. The foundation of issue 14's tables.
 //
-//   --workload boot|compile|bonnie|fio-zipf|desktop   (required)
-//   --seconds N        workload length (defaults: boot 60, compile 300, bonnie 600, fio-zipf 120, desktop 120)
+//   --workload boot|compile|bonnie|fio-zipf|desktop|wss   (required)
+//   --seconds N        workload length (defaults: boot 60, compile 300, bonnie 600, fio-zipf 120,
+//                      desktop 120, wss 30). wss: ksm-agent wss's estimator on the guests while a
+//                      loop in each touches a quarter of its RAM, then half, then a quarter: one
+//                      idle pass and 3 per step, --seconds / 10 each (seed-wss.ts)
 //   --mem MiB          guest RAM (512)
 //   --limit MiB|off    the cgroup's memory limit (default: per guest RAM + 256 MiB of QEMU (its
 //                      128 MiB TCG cache and the rest), plus 384 MiB of host page cache)
@@ -39,6 +42,7 @@ import { dropFromHostCache, ensureSeedImage, makeRunDir, startDebianGuests, type
 import { stopAll } from '../qemu/harness.js';
 import { Periodic } from '../../lib/agent/periodic.js';
 import { EnginePairRunner, engineWindow } from './seed-engine.js';
+import { runWss, type WssRun } from './seed-wss.js';
 import { hostCacheHitRatio, type SeedSample } from './seed-report.js';
 import { DEFAULT_SECONDS, GRACE_SECONDS, WORKLOADS, isWorkload, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
 
@@ -102,6 +106,9 @@ function options(): Options {
   }
   const workload = values['workload'];
   if (workload === undefined || !isWorkload(workload)) fail(`--workload must be one of ${WORKLOADS.join(', ')}, got "${workload ?? ''}"`);
+  if (workload === 'wss' && values['seconds'] !== undefined && !(Number(values['seconds']) >= WSS_PASSES)) {
+    fail(`--seconds for wss must be at least ${WSS_PASSES} (one second per pass), got "${values['seconds']}"`);
+  }
   const memMiB = wholeNumber('mem', values['mem'], 512, 256);
   const limitRaw = values['limit'];
   const floor = GUESTS.length * (memMiB + QEMU_OVERHEAD_MIB);
@@ -339,6 +346,15 @@ function engineSummary(o: Options, window: Sample[], error: Error | undefined): 
     ...(error ? { error: error.message } : {}),
   };
 }
+/** The wss workload's figures: the largest error of any judged pass, and what the idle guests touched. */
+function wssSummary(w: WssRun): Record<string, number | null> {
+  return {
+    wss_error_pct: w.errorPct === null ? null : Math.round(w.errorPct * 100) / 100,
+    wss_settled_error_pct: w.settledErrorPct === null ? null : Math.round(w.settledErrorPct * 100) / 100,
+    wss_idle_mib: r1(avg(w.guests.map((g) => g.idleMiB))),
+    wss_interval_s: w.intervalS,
+  };
+}
 /** The scrub policy's figures: scrubs made, pages dropped, and their CPU over the workload. */
 function scrubSummary(log: readonly ScrubRecord[], workloadS: number): Record<string, number> {
   const sum = (f: (r: ScrubRecord) => number): number => log.reduce((a, r) => a + f(r), 0);
@@ -353,6 +369,10 @@ function scrubSummary(log: readonly ScrubRecord[], workloadS: number): Record<st
 }
 const avg = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
+/** wss: passes per step (A, A + B, B), after one idle pass. */
+const WSS_PER_STEP = 3;
+const WSS_PASSES = 1 + 3 * WSS_PER_STEP;
+
 async function runBench(o: Options): Promise<void> {
   const image = await ensureSeedImage();
   process.stderr.write(`image ${image.path} ready in ${image.ensureMs} ms\n`);
@@ -366,6 +386,7 @@ async function runBench(o: Options): Promise<void> {
   let workloadEnd = 0;
   let guests: DebianGuest[] = [];
   let scrubber: ReturnType<typeof scrubEvery> | undefined;
+  let wssRun: WssRun | undefined;
   let failure: Error | undefined;
   try {
     if (o.ksm) await setKsm({ pages_to_scan: o.ksm.pages, sleep_millisecs: o.ksm.sleepMs, run: 1 });
@@ -392,24 +413,26 @@ async function runBench(o: Options): Promise<void> {
     }
     sampler.phase = o.workload;
     workloadStart = (Date.now() - t0) / 1000;
-    const script = workloadScript(o.workload, o);
-    const timeoutMs = (o.seconds + GRACE_SECONDS[o.workload]) * 1000;
     const dropper = o.hostCache === 'drop-all' ? dropAllEvery(guests.map((g) => g.image), o.dropIntervalS * 1000) : undefined;
     scrubber = o.hostCache === 'scrub' ? scrubEvery(guests.map((g) => g.guest.pid), o.dropIntervalS * 1000, t0) : undefined;
     let outs;
+    const workload = o.workload;
     try {
-      outs = await Promise.all(guests.map((g) => g.guest.exec(script, timeoutMs)));
+      if (workload === 'wss') wssRun = await runWss(guests, o.memMiB, o.seconds / WSS_PASSES, WSS_PER_STEP, t0);
+      else outs = await Promise.all(guests.map((g) => g.guest.exec(workloadScript(workload, o), (o.seconds + GRACE_SECONDS[workload]) * 1000)));
     } finally {
       await dropper?.stop();
       await scrubber?.stop();
     }
     workloadEnd = (Date.now() - t0) / 1000;
-    result = outs.map((r, i) => {
-      if (r.code !== 0 && !r.stdout.includes('SEED_RESULT')) {
-        throw new Error(`${GUESTS[i]}: workload ${o.workload} exited with ${r.code}:\n${(r.stdout + r.stderr).slice(-800)}`);
-      }
-      return parseResult(o.workload, r.stdout);
-    });
+    if (workload !== 'wss') {
+      result = (outs ?? []).map((r, i) => {
+        if (r.code !== 0 && !r.stdout.includes('SEED_RESULT')) {
+          throw new Error(`${GUESTS[i]}: workload ${workload} exited with ${r.code}:\n${(r.stdout + r.stderr).slice(-800)}`);
+        }
+        return parseResult(workload, r.stdout);
+      });
+    }
   } catch (e) {
     failure = e as Error;
     const kills = cgroup?.oomKills() ?? 0;
@@ -454,11 +477,12 @@ async function runBench(o: Options): Promise<void> {
     engine: sampler.engine ? engineSummary(o, o.workload === 'boot' ? all : during, sampler.engine.error) : null,
     host_cache_hit_ratio: ((h) => (h === null ? null : Math.round(h * 1000) / 1000))(hostCacheHitRatio(during)),
     ...(scrubber ? scrubSummary(scrubber.log, workloadEnd - workloadStart) : {}),
+    ...(wssRun ? wssSummary(wssRun) : {}),
     oom_kills: oomKills,
     samples: all.length,
     results: result,
   };
-  writeFileSync(o.out, `${JSON.stringify({ options: o, image: image.manifest, summary, ...(failure ? { error: failure.message } : {}), samples: all, ...(scrubber ? { scrubs: scrubber.log } : {}) }, null, 1)}\n`);
+  writeFileSync(o.out, `${JSON.stringify({ options: o, image: image.manifest, summary, ...(failure ? { error: failure.message } : {}), samples: all, ...(scrubber ? { scrubs: scrubber.log } : {}), ...(wssRun ? { wss: wssRun } : {}) }, null, 1)}\n`);
   if (failure) {
     process.stderr.write(`samples so far written to ${o.out}\n`);
     throw failure;
@@ -470,6 +494,7 @@ async function runBench(o: Options): Promise<void> {
     `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB; host cache hit ratio ${summary.host_cache_hit_ratio ?? '-'}`,
     ...(summary.engine ? [`  engine (lookahead off / on): ${JSON.stringify(summary.engine)}`] : []),
     ...(scrubber ? [`  scrub: ${JSON.stringify(scrubSummary(scrubber.log, workloadEnd - workloadStart))}`] : []),
+    ...(wssRun ? wssRun.guests.map((g) => `  wss ${g.name}: idle ${r1(g.idleMiB)} MiB; ${g.passes.map((p) => `${r1(p.estimateMiB)}/${p.truthMiB}${p.excused ? '*' : ''}`).join(' ')} MiB (estimate/truth, * first pass after a change); largest error ${g.errorPct === null ? '-' : r1(g.errorPct)}%, settled ${g.settledErrorPct === null ? '-' : r1(g.settledErrorPct)}%`) : []),
     `  results: ${JSON.stringify(result)}`,
     `  ${all.length} samples in ${o.out}`,
   ];

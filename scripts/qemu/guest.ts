@@ -238,7 +238,8 @@ class QemuGuest implements Guest {
     if (!TAG_RE.test(tag)) bad(`fill tag "${tag}" must be 1-32 letters, digits, - or _`);
     const text = fillText(spec);
     if (!/^[A-Za-z0-9=,/x]*$/.test(text)) bad(`fill spec "${text}" has characters outside the fill grammar`);
-    const r = await this.exec(`/bin/sp-fill --daemon --tag ${tag} --spec '${text}'`, 600_000);
+    // /bin in the busybox initramfs; /usr/local/sbin in the Debian images (scripts/qemu/debian/).
+    const r = await this.exec(`f=/bin/sp-fill; [ -x $f ] || f=/usr/local/sbin/sp-fill; $f --daemon --tag ${tag} --spec '${text}'`, 600_000);
     const line = r.stdout.split('\n').find((l) => l.startsWith('SAMEPAGE: FILL '));
     if (r.code !== 0 || !line) {
       throw new HarnessError('GUEST_ERROR', `guest ${this.name}: fill "${tag}" failed (exit ${r.code}): ${(r.stdout + r.stderr).trim()}`);

@@ -227,6 +227,23 @@ test('the plots are PNGs of the plot size, drawn with data (not blank), differen
   }
 });
 
+test("the README's seed JSON line is what bench:seed prints over docs/seed/runs, and docs/seed/report.md its report", async (t) => {
+  const out = mkdtempSync(path.join(os.tmpdir(), 'seed-readme-'));
+  try {
+    // The whole report, the Zipf model too (it runs fio on the host, as the command does).
+    const r = await run(process.execPath, [cli, '--runs', 'docs/seed/runs', '--out', out, '--measure', 'none', '--plots', 'off'], { cwd: root, maxBuffer: 1 << 24 });
+    const printed = r.stdout.trim().split('\n').at(-1) ?? '';
+    const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+    const shown = /^\{"bench":"seed".*\}$/m.exec(readme)?.[0];
+    t.is(shown, printed, 'README.md: regenerate the line with npm run bench:seed -- --runs docs/seed/runs --measure none');
+    // The committed report, but for the line saying when it was generated.
+    const body = (md: string): string => md.replace(/^Generated [^ ]+ /m, 'Generated ');
+    t.is(body(readFileSync(path.join(out, 'report.md'), 'utf8')), body(readFileSync(path.join(root, 'docs/seed/report.md'), 'utf8')));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test('npm run bench:seed: report.md and PNGs from a directory of runs, one JSON line last; bad options exit 2, no runs exit 3', async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'seed-cli-'));
   const empty = mkdtempSync(path.join(os.tmpdir(), 'seed-empty-'));

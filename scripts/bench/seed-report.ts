@@ -82,7 +82,9 @@ export const VARIANT_MEANING: Record<string, string> = {
 
 export interface SeedRun {
   file: string;
-  mtimeMs: number;
+  /** When the runner wrote it (the file's writtenAt; its mtime for files from before that field):
+   * "newest" means this, so a fresh clone, whose mtimes are all the checkout's, reads the same runs. */
+  writtenMs: number;
   workload: string;
   variant: Variant;
   options: Record<string, unknown>;
@@ -125,7 +127,7 @@ export function readRun(file: string): SeedRun {
   }
   return {
     file,
-    mtimeMs: statSync(file).mtimeMs,
+    writtenMs: typeof raw['writtenAt'] === 'string' && Number.isFinite(Date.parse(raw['writtenAt'])) ? Date.parse(raw['writtenAt']) : statSync(file).mtimeMs,
     workload,
     variant: variantOf(options),
     options,
@@ -212,7 +214,7 @@ export function wssOf(r: SeedRun): WssRun | undefined {
 export function pick(runs: readonly SeedRun[], workload: string, variant: Variant | undefined): SeedRun | undefined {
   return runs
     .filter((r) => r.workload === workload && (variant === undefined || r.variant === variant) && r.error === undefined)
-    .sort((a, b) => a.mtimeMs - b.mtimeMs)
+    .sort((a, b) => a.writtenMs - b.writtenMs)
     .at(-1);
 }
 
@@ -434,7 +436,7 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
   );
 
   md.push('## Runs', '', '| file | workload | variant | guests × RAM | cgroup limit | ksmd | workload s | avg pages_shared | avg pages_sharing | ksmd CPU % | avg host cache MiB | host cache hit ratio | result |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const r of [...runs].sort((a, b) => a.workload.localeCompare(b.workload) || a.mtimeMs - b.mtimeMs)) {
+  for (const r of [...runs].sort((a, b) => a.workload.localeCompare(b.workload) || a.writtenMs - b.writtenMs)) {
     const s = r.summary;
     const hr = hitRatioOf(r);
     md.push(

@@ -482,7 +482,7 @@ async function runBench(o: Options): Promise<void> {
     samples: all.length,
     results: result,
   };
-  writeFileSync(o.out, `${JSON.stringify({ options: o, image: image.manifest, summary, ...(failure ? { error: failure.message } : {}), samples: all, ...(scrubber ? { scrubs: scrubber.log } : {}), ...(wssRun ? { wss: wssRun } : {}) }, null, 1)}\n`);
+  writeFileSync(o.out, `${JSON.stringify({ writtenAt: new Date().toISOString(), options: o, image: image.manifest, summary, ...(failure ? { error: failure.message } : {}), samples: all, ...(scrubber ? { scrubs: scrubber.log } : {}), ...(wssRun ? { wss: wssRun } : {}) }, null, 1)}\n`);
   if (failure) {
     process.stderr.write(`samples so far written to ${o.out}\n`);
     throw failure;

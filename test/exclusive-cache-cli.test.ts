@@ -25,6 +25,35 @@ test.after.always(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** /proc/vmstat's counters of reclaim and of dropped or invalidated page cache. */
+function readVmstat(): Map<string, number> {
+  const keep = /^(pgsteal_|pgscan_|drop_pagecache|workingset_|thp_split_page|nr_file_pages)/;
+  return new Map(
+    readFileSync('/proc/vmstat', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' '))
+      .filter(([k]) => k !== undefined && keep.test(k))
+      .map(([k, v]) => [k!, Number(v)]),
+  );
+}
+
+function vmstatDelta(a: Map<string, number>, b: Map<string, number>): string {
+  const moved = [...b].filter(([k, v]) => v !== a.get(k)).map(([k, v]) => `${k} ${v - (a.get(k) ?? 0)}`);
+  return moved.length > 0 ? moved.join(', ') : 'none';
+}
+
+/** Page indexes as runs "start-end", at most 8 of them. */
+function describeRuns(pages: number[]): string {
+  const runs: string[] = [];
+  for (let i = 0; i < pages.length; ) {
+    let j = i;
+    while (j + 1 < pages.length && pages[j + 1] === pages[j]! + 1) j++;
+    runs.push(`${pages[i]}-${pages[j]}`);
+    i = j + 1;
+  }
+  return runs.length === 0 ? 'none' : runs.slice(0, 8).join(' ') + (runs.length > 8 ? ` (+${runs.length - 8} runs)` : '');
+}
+
 function cli(args: string[]): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [path.resolve(__dirname, '../lib/cli/main.js'), ...args], { encoding: 'utf8' });
 }
@@ -40,9 +69,13 @@ test.serial('ksm-agent cache: --dry-run changes nothing, the real run drops the 
   const before = await cacheState(img);
   t.true(cachedCount(before) >= before.length * 0.95, `host caching is on: ${cachedCount(before)}/${before.length} pages`);
 
+  const vm0 = readVmstat();
   const dry = cli(['cache', '--vm', name, '--dry-run', '--json']);
   t.is(dry.status, 0, dry.stderr);
-  t.is(await cacheState(img), before, '--dry-run changed nothing');
+  const afterDry = await cacheState(img);
+  // One CI run saw a 2 MiB folio leave the cache here, once in many runs: if it happens again, say
+  // where (which pages) and whether the host reclaimed or dropped anything meanwhile.
+  t.is(afterDry, before, `--dry-run changed nothing; pages now gone: ${describeRuns(pagesIn(before, 'cd').filter((i) => afterDry[i] === '.'))}; vmstat deltas: ${vmstatDelta(vm0, readVmstat())}`);
   const d = JSON.parse(dry.stdout) as Record<string, unknown>;
   t.deepEqual(d['paths'], [img]);
   t.deepEqual(d['vms'], [{ name, pid: guest.pid }]);

@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { avgShared, buildReport, during, engineFigures, hostCacheHitRatio, ksmdCpuPct, loadRuns, readRun, requiredRuns, runFileName, runnerArgs, variantOf, windowOf, wssOf } from '../scripts/bench/seed-report.js';
 import { renderPlots } from '../scripts/bench/seed-plots.js';
 import { judgeWss, wssErrorPct } from '../scripts/bench/seed-wss.js';
+import { kernelLookahead, parseKernelMeasures } from '../scripts/bench/seed-kernel.js';
 
 const run = promisify(execFile);
 const root = path.resolve(__dirname, '../..');
@@ -227,6 +228,36 @@ test('the plots are PNGs of the plot size, drawn with data (not blank), differen
   }
 });
 
+test("the patched kernel's lookahead beside the engine's: test:kernel's measure lines, either form, averaged per workload, in the table and the JSON", (t) => {
+  const text = [
+    'SP MEASURE workload=random lookahead=0 full_scans=4 cpu_ns_per_full_scan=300000000 pages_shared=3584 lookahead_hits=0 lookahead_misses=0\r',
+    'measure checks: workload=random lookahead=1 full_scans=4 cpu_ns_per_full_scan=250000000 pages_shared=3584 lookahead_hits=7000 lookahead_misses=100',
+    'SP MEASURE workload=random lookahead=0 full_scans=4 cpu_ns_per_full_scan=310000000 pages_shared=3584',
+    'SP MEASURE workload=vm lookahead=0 avg_pages_shared=3000 pages_shared=3900 cpu_ns_per_full_scan=200000000',
+    'SP MEASURE workload=vm lookahead=1 avg_pages_shared=2850 pages_shared=3900 cpu_ns_per_full_scan=180000000 lookahead_hits=5',
+    'SP MEASURE workload=half lookahead=0 cpu_ns_per_full_scan=1 pages_shared=1',
+    'SP MEASURE ksm_hints_free_pairs pages=8192',
+    'SP MEASURE workload=../x lookahead=1 pages_shared=1 cpu_ns_per_full_scan=1',
+    'SP RESULT lookahead_less_work PASS',
+  ].join('\n');
+  const measures = parseKernelMeasures(text);
+  t.is(measures.length, 6, 'measure lines with a workload and lookahead=0|1, a sane name; nothing else');
+  const rows = kernelLookahead(measures);
+  // "half" has no lookahead-on run: no row.
+  t.deepEqual(rows.map((r) => r.workload), ['random', 'vm']);
+  t.deepEqual(rows[0], { workload: 'random', runs: [2, 1], sharedOff: 3584, sharedOn: 3584, cpuNsPerScanOff: 305000000, cpuNsPerScanOn: 250000000, hits: 7000, misses: 100 });
+  // vm's pages_shared is its average over the run, not its end.
+  t.is(rows[1]!.sharedOn, 2850);
+  const run = readRun(fixture('seed-boot.json'));
+  const r = buildReport([run], { tables: ['lookahead'], kernel: { source: 'kernel.log', rows } });
+  t.deepEqual(r.json['kernel_lookahead_cpu_ratio'], { random: 0.82, vm: 0.9 });
+  t.deepEqual(r.json['kernel_lookahead_shared_ratio'], { random: 1, vm: 0.95 });
+  t.regex(r.markdown, /\| random \| 2 \/ 1 \| 3,584 → 3,584 \| ×1\.00 \| 305\.0 → 250\.0 \| ×0\.82 \| 7,000 \/ 100 \|/);
+  const none = buildReport([run], { tables: ['lookahead'] });
+  t.is(none.json['kernel_lookahead_cpu_ratio'], null);
+  t.regex(none.markdown, /No patched-kernel figures: pass --kernel/);
+});
+
 test("the README's seed JSON line is what bench:seed prints over docs/seed/runs, and docs/seed/report.md its report", async (t) => {
   const out = mkdtempSync(path.join(os.tmpdir(), 'seed-readme-'));
   try {
@@ -258,6 +289,11 @@ test('npm run bench:seed: report.md and PNGs from a directory of runs, one JSON 
     const bad = await run(process.execPath, [cli, '--table', 'nope']).catch((e: { code: number; stderr: string }) => e);
     t.is((bad as { code: number }).code, 2);
     t.regex((bad as { stderr: string }).stderr, /--table must be one of lookahead, cache, bonnie, zipf, wss or all/);
+    const noKernel = await run(process.execPath, [cli, '--runs', fixtures, '--out', out, '--measure', 'none', '--plots', 'off', '--kernel', path.join(empty, 'none.log')]).catch(
+      (e: { code: number; stderr: string }) => e,
+    );
+    t.is((noKernel as { code: number }).code, 2);
+    t.regex((noKernel as { stderr: string }).stderr, /--kernel .*none\.log: cannot read it \(ENOENT/);
     const two = await run(process.execPath, [cli, '--runs', fixtures, '--runs', empty]).catch((e: { code: number; stderr: string }) => e);
     t.is((two as { code: number }).code, 2);
     t.regex((two as { stderr: string }).stderr, /--measure missing writes its runs into one --runs directory/);

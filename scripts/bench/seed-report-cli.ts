@@ -15,13 +15,20 @@
 //   --plots off     no PNGs (no Chromium needed)
 //   --zipf-model off  no cache model for the Zipf table's truly exclusive policy (zipf-model.ts:
 //                   by default it runs fio on this host for the guests' reads, a few seconds)
+//   --kernel FILE   the patched kernel's lookahead figures beside the engine's (seed-kernel.ts): a
+//                   test:kernel log or its checks boot's serial log (default: test-kernel-measure.log
+//                   in a --runs directory, when there is one)
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { TABLES, buildReport, hitRatioOf, loadRuns, pick, requiredRuns, runFileName, runnerArgs, type SeedRun, type TableName } from './seed-report.js';
 import { zipfModel, type ZipfModel } from './zipf-model.js';
 import { renderPlots } from './seed-plots.js';
+import { kernelLookahead, parseKernelMeasures } from './seed-kernel.js';
+
+/** The default --kernel file's name in a runs directory. */
+const KERNEL_LOG = 'test-kernel-measure.log';
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`bench:seed: ${message}\n`);
@@ -44,10 +51,10 @@ function modelFor(runs: readonly SeedRun[]): ZipfModel | { error: string } | und
 }
 
 async function main(): Promise<void> {
-  let values: { runs?: string[]; out?: string; table?: string[]; plots?: string; measure?: string; 'zipf-model'?: string };
+  let values: { runs?: string[]; out?: string; table?: string[]; plots?: string; measure?: string; 'zipf-model'?: string; kernel?: string };
   try {
     ({ values } = parseArgs({
-      options: { runs: { type: 'string', multiple: true }, out: { type: 'string' }, table: { type: 'string', multiple: true }, plots: { type: 'string' }, measure: { type: 'string' }, 'zipf-model': { type: 'string' } },
+      options: { runs: { type: 'string', multiple: true }, out: { type: 'string' }, table: { type: 'string', multiple: true }, plots: { type: 'string' }, measure: { type: 'string' }, 'zipf-model': { type: 'string' }, kernel: { type: 'string' } },
       strict: true,
     }));
   } catch (e) {
@@ -91,7 +98,18 @@ async function main(): Promise<void> {
 
   const zipfModel = modelOn && tables.includes('zipf') ? modelFor(loaded.runs) : undefined;
   if (zipfModel !== undefined && 'error' in zipfModel) process.stderr.write(`bench:seed: no Zipf cache model: ${zipfModel.error}\n`);
-  const report = buildReport(loaded.runs, { tables, sources, ...(zipfModel !== undefined ? { zipfModel } : {}) });
+  const kernelFile = values.kernel ?? sources.map((s) => path.join(s, KERNEL_LOG)).find((f) => existsSync(f) && statSync(f).isFile());
+  let kernel;
+  if (kernelFile !== undefined) {
+    let text = '';
+    try {
+      text = readFileSync(kernelFile, 'utf8');
+    } catch (e) {
+      fail(`--kernel ${kernelFile}: cannot read it (${(e as Error).message}); give a test:kernel log`);
+    }
+    kernel = { source: kernelFile, rows: kernelLookahead(parseKernelMeasures(text)) };
+  }
+  const report = buildReport(loaded.runs, { tables, sources, ...(zipfModel !== undefined ? { zipfModel } : {}), ...(kernel !== undefined ? { kernel } : {}) });
   mkdirSync(out, { recursive: true });
   const md = path.join(out, 'report.md');
   writeFileSync(md, report.markdown);

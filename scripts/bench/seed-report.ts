@@ -16,6 +16,7 @@ import type { MemoryUsage } from '../qemu/cgroup.js';
 import { engineWindow, type EnginePair } from './seed-engine.js';
 import type { ZipfModel } from './zipf-model.js';
 import type { WssRun } from './seed-wss.js';
+import type { KernelLookaheadRow } from './seed-kernel.js';
 
 /** One sample of the host during a run (scripts/bench/seed.ts writes them every --interval). */
 export interface SeedSample {
@@ -377,7 +378,39 @@ function howToRun(workload: string, variant: Variant): string {
   return `a ${workload} run with variant "${variant}" (${VARIANT_MEANING[variant] ?? variant}): bench:seed:run cannot make it yet`;
 }
 
+/** The patched kernel's lookahead (seed-kernel.ts) beside the engine's: markdown, and its ratios into json. */
+function kernelLookaheadTable(kernel: ReportOptions['kernel'], json: Record<string, unknown>): string[] {
+  const md = ['### The patched kernel (native/kernel)', ''];
+  if (kernel === undefined || kernel.rows.length === 0) {
+    json['kernel_lookahead_shared_ratio'] = null;
+    json['kernel_lookahead_cpu_ratio'] = null;
+    md.push(`No patched-kernel figures${kernel === undefined ? '' : ` in ${kernel.source}`}: pass --kernel with a test:kernel log (its "measure checks:" lines) or a checks boot's serial log.`, '');
+    return md;
+  }
+  md.push(
+    `From ${kernel.source}: ksmd of our series (Linux 6.12, lookahead patch 0001) in test:kernel's checks boot, under QEMU TCG with -icount so that CPU time counts guest instructions, off → on over the same workloads (scripts/kernel/guest/sp_lookahead.c): random and sparse are 3 processes of 4,096 pages whose runs of 56 pages are alike in all and 8 unique between runs (sparse: the same with each page's first three quarters zero, so that every tree compare walks most of the page), pages_shared at the end; vm is two processes that load shared files into a page cache and write a heap as guests do, pages_shared sampled every 100 ms. The kernel merges the same pages with lookahead on and off where memory holds still; what lookahead buys it is CPU per full scan.`,
+    '',
+    '| workload | runs off / on | pages_shared, off → on | ratio | ksmd CPU ms per full scan, off → on | ratio | lookahead hits / misses |',
+    '|---|---|---|---|---|---|---|',
+  );
+  const shared: Record<string, number | null> = {};
+  const cpu: Record<string, number | null> = {};
+  for (const r of kernel.rows) {
+    shared[r.workload] = ratio(r.sharedOn, r.sharedOff);
+    cpu[r.workload] = ratio(r.cpuNsPerScanOn, r.cpuNsPerScanOff);
+    md.push(
+      `| ${r.workload} | ${r.runs[0]} / ${r.runs[1]} | ${arrow(fmt(r.sharedOff), fmt(r.sharedOn))} | ${ratioText(shared[r.workload] ?? null)} | ${arrow(fmt(r.cpuNsPerScanOff / 1e6, 1), fmt(r.cpuNsPerScanOn / 1e6, 1))} | ${ratioText(cpu[r.workload] ?? null)} | ${fmt(r.hits)} / ${fmt(r.misses)} |`,
+    );
+  }
+  md.push('');
+  json['kernel_lookahead_shared_ratio'] = shared;
+  json['kernel_lookahead_cpu_ratio'] = cpu;
+  return md;
+}
+
 export interface ReportOptions {
+  /** The patched kernel's lookahead runs (seed-kernel.ts), and the file they came from. */
+  kernel?: { source: string; rows: KernelLookaheadRow[] };
   tables?: readonly TableName[];
   generatedAt?: Date;
   sources?: string[];
@@ -487,9 +520,9 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       '',
       "Why the shared-page ratio is ×1.00 wherever it was measured: the engine's lookahead (after page a matched a page whose partner is b, page a+1 is compared with b+1 first) only changes which compare finds a match, never whether one is found, so its counters are the same with it on and off (a property test runs both in lockstep); what it changes is the compares per page. With the same pages_to_scan/sleep budget it therefore cannot merge more pages; the published gain in shared pages is not reproduced by this design.",
       );
-    md.push('', ...figs, '');
     json['lookahead_shared_ratio'] = sharedRatio;
     json['lookahead_cpu_ratio'] = cpuRatio;
+    md.push('', ...kernelLookaheadTable(opts.kernel, json), ...figs, '');
   }
 
   if (tables.includes('cache')) {

@@ -16,6 +16,7 @@ import type { MemoryUsage } from '../qemu/cgroup.js';
 import { engineWindow, type EnginePair } from './seed-engine.js';
 import type { ZipfModel } from './zipf-model.js';
 import type { WssRun } from './seed-wss.js';
+import { wssPassText } from './wss-judge.js';
 import type { KernelLookaheadRow } from './seed-kernel.js';
 
 /** One sample of the host during a run (scripts/bench/seed.ts writes them every --interval). */
@@ -206,7 +207,8 @@ export { num as finiteNumber };
 export function wssOf(r: SeedRun): WssRun | undefined {
   const w = r.wss;
   if (!isObject(w) || typeof w['intervalS'] !== 'number' || !Array.isArray(w['loopsMiB']) || !Array.isArray(w['guests'])) return undefined;
-  const okPass = (p: unknown): boolean => isObject(p) && typeof p['estimateMiB'] === 'number' && typeof p['truthMiB'] === 'number' && typeof p['excused'] === 'boolean';
+  const okPass = (p: unknown): boolean =>
+    isObject(p) && typeof p['estimateMiB'] === 'number' && typeof p['truthMiB'] === 'number' && typeof p['excused'] === 'boolean' && typeof p['inTransit'] === 'boolean';
   const okGuest = (g: unknown): boolean => isObject(g) && typeof g['name'] === 'string' && typeof g['idleMiB'] === 'number' && Array.isArray(g['passes']) && g['passes'].every(okPass);
   return w['guests'].every(okGuest) ? (w as unknown as WssRun) : undefined;
 }
@@ -617,7 +619,7 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
     md.push(
       '## Working-set estimator',
       '',
-      "`ksm-agent wss` (lib/wss.ts: clear the QEMU's accessed bits, wait, count guest RAM referenced) on both guests while sp-fill's volatile loop in each writes every page of its region every 200 ms: one idle pass, then A MiB, A + B MiB (a second loop), B MiB (the first killed), the host making each change after a pass (scripts/bench/seed-wss.ts). The truth is the loops' size; what the guest OS touches by itself counts as error. A pass during which a change landed may miss by more than 10% once (marked *); the error is the largest of every other pass, settled is the same from the 2nd pass after each change. test/wss.test.ts holds a busybox guest to the same rule.",
+      "`ksm-agent wss` (lib/wss.ts: clear the QEMU's accessed bits, wait, count guest RAM referenced) on both guests while sp-fill's volatile loop in each writes every page of its region every 200 ms: one idle pass, then A MiB, A + B MiB (a second loop), B MiB (the first killed), the host making each change after a pass (scripts/bench/seed-wss.ts). The truth is the loops' size; what the guest OS touches by itself counts as error. A pass during which a change was under way is not judged (marked ~, against the truth it was heading for), and the first pass after a change completed may miss by more than 10% once (marked *); the error is the largest of every other pass, settled is the same from the 2nd pass after each change. test/wss.test.ts holds a busybox guest to the same rule.",
       '',
     );
     // KSM on or off, the estimator reads the same accessed bits: any wss run serves.
@@ -627,7 +629,7 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       md.push(`Run ${path.basename(r.file)}: ${fmt(w.intervalS, 1)} s passes, loops ${w.loopsMiB[0]} and ${w.loopsMiB[1]} MiB, guests of ${fmt(num(r.summary['mem_mib']))} MiB.`, '');
       md.push('| guest | idle MiB | estimate / truth MiB per pass | error % | settled error % |', '|---|---|---|---|---|');
       for (const g of w.guests) {
-        const passes = g.passes.map((p) => `${p.estimateMiB.toFixed(1)}/${p.truthMiB}${p.excused ? '*' : ''}`).join(' ');
+        const passes = g.passes.map(wssPassText).join(' ');
         md.push(`| ${g.name} | ${g.idleMiB.toFixed(1)} | ${passes} | ${fmt(g.errorPct, 1)} | ${fmt(g.settledErrorPct, 1)} |`);
       }
       md.push('');

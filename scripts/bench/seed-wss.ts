@@ -3,62 +3,12 @@
 // mid-run. The program is sp-fill's volatile kind (in the image), which writes every page of its
 // region every 200 ms. The host drives the changes between passes, as test/wss.test.ts does on a
 // busybox guest: one idle pass, then A MiB, then A + B MiB (a second loop starts), then B MiB
-// (the first loop is killed). judgeWss() holds each pass to the truth: within 10%, and a change
-// seen within 2 passes (the pass during which it happened is the first of those 2).
+// (the first loop is killed). Each pass is judged by wss-judge.ts.
 import { estimateWorkingSets, type WssPass } from '../../lib/index.js';
 import type { DebianGuest } from '../qemu/debian.js';
+import { judgeWss, largest, wssErrorPct, type WssChange, type WssJudgedPass } from './wss-judge.js';
 
 const MIB = 1 << 20;
-
-/** How far an estimate may be from the truth, percent (the issue's bound). */
-export const WSS_TOLERANCE_PCT = 10;
-
-/** A change to a guest's loops: complete once `afterPass` passes had ended; `truthMiB` from then on. */
-export interface WssChange {
-  afterPass: number;
-  truthMiB: number;
-}
-
-export interface WssJudgedPass {
-  pass: number;
-  estimateMiB: number;
-  truthMiB: number;
-  errorPct: number;
-  /** The first pass after a change, over the tolerance: allowed once (the change still in flight). */
-  excused: boolean;
-  /** The 2nd pass after its change or later: the loop ran through the whole window. */
-  settled: boolean;
-}
-
-/**
- * Each pass of one guest against the truth of the last change completed before it began. Passes
- * before the first change (an idle guest, truth unknown) are not judged.
- */
-export function judgeWss(estimatesMiB: readonly number[], changes: readonly WssChange[]): WssJudgedPass[] {
-  const out: WssJudgedPass[] = [];
-  estimatesMiB.forEach((estimateMiB, i) => {
-    const done = changes.filter((c) => c.afterPass <= i);
-    const last = done[done.length - 1];
-    if (last === undefined) return;
-    const errorPct = (100 * Math.abs(estimateMiB - last.truthMiB)) / last.truthMiB;
-    // Pass i (0-based) is the (i - afterPass + 1)-th pass since the change; the 2nd must be right.
-    const excused = last.afterPass > 0 && i - last.afterPass + 1 < 2 && errorPct > WSS_TOLERANCE_PCT;
-    out.push({ pass: i + 1, estimateMiB, truthMiB: last.truthMiB, errorPct, excused, settled: i - last.afterPass + 1 >= 2 });
-  });
-  return out;
-}
-
-/** The largest error of the passes judged (excused ones left out; `settled`: only those), or null when none was. */
-export function wssErrorPct(judged: readonly WssJudgedPass[], settled = false): number | null {
-  const errs = judged.filter((j) => !j.excused && (!settled || j.settled)).map((j) => j.errorPct);
-  return errs.length === 0 ? null : Math.max(...errs);
-}
-
-/** The largest of each guest's figure, or null unless every guest has one. */
-function largest(xs: readonly (number | null)[]): number | null {
-  const ok = xs.filter((x): x is number => x !== null);
-  return ok.length === xs.length && ok.length > 0 ? Math.max(...ok) : null;
-}
 
 export interface WssGuestRecord {
   name: string;
@@ -101,6 +51,9 @@ export async function runWss(guests: readonly DebianGuest[], memMiB: number, int
   const estimates: number[][] = guests.map(() => []);
   const passEndS: number[] = [];
   let inFlight: Promise<void> = Promise.resolve();
+  // A step that failed (a fill the guest refused, a loop that would not die): kept here rather than
+  // as a rejected promise nobody awaits yet, and thrown at the next pass's end.
+  let stepError: Error | undefined;
   // The host's steps, each started when the pass before it ends: [after pass N, what, truth then].
   const steps: [number, (g: DebianGuest) => Promise<unknown>, number][] = [
     [1, (g) => g.guest.fill({ volatile: { amount: { MiB: a }, intervalMs: 200 } }, 'wss-a'), a],
@@ -108,6 +61,7 @@ export async function runWss(guests: readonly DebianGuest[], memMiB: number, int
     [1 + 2 * perPhase, (g) => killLoop(g, 'wss-a'), b],
   ];
   const onPass = async (p: WssPass): Promise<void> => {
+    if (stepError) throw stepError;
     passEndS.push(Math.round((Date.now() - t0) / 100) / 10);
     guests.forEach((g, i) => {
       const v = p.vms.find((x) => x.pid === g.guest.pid);
@@ -116,18 +70,29 @@ export async function runWss(guests: readonly DebianGuest[], memMiB: number, int
     });
     const step = steps.find(([after]) => after === p.pass);
     if (step === undefined) return;
-    // A step's error surfaces at the next pass's end at the latest: one step in flight at a time.
+    // One step in flight at a time.
     await inFlight;
+    if (stepError) throw stepError;
     const [, act, truth] = step;
     inFlight = Promise.all(
       guests.map(async (g, i) => {
+        const startedAfterPass = estimates[i]!.length;
         await act(g);
-        changes[i]!.push({ afterPass: estimates[i]!.length, truthMiB: truth });
+        changes[i]!.push({ startedAfterPass, afterPass: estimates[i]!.length, truthMiB: truth });
       }),
-    ).then(() => undefined);
+    ).then(
+      () => undefined,
+      (e: unknown) => {
+        stepError ??= e instanceof Error ? e : new Error(String(e));
+      },
+    );
   };
-  await estimateWorkingSets({ vms: guests.map((g) => g.guest.pid), intervalMs: intervalS * 1000, passes: 1 + 3 * perPhase, onPass });
-  await inFlight;
+  try {
+    await estimateWorkingSets({ vms: guests.map((g) => g.guest.pid), intervalMs: intervalS * 1000, passes: 1 + 3 * perPhase, onPass });
+  } finally {
+    await inFlight;
+  }
+  if (stepError) throw stepError;
   const records = guests.map((g, i): WssGuestRecord => {
     const passes = judgeWss(estimates[i]!, changes[i]!);
     return {

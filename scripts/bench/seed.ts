@@ -43,6 +43,7 @@ import { stopAll } from '../qemu/harness.js';
 import { Periodic } from '../../lib/agent/periodic.js';
 import { EnginePairRunner, engineWindow } from './seed-engine.js';
 import { runWss, type WssRun } from './seed-wss.js';
+import { WSS_MARKS, wssPassText } from './wss-judge.js';
 import { hostCacheHitRatio, type SeedSample } from './seed-report.js';
 import { DEFAULT_SECONDS, GRACE_SECONDS, WORKLOADS, isWorkload, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
 
@@ -494,7 +495,7 @@ async function runBench(o: Options): Promise<void> {
     `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB; host cache hit ratio ${summary.host_cache_hit_ratio ?? '-'}`,
     ...(summary.engine ? [`  engine (lookahead off / on): ${JSON.stringify(summary.engine)}`] : []),
     ...(scrubber ? [`  scrub: ${JSON.stringify(scrubSummary(scrubber.log, workloadEnd - workloadStart))}`] : []),
-    ...(wssRun ? wssRun.guests.map((g) => `  wss ${g.name}: idle ${r1(g.idleMiB)} MiB; ${g.passes.map((p) => `${r1(p.estimateMiB)}/${p.truthMiB}${p.excused ? '*' : ''}`).join(' ')} MiB (estimate/truth, * first pass after a change); largest error ${g.errorPct === null ? '-' : r1(g.errorPct)}%, settled ${g.settledErrorPct === null ? '-' : r1(g.settledErrorPct)}%`) : []),
+    ...(wssRun ? wssRun.guests.map((g) => `  wss ${g.name}: idle ${r1(g.idleMiB)} MiB; ${g.passes.map(wssPassText).join(' ')} MiB (estimate/truth; ${WSS_MARKS}); largest error ${g.errorPct === null ? '-' : r1(g.errorPct)}%, settled ${g.settledErrorPct === null ? '-' : r1(g.settledErrorPct)}%`) : []),
     `  results: ${JSON.stringify(result)}`,
     `  ${all.length} samples in ${o.out}`,
   ];

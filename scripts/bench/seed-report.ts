@@ -634,8 +634,9 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       }
       md.push('');
     } else if (r !== undefined) md.push(`${path.basename(r.file)} carries no wss passes.`, '');
-    json['wss_error_pct'] = w?.errorPct === null || w === undefined ? null : Math.round(w.errorPct * 10) / 10;
-    json['wss_settled_error_pct'] = w?.settledErrorPct === null || w === undefined ? null : Math.round(w.settledErrorPct * 10) / 10;
+    const tenth = (x: number | null | undefined): number | null => (x === null || x === undefined ? null : Math.round(x * 10) / 10);
+    json['wss_error_pct'] = tenth(w?.errorPct);
+    json['wss_settled_error_pct'] = tenth(w?.settledErrorPct);
   }
 
   md.push('## Missing runs', '');

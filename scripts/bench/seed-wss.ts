@@ -36,7 +36,7 @@ export interface WssRun {
 }
 
 /** The loops' sizes for a guest of memMiB: a quarter of its RAM each (A, then A + B = half). */
-export function wssLoops(memMiB: number): [number, number] {
+function wssLoops(memMiB: number): [number, number] {
   const q = Math.floor(memMiB / 4);
   return [q, q];
 }
@@ -58,7 +58,7 @@ export async function runWss(guests: readonly DebianGuest[], memMiB: number, int
   const steps: [number, (g: DebianGuest) => Promise<unknown>, number][] = [
     [1, (g) => g.guest.fill({ volatile: { amount: { MiB: a }, intervalMs: 200 } }, 'wss-a'), a],
     [1 + perPhase, (g) => g.guest.fill({ volatile: { amount: { MiB: b }, intervalMs: 200 } }, 'wss-b'), a + b],
-    [1 + 2 * perPhase, (g) => killLoop(g, 'wss-a'), b],
+    [1 + 2 * perPhase, (g) => g.guest.stopFill('wss-a'), b],
   ];
   const onPass = async (p: WssPass): Promise<void> => {
     if (stepError) throw stepError;
@@ -113,9 +113,4 @@ export async function runWss(guests: readonly DebianGuest[], memMiB: number, int
     settledErrorPct: largest(records.map((r) => r.settledErrorPct)),
     passEndS,
   };
-}
-
-async function killLoop(g: DebianGuest, tag: string): Promise<void> {
-  const r = await g.guest.exec(`kill $(cat /run/samepage/fill-${tag}.pid)`);
-  if (r.code !== 0) throw new Error(`${g.guest.name}: could not stop the ${tag} loop (exit ${r.code}): ${r.stderr.trim()}`);
 }

@@ -68,6 +68,8 @@ export interface Guest {
   fill(spec: FillSpec | string, tag: string): Promise<FillSummary>;
   /** Re-read a fill's summary from the guest (/run/samepage/fill-TAG.json). */
   fillSummary(tag?: string): Promise<FillSummary>;
+  /** End a fill's daemon (its memory is freed in the guest); rejects if the guest could not. */
+  stopFill(tag: string): Promise<void>;
   /** Kill QEMU, wait until it is gone, remove its socket and temp files. Idempotent. */
   stop(): Promise<void>;
 }
@@ -252,6 +254,12 @@ class QemuGuest implements Guest {
     const r = await this.exec(`cat /run/samepage/fill-${tag}.json`);
     if (r.code !== 0) throw new HarnessError('GUEST_ERROR', `guest ${this.name}: no fill "${tag}": ${r.stderr.trim()}`);
     return parseFillSummary(r.stdout.trim());
+  }
+
+  async stopFill(tag: string): Promise<void> {
+    if (!TAG_RE.test(tag)) bad(`fill tag "${tag}" must be 1-32 letters, digits, - or _`);
+    const r = await this.exec(`kill $(cat /run/samepage/fill-${tag}.pid)`);
+    if (r.code !== 0) throw new HarnessError('GUEST_ERROR', `guest ${this.name}: could not stop fill "${tag}" (exit ${r.code}): ${r.stderr.trim()}`);
   }
 
   stop(): Promise<void> {

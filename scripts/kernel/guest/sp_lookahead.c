@@ -399,9 +399,9 @@ void sp_check_lookahead(const char *cmdline)
 				    (int64_t)per_off));
 	}
 	/*
-	 * ksmd's CPU time measures its work only under -icount; the KASAN
-	 * boot runs without it (sp_timing=off), where one CI run saw +8%
-	 * on one workload from scheduling alone.
+	 * ksmd's CPU time measures its work only under -icount; test-kernel.sh
+	 * passes sp_timing=off to every boot without it (the KASAN one here),
+	 * where one CI run saw +8% on one workload from scheduling alone.
 	 */
 	if (strstr(cmdline, "sp_timing=off"))
 		sp_skip("lookahead_less_work",

@@ -8,6 +8,8 @@ export interface NativeSettings {
   smartScan?: boolean;
   lookahead?: boolean;
   contentCacheBytes?: number;
+  /** As the kernel's knob: how often, per chain, a lookup walks all its dups (ms; 0: always). */
+  stableNodeChainsPruneMillisecs?: number;
 }
 
 /** The engine's counters: the kernel's names for the kernel's figures, then the engine's own. */

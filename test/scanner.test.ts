@@ -176,6 +176,17 @@ test('pagesToScan 0 is accepted as the kernel accepts it: a pass still ends', as
   await s.close();
 });
 
+test('stableNodeChainsPruneMillisecs: the kernel default, taken, and refused out of range', async (t) => {
+  const s = new Scanner();
+  t.is(s.settings().stableNodeChainsPruneMillisecs, 2000);
+  s.configure({ stableNodeChainsPruneMillisecs: 0 });
+  t.is(s.settings().stableNodeChainsPruneMillisecs, 0);
+  t.is(s.settings().maxPageSharing, 256);
+  t.throws(() => s.configure({ stableNodeChainsPruneMillisecs: 2 ** 32 }), { instanceOf: RangeError, message: /stableNodeChainsPruneMillisecs/ });
+  t.is(s.settings().stableNodeChainsPruneMillisecs, 0);
+  await s.close();
+});
+
 test('errors name the thing: gone pid, bad input, missing dump, no permission', async (t) => {
   const s = new Scanner();
   await t.throwsAsync(s.addProcess(4194303), { instanceOf: ProcessGoneError });

@@ -76,6 +76,8 @@ sp_settings SettingsFromJs(const Napi::Object& obj, const sp_settings& base) {
   s.lookahead = Boolean(obj, "lookahead", s.lookahead);
   s.content_cache_bytes =
       NonNegativeInteger(obj, "contentCacheBytes", 0, 1ull << 40, s.content_cache_bytes);
+  s.stable_node_chains_prune_millisecs = (uint32_t)NonNegativeInteger(
+      obj, "stableNodeChainsPruneMillisecs", 0, UINT32_MAX, s.stable_node_chains_prune_millisecs);
   return s;
 }
 
@@ -87,6 +89,7 @@ Napi::Object SettingsToJs(Napi::Env env, const sp_settings& s) {
   o.Set("smartScan", s.smart_scan);
   o.Set("lookahead", s.lookahead);
   o.Set("contentCacheBytes", (double)s.content_cache_bytes);
+  o.Set("stableNodeChainsPruneMillisecs", s.stable_node_chains_prune_millisecs);
   return o;
 }
 

@@ -399,6 +399,7 @@ async function runBench(o: Options): Promise<void> {
         useZeroPages: settings.use_zero_pages ?? false,
         maxPageSharing: settings.max_page_sharing ?? 256,
         smartScan: settings.smart_scan ?? true,
+        stableNodeChainsPruneMillisecs: settings.stable_node_chains_prune_millisecs ?? 2000,
       });
     }
     sampler.start();

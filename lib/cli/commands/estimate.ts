@@ -192,7 +192,12 @@ export const estimate: Command = {
       for (const vm of kept) targets.set(vm.pid, vmLabel(vm));
     }
 
-    const scanner = new Scanner({ useZeroPages, maxPageSharing, smartScan });
+    const scanner = new Scanner({
+      useZeroPages,
+      maxPageSharing,
+      smartScan,
+      ...(host.stable_node_chains_prune_millisecs === undefined ? {} : { stableNodeChainsPruneMillisecs: host.stable_node_chains_prune_millisecs }),
+    });
     const bar = progressBar(io.stderrTty);
     const abort = new AbortController();
     const onInt = () => abort.abort(new Error('interrupted'));

@@ -36,10 +36,16 @@ typedef struct sp_settings {
   /* Upper bound on the cache of merged contents kept to compare against
    * without re-reading a source.  0 disables the cache. */
   uint64_t content_cache_bytes;
+  /* As the kernel's knob: a lookup walks every dup of a chain (the fullest
+   * with room takes the merge) at most once per this many milliseconds of
+   * CLOCK_MONOTONIC per chain, counted from the chain's creation, and
+   * otherwise stops at the first dup with room.  0: every lookup walks. */
+  uint32_t stable_node_chains_prune_millisecs;
 } sp_settings;
 
 /* Fills *out with the kernel's defaults (pages_to_scan 100,
- * max_page_sharing 256, use_zero_pages off, smart_scan on) plus
+ * max_page_sharing 256, use_zero_pages off, smart_scan on,
+ * stable_node_chains_prune_millisecs 2000) plus
  * lookahead on and a 64 MiB content cache. */
 SP_API void sp_settings_default(sp_settings *out);
 

@@ -21,7 +21,8 @@ void sp_settings_default(sp_settings *out) {
                        .use_zero_pages = false,
                        .smart_scan = true,
                        .lookahead = true,
-                       .content_cache_bytes = 64ull << 20};
+                       .content_cache_bytes = 64ull << 20,
+                       .stable_node_chains_prune_millisecs = 2000};
 }
 
 /* The kernel's own limits: pages_to_scan_store() takes any unsigned int

@@ -230,7 +230,8 @@ struct sp_snode {
   uint32_t link;     /* DUP: its chain; CHAIN: first dup */
   uint32_t next;     /* DUP: next dup of the chain; FREE: next free node */
   uint32_t cache;    /* REGULAR/CHAIN: content cache entry or SP_NIL */
-  uint32_t prune_seq;/* CHAIN: pass of the last full dup walk */
+  uint32_t pruned_ms;/* CHAIN: stable.c's now_ms() at its creation or last
+                        full dup walk (the kernel's chain_prune_time) */
   uint8_t kind;
 };
 

@@ -42,14 +42,24 @@ struct sp_pm_scan_arg {
 #define SP_PAGE_IS_HUGE (1 << 6)
 
 
+/* How proc_frame() tells a KSM page from one shared by fork. */
+enum frame_rule {
+  FRAMES_HIDDEN,        /* not root: no PFNs */
+  FRAMES_BY_KPF_KSM,    /* KPF_KSM marks KSM pages, and only them */
+  FRAMES_WHILE_UNMERGED /* KPF_KSM marks every anonymous page (6.12): a
+                           frame is given while the process maps no KSM
+                           page at all, as before KSM is first enabled */
+};
+
 struct proc_impl {
   pid_t pid;
   unsigned long long start_time; /* tells a recycled pid apart */
   int pagemap_fd;
   int kpageflags_fd;             /* -1 without root, or when neither
                                     THP_ZERO_APART nor proc_frame() needs it */
-  bool frames_known;             /* proc_frame() answers: root, and KPF_KSM
-                                    tells KSM pages apart */
+  enum frame_rule frames;        /* how proc_frame() tells KSM pages apart */
+  int merging_fd;                /* /proc/PID/ksm_merging_pages, for
+                                    FRAMES_WHILE_UNMERGED; else -1 */
   bool no_pagemap_scan;          /* the kernel lacks PAGEMAP_SCAN */
   int mem_fd;
   uint64_t zero_pfn;             /* 0 when PFNs are hidden (not root) or read
@@ -443,21 +453,35 @@ static int proc_read(struct sp_source *src, const struct sp_range *range,
   return 0;
 }
 
+/* /proc/PID/ksm_merging_pages, read again (a seq_file shows it anew at
+ * offset 0): 0 when none of the process's pages is a KSM page. */
+static bool maps_no_ksm_page(const struct proc_impl *p) {
+  char text[32];
+  ssize_t got = pread(p->merging_fd, text, sizeof text - 1, 0);
+  if (got <= 0) return false;
+  text[got] = '\0';
+  return text[0] == '0' && (text[1] == '\n' || text[1] == '\0');
+}
+
 /*
  * The PFN a present page maps, when it is an ordinary page, not a KSM one:
  * a KSM page shared by two tracked pages is the stable tree's business (the
  * engine merges them by content, as ksmd keeps them merged), a page shared
- * by fork is not.  0 (unknown) without root, or where KPF_KSM marks every
- * anonymous page (6.12) and a KSM page cannot be told from a forked one.
+ * by fork is not.  0 (unknown) without root.  Where KPF_KSM marks every
+ * anonymous page (6.12) a KSM page cannot be told from a forked one page
+ * by page, so a frame is given only while the process maps no KSM page:
+ * the count is read after the pagemap entry, so a page KSM merged before
+ * that read is counted in it.
  */
 static uint64_t proc_frame(struct sp_source *src, const struct sp_range *range, uint64_t page) {
   struct proc_impl *p = src->impl;
   uint64_t entry = 0, kf = 0;
   off_t at = (off_t)((range->start / SP_PAGE_SIZE + page) * 8);
-  if (!p->frames_known) return 0;
+  if (p->frames == FRAMES_HIDDEN) return 0;
   if (pread(p->pagemap_fd, &entry, sizeof entry, at) != (ssize_t)sizeof entry) return 0;
   uint64_t pfn = entry & SP_PM_PFN_MASK;
   if (!(entry & SP_PM_PRESENT) || (entry & SP_PM_SWAP) || !pfn) return 0;
+  if (p->frames == FRAMES_WHILE_UNMERGED) return maps_no_ksm_page(p) ? pfn : 0;
   if (pread(p->kpageflags_fd, &kf, sizeof kf, (off_t)(pfn * 8)) != (ssize_t)sizeof kf) return 0;
   return (kf >> SP_KPF_KSM) & 1 ? 0 : pfn;
 }
@@ -467,6 +491,7 @@ static void proc_destroy(struct sp_source *src) {
   if (!p) return;
   if (p->pagemap_fd >= 0) close(p->pagemap_fd);
   if (p->kpageflags_fd >= 0) close(p->kpageflags_fd);
+  if (p->merging_fd >= 0) close(p->merging_fd);
   if (p->mem_fd >= 0) close(p->mem_fd);
   sd_free(p);
   free(p);
@@ -494,7 +519,7 @@ int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
   struct proc_impl *p = calloc(1, sizeof *p);
   if (!p) return -ENOMEM;
   p->pid = pid;
-  p->pagemap_fd = p->kpageflags_fd = p->mem_fd = -1;
+  p->pagemap_fd = p->kpageflags_fd = p->merging_fd = p->mem_fd = -1;
   int err = read_start_time(pid, &p->start_time);
   char path[64];
   if (!err) {
@@ -531,10 +556,17 @@ int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,
   }
   p->zero_pfn = find_zero_pfn();
   /* One fd serves the THP check and proc_frame(). */
-  bool frames = sp__kpf_ksm_reliable() == 1;
-  if ((flags & SP_PROC_THP_ZERO_APART) || frames)
+  int reliable = sp__kpf_ksm_reliable();
+  if ((flags & SP_PROC_THP_ZERO_APART) || reliable == 1)
     p->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
-  p->frames_known = frames && p->kpageflags_fd >= 0;
+  if (reliable == 1 && p->kpageflags_fd >= 0) {
+    p->frames = FRAMES_BY_KPF_KSM;
+  } else if (reliable == 0) {
+    /* The probe saw a PFN: root.  Without the file (before 5.19) no frame. */
+    snprintf(path, sizeof path, "/proc/%d/ksm_merging_pages", (int)pid);
+    p->merging_fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (p->merging_fd >= 0) p->frames = FRAMES_WHILE_UNMERGED;
+  }
 
   struct sp_source *src = sp__source_new(SP_SOURCE_PROCESS, name, comm[0] ? comm : "process");
   if (!src) {

@@ -9,11 +9,13 @@
  * the kernel does.  A merged page whose last mapping goes away is freed at
  * once (the kernel notices its stale node lazily; the counters of a settled
  * system are the same), and a chain left with one dup collapses back into a
- * regular node, as stable_node_dup() does.
+ * regular node, as stable_node_dup() does.  Which dup takes a merge follows
+ * the kernel's clock rule (stable_node_chains_prune_millisecs).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "stable.h"
 
@@ -151,6 +153,24 @@ uint32_t sp__stable_find(struct sp_engine *e, const void *page, uint64_t hash) {
   }
 }
 
+/* Milliseconds of CLOCK_MONOTONIC, wrapping like jiffies: intervals are
+ * taken as uint32_t differences, good for 49 days. */
+static uint32_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+/* stable_node_dup()'s test: a full walk is due when the knob's interval has
+ * passed since the chain's last one (time_before() false); it starts a new
+ * interval. */
+static bool prune_due(struct sp_engine *e, struct sp_snode *chain) {
+  uint32_t now = now_ms();
+  if (now - chain->pruned_ms < e->settings.stable_node_chains_prune_millisecs) return false;
+  chain->pruned_ms = now;
+  return true;
+}
+
 /* __is_page_sharing_candidate(): has a mapping and room for offset more. */
 static inline bool candidate(const struct sp_engine *e, const struct sp_snode *n,
                              uint32_t offset) {
@@ -178,10 +198,8 @@ uint32_t sp__stable_pick(struct sp_engine *e, uint32_t content) {
   if (c->kind == SN_REGULAR) return candidate(e, c, 0) ? content : SP_NIL;
 
   /* stable_node_dup(): the first dup that can take another mapping, or,
-   * once per pass (the kernel: every stable_node_chains_prune_millisecs),
-   * the fullest one that can. */
-  bool prune = c->prune_seq != (uint32_t)e->scan.seqnr;
-  if (prune) c->prune_seq = (uint32_t)e->scan.seqnr;
+   * when a full walk is due, the fullest one that can. */
+  bool prune = prune_due(e, c);
   uint32_t found = SP_NIL, prev_of_found = SP_NIL, prev = SP_NIL;
   for (uint32_t d = c->link; d != SP_NIL; prev = d, d = N(e, d)->next) {
     struct sp_snode *dn = N(e, d);
@@ -226,7 +244,7 @@ uint32_t sp__stable_insert(struct sp_engine *e, const void *page,
     struct sp_snode *c = N(e, chain), *old = N(e, content);
     c->cache = old->cache;
     if (c->cache != SP_NIL) sp__ccache_rebind(&e->stable.cache, c->cache, chain);
-    c->prune_seq = (uint32_t)e->scan.seqnr;
+    c->pruned_ms = now_ms(); /* alloc_stable_node_chain(): chain_prune_time = jiffies */
     old->cache = SP_NIL;
     old->kind = SN_DUP;
     e->stable.contents--; /* the chain took its place */

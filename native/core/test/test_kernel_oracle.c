@@ -498,8 +498,10 @@ struct pp_event {
  * pass: the scan stops where a pass ends) for the counters to be read and
  * the engine to make the same pass.  The events change the child between
  * passes.  Every counter ksmd publishes, every pass. */
-static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, size_t nevents,
-                            bool chain_lag, sp_test_child_body body, uint32_t proc_flags) {
+/* Returns the kernel's stable_node_dups after the last pass. */
+static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events, size_t nevents,
+                            bool chain_lag, sp_test_child_body body, uint32_t proc_flags,
+                            int64_t prune_millisecs) {
   bool forked = body == pp_fork_body;
   int64_t smart = ksm_read("smart_scan"), lookahead = ksm_read("lookahead");
   CHECK_OK(ksm_write("run", "2"));
@@ -520,6 +522,16 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
   /* The kernel's lookahead knob (the series' 0001) where there is one: it
    * may change which pages merge while the unstable tree is inconsistent. */
   sp_engine *e = sp_test_engine(use_zero_pages, PP_MPS, smart > 0, lookahead > 0);
+  if (prune_millisecs >= 0) {
+    /* Both clocks start now: the chains are made in pass 2. */
+    char ms[24];
+    snprintf(ms, sizeof ms, "%lld", (long long)prune_millisecs);
+    CHECK_OK(ksm_write("stable_node_chains_prune_millisecs", ms));
+    sp_settings s;
+    sp_engine_settings(e, &s);
+    s.stable_node_chains_prune_millisecs = (uint32_t)prune_millisecs;
+    CHECK_OK(sp_engine_configure(e, &s));
+  }
   uint32_t id, second_id = 0;
   if (body == pp_thp_body) {
     /* The child's memory must be in THPs, or this tests nothing new. */
@@ -531,6 +543,7 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
   CHECK_OK(sp_add_process(e, "pass", current.pid, proc_flags, &id));
   /* In ksmd's order: the forked process's mm joined the list after. */
   if (forked) CHECK_OK(sp_add_process(e, "forked", second, 0, &second_id));
+  int64_t last_dups = -1;
   int64_t base_scans = ksm_read("full_scans"), base_scanned = ksm_read("pages_scanned");
   int64_t base_skipped = ksm_read("pages_skipped");
   CHECK(base_skipped >= 0);
@@ -570,6 +583,7 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
         .items = (int64_t)(src.rmap_items + src2.rmap_items),
         .merging = (int64_t)(src.merging_pages + src2.merging_pages)};
     pp_print("kernel", pass, &k);
+    last_dups = k.dups;
     if (memcmp(&k, &m, sizeof k)) pp_print("engine", pass, &m);
     CHECK_EQ(m.shared, k.shared);
     CHECK_EQ(m.sharing, k.sharing);
@@ -604,12 +618,13 @@ static void per_pass_agrees(int use_zero_pages, const struct pp_event *events, s
   sp_engine_destroy(e);
   end_children();
   CHECK_OK(ksm_write("run", "0"));
+  return last_dups;
 }
 
 /* 16 merged pages rewritten after pass 5, their contents back after 9. */
 static void per_pass_writes(void) {
   const struct pp_event ev[] = {{5, SIGUSR1, false, false}, {9, SIGUSR2, false, false}};
-  per_pass_agrees(0, ev, 2, false, pp_body, 0);
+  per_pass_agrees(0, ev, 2, false, pp_body, 0, -1);
 }
 /* In THPs: KSM splits a THP when one of its pages merges, and the split
  * maps its zero-filled subpages to the zero page, outside KSM
@@ -618,20 +633,20 @@ static void per_pass_writes(void) {
  * back after 9. */
 static void per_pass_thp(void) {
   const struct pp_event ev[] = {{5, SIGUSR1, false, false}, {9, SIGUSR2, false, false}};
-  per_pass_agrees(0, ev, 2, false, pp_thp_body, SP_PROC_THP_ZERO_APART);
+  per_pass_agrees(0, ev, 2, false, pp_thp_body, SP_PROC_THP_ZERO_APART, -1);
 }
 /* use_zero_pages 1; 64 unique pages unmapped after pass 3, 16 merged pages
  * rewritten after 5, 64 hot pages made read-only after 7 (VMA splits),
  * the 16 written back after 9. */
 static void per_pass_reshaped(void) {
   const struct pp_event ev[] = {{3, 0, true, false}, {5, SIGUSR1, false, false}, {7, 1, true, false}, {9, SIGUSR2, false, false}};
-  per_pass_agrees(1, ev, 4, false, pp_body, 0);
+  per_pass_agrees(1, ev, 4, false, pp_body, 0, -1);
 }
 /* 100 pages of the 4-dup chain rewritten after pass 4 (dups empty and are
  * pruned), the chain's content back after pass 8. */
 static void per_pass_chain_shrinks(void) {
   const struct pp_event ev[] = {{4, 2, true, false}, {8, 3, true, false}};
-  per_pass_agrees(0, ev, 2, true, pp_body, 0);
+  per_pass_agrees(0, ev, 2, true, pp_body, 0, -1);
 }
 /* A forked second process shares every page copy-on-write: the unique
  * pages it shares with the first never merge (6.12 abandons an unstable
@@ -641,7 +656,133 @@ static void per_pass_chain_shrinks(void) {
  * they hold, and those, on frames of their own now, merge. */
 static void per_pass_forked(void) {
   const struct pp_event ev[] = {{5, SIGUSR1, false, true}};
-  per_pass_agrees(0, ev, 1, false, pp_fork_body, 0);
+  per_pass_agrees(0, ev, 1, false, pp_fork_body, 0, -1);
+}
+
+/* stable_node_chains_prune_millisecs: PP_CHAIN equal pages make a chain of
+ * three full dups, {64..95} listed first, then {32..63} and {0..31}.
+ * SIGUSR1: pages 63 and 65..95 rewritten (the dups hold 1 and 31);
+ * SIGUSR2: page 95 back (it merges into one of them, the fullest when a
+ * walk of the chain is due, else the first); SIGRTMIN: page 64 rewritten,
+ * which empties the first dup only if page 95 went to the other. */
+enum { PP_CHAIN = 3 * PP_MPS };
+static void pp_prune_write(int sig) {
+  if (sig == SIGUSR1) {
+    sp_test_fill(pp_region + (size_t)(2 * PP_MPS - 1) * SP_PAGE_SIZE, 8100000);
+    for (int i = 2 * PP_MPS + 1; i < PP_CHAIN; i++)
+      sp_test_fill(pp_region + (size_t)i * SP_PAGE_SIZE, 8000000 + (uint64_t)i);
+  } else if (sig == SIGUSR2) {
+    sp_test_fill(pp_region + (size_t)(PP_CHAIN - 1) * SP_PAGE_SIZE, 13);
+  } else {
+    sp_test_fill(pp_region + (size_t)(2 * PP_MPS) * SP_PAGE_SIZE, 8200000);
+  }
+  pp_acks++;
+}
+
+static void pp_prune_body(void *hello) {
+  if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
+  pp_region = sp_test_pages(PP_CHAIN);
+  for (int i = 0; i < PP_CHAIN; i++) sp_test_fill(pp_region + (size_t)i * SP_PAGE_SIZE, 13);
+  if (madvise(pp_region, (size_t)PP_CHAIN * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
+  if (signal(SIGUSR1, pp_prune_write) == SIG_ERR || signal(SIGUSR2, pp_prune_write) == SIG_ERR ||
+      signal(SIGRTMIN, pp_prune_write) == SIG_ERR)
+    _exit(5);
+  uint64_t *out = hello;
+  out[0] = (uintptr_t)pp_region;
+  out[1] = (uintptr_t)&pp_acks;
+  out[2] = 0;
+}
+
+static const struct pp_event pp_prune_events[] = {
+    {3, SIGUSR1, false, false}, {5, SIGUSR2, false, false}, {8, 0, true, false}};
+/* A walk due at every lookup: page 95 joins {32..62}; page 64 then takes
+ * its dup with it (2 dups). */
+static void per_pass_prune_every_lookup(void) {
+  CHECK_OK(ksm_write("smart_scan", "0")); /* it would skip page 95 for passes */
+  CHECK_EQ(per_pass_agrees(0, pp_prune_events, 3, false, pp_prune_body, 0, 0), 2);
+}
+/* No walk due within the test: page 95 joins {64}, which page 64 leaves to
+ * it (3 dups, one fewer page sharing). */
+static void per_pass_prune_never(void) {
+  CHECK_OK(ksm_write("smart_scan", "0"));
+  CHECK_EQ(per_pass_agrees(0, pp_prune_events, 3, false, pp_prune_body, 0, 3600 * 1000), 3);
+}
+
+/* The fork case once more, settled and predicted before KSM runs, as an
+ * estimate before enabling KSM is: neither process maps a KSM page yet, so
+ * the engine knows frames even where KPF_KSM marks every anonymous page
+ * (proc_frame(): FRAMES_WHILE_UNMERGED), and this runs on 6.12 too.  The
+ * unique pages the two share copy-on-write never merge. */
+static void forked_settled(void) {
+  int64_t smart = ksm_read("smart_scan"), lookahead = ksm_read("lookahead");
+  CHECK_OK(ksm_write("run", "2"));
+  char mps[16];
+  snprintf(mps, sizeof mps, "%d", PP_MPS);
+  CHECK_OK(ksm_write("max_page_sharing", mps));
+  CHECK_OK(ksm_write("use_zero_pages", "0"));
+  uint64_t hello[3];
+  current = sp_test_fork(pp_fork_body, hello, sizeof hello);
+  pid_t second = (pid_t)hello[2];
+  current_forked = second;
+  CHECK(second > 0);
+
+  sp_engine *e = sp_test_engine(0, PP_MPS, smart > 0, lookahead > 0);
+  uint32_t id, second_id;
+  CHECK_OK(sp_add_process(e, "pass", current.pid, 0, &id));
+  CHECK_OK(sp_add_process(e, "forked", second, 0, &second_id));
+  for (int pass = 0; pass < 8; pass++) CHECK_OK(sp_engine_pass(e));
+  sp_counters want = sp_test_counters(e);
+  sp_source_info src, src2;
+  CHECK_OK(sp_source_get(e, id, &src));
+  CHECK_OK(sp_source_get(e, second_id, &src2));
+  sp_engine_destroy(e);
+  printf("  predicted: shared %llu sharing %llu chains %llu dups %llu merging %llu + %llu\n",
+         (unsigned long long)want.pages_shared, (unsigned long long)want.pages_sharing,
+         (unsigned long long)want.stable_node_chains,
+         (unsigned long long)want.stable_node_dups, (unsigned long long)src.merging_pages,
+         (unsigned long long)src2.merging_pages);
+  /* The shared unique pages stay apart (in the unstable tree or volatile,
+   * as smart scan's skips fall: not compared).  Had the engine merged them
+   * (a frame it could not tell from a KSM page), they would be merging. */
+  CHECK_EQ(src.merging_pages + src2.merging_pages, 2 * (PP_TOTAL - PP_UNIQUE));
+
+  int64_t base_shared = ksm_read("pages_shared"), base_sharing = ksm_read("pages_sharing");
+  int64_t base_chains = ksm_read("stable_node_chains");
+  int64_t base_dups = ksm_read("stable_node_dups");
+  CHECK_OK(ksm_write("pages_to_scan", "5000"));
+  CHECK_OK(ksm_write("sleep_millisecs", "10"));
+  CHECK_OK(ksm_write("run", "1"));
+  int64_t start_scans = ksm_read("full_scans"), last = -1, stable_since = -1, merging = 0;
+  double deadline = now() + 90;
+  while (now() < deadline) {
+    usleep(100000);
+    int64_t scans = ksm_read("full_scans") - start_scans;
+    merging = proc_read_number(current.pid, "ksm_merging_pages") +
+              proc_read_number(second, "ksm_merging_pages");
+    if (merging != last) {
+      last = merging;
+      stable_since = scans;
+    }
+    if (scans >= 8 && scans - stable_since >= 5) break;
+  }
+  /* ksmd stopped (not unmerged) so the counters hold still to be read. */
+  CHECK_OK(ksm_write("run", "0"));
+  int64_t shared = ksm_read("pages_shared") - base_shared;
+  int64_t sharing = ksm_read("pages_sharing") - base_sharing;
+  int64_t chains = ksm_read("stable_node_chains") - base_chains;
+  int64_t dups = ksm_read("stable_node_dups") - base_dups;
+  printf("  kernel:    shared %lld sharing %lld chains %lld dups %lld merging %lld\n",
+         (long long)shared, (long long)sharing, (long long)chains,
+         (long long)dups, (long long)merging);
+  int others = ksm_other_merging(current.pid) - (proc_read_number(second, "ksm_merging_pages") > 0);
+  CHECK_EQ(others, 0);
+  CHECK_EQ(merging, (int64_t)(src.merging_pages + src2.merging_pages));
+  CHECK_EQ(shared, (int64_t)want.pages_shared);
+  CHECK_EQ(sharing, (int64_t)want.pages_sharing);
+  CHECK_EQ(chains, (int64_t)want.stable_node_chains);
+  CHECK_EQ(dups, (int64_t)want.stable_node_dups);
+  sp_test_end(&current);
+  CHECK_OK(ksm_write("run", "0"));
 }
 
 static void with_zero_pages_off(void) { kernel_agrees(0); }
@@ -690,6 +831,16 @@ int main(void) {
   end_children();
   ksm_restore_settings();
   ksm_save_settings();
+  sp_check_run("pass by pass, stable_node_chains_prune_millisecs 0: the fullest dup takes the merge",
+               per_pass_prune_every_lookup);
+  end_children();
+  ksm_restore_settings();
+  ksm_save_settings();
+  sp_check_run("pass by pass, stable_node_chains_prune_millisecs an hour: the first dup takes it",
+               per_pass_prune_never);
+  end_children();
+  ksm_restore_settings();
+  ksm_save_settings();
   sp_check_run("pass by pass in THPs: split on merge, zero subpages apart, pairs inside one THP, every counter",
                per_pass_thp);
   end_children();
@@ -704,8 +855,16 @@ int main(void) {
     end_children();
     ksm_restore_settings();
   } else {
+    /* Pass by pass, ksmd has merged pages of both processes by the time
+     * the fork case arises (the second pass), and then no frame of theirs
+     * can be trusted. */
     sp_check_skip(forked_name, "KPF_KSM marks every anonymous page on this kernel, so a page "
                                "shared by fork cannot be told from a KSM page");
   }
+  ksm_save_settings();
+  sp_check_run("settled, a forked process predicted before KSM runs, on any KPF_KSM",
+               forked_settled);
+  end_children();
+  ksm_restore_settings();
   return sp_check_done();
 }

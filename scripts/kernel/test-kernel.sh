@@ -290,6 +290,18 @@ build_core_test build_kernel_oracle samepage_kernel_oracle test_kernel_oracle ch
 # there picks a loop the CPU runs and gives the same fixed values.
 build_core_test build_engine_golden samepage_golden test_golden check.c
 
+# The engine keeps the kernel's stable tree shape (native/core/src/stable.c: which chains a search
+# passes) only if its red-black tree balances as lib/rbtree.c does: the same random inserts and
+# erasures on both, shapes and colours compared, on the host, against this tree's tools/lib/rbtree.c.
+rbtree_out=
+if gcc -O1 -I"$tree/tools/include" -I"$core/src" -o "$run_dir/rbtree_vs_linux" "$core/test/rbtree_vs_linux.c" \
+	"$tree/tools/lib/rbtree.c" "$core/src/rbtree.c" >"$run_dir/rbtree-cc.log" 2>&1 &&
+	rbtree_out=$("$run_dir/rbtree_vs_linux" 2>&1); then
+	result rbtree_shape_as_linux PASS "$rbtree_out"
+else
+	result rbtree_shape_as_linux FAIL "${rbtree_out:-see $run_dir/rbtree-cc.log}"
+fi
+
 {
 	printf '%s\n' 'dir /dev 755 0 0' 'nod /dev/console 600 0 0 c 5 1' 'dir /proc 755 0 0' 'dir /sys 755 0 0' \
 		"file /init $artifacts/sp_guest 755 0 0" 'dir /selftests 755 0 0' \

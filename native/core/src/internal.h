@@ -37,6 +37,7 @@
 
 #include "ccache.h"
 #include "index.h"
+#include "rbtree.h"
 #include "samepage.h"
 
 #pragma GCC visibility push(hidden)
@@ -225,14 +226,35 @@ enum sp_snode_kind { SN_FREE = 0, SN_REGULAR, SN_CHAIN, SN_DUP };
  * mappings exceed max_page_sharing) or a dup (one merged page of a chain). */
 struct sp_snode {
   uint64_t hash;     /* content hash */
-  uint32_t members;  /* REGULAR/DUP: first member record */
-  uint32_t count;    /* REGULAR/DUP: members (rmap_hlist_len) */
+  union {
+    uint32_t members;  /* REGULAR/DUP: first member record */
+    uint32_t pruned_ms;/* CHAIN: stable.c's now_ms() at its creation or last
+                          full dup walk (the kernel's chain_prune_time) */
+  };
+  union {
+    uint32_t count;    /* REGULAR/DUP: members (rmap_hlist_len) */
+    uint32_t walked;   /* CHAIN: the last search that walked it (stable.c) */
+  };
   uint32_t link;     /* DUP: its chain; CHAIN: first dup */
-  uint32_t next;     /* DUP: next dup of the chain; FREE: next free node */
   uint32_t cache;    /* REGULAR/CHAIN: content cache entry or SP_NIL */
-  uint32_t pruned_ms;/* CHAIN: stable.c's now_ms() at its creation or last
-                        full dup walk (the kernel's chain_prune_time) */
+  /* Each node in one role at a time: 40 bytes with the tree's links. */
+  union {
+    struct sp__rb_links rb; /* REGULAR/CHAIN: place in the content order */
+    uint32_t next;          /* DUP: next dup of the chain; FREE: next free node */
+  };
   uint8_t kind;
+};
+_Static_assert(sizeof(struct sp_snode) == 40, "a stable node costs 40 bytes per merged page");
+
+/* Where a chain sits in the stable tree: a search reaches it when its page
+ * sorts strictly between the two bounds (SP_NIL: unbounded).  The keys are
+ * the bounds' first 8 bytes, big-endian, which decide most compares
+ * without fetching the contents. */
+struct sp_chain_bounds {
+  uint32_t chain, depth;
+  uint32_t below, above;
+  uint64_t below_key, above_key;
+  bool below_keyed, above_keyed; /* false: the contents were not at hand */
 };
 
 /* The stable index, its content cache and counters: changed only by
@@ -242,6 +264,18 @@ struct sp_stable {
   size_t cap, nused;
   uint32_t free_head;
   struct sp_index index; /* contents: REGULAR and CHAIN nodes */
+  /* The same nodes in the kernel's stable tree order (memcmp of contents):
+   * where a search passes decides when a chain is walked. */
+  struct sp__rbtree tree;
+  uint32_t *chains;      /* the CHAIN nodes, in no order */
+  size_t nchains, chains_cap;
+  uint64_t shape_seq;    /* bumped by every change to the tree's shape */
+  /* Each chain's interval in the tree, shallowest first, as of walk_seq
+   * (stable.c's search_walks_chains()); chains_cap entries. */
+  struct sp_chain_bounds *walk;
+  size_t nwalk;
+  uint64_t walk_seq;
+  uint32_t search_serial;
   struct sp__ccache cache; /* copies of merged contents, by content node */
   uint64_t pages_shared, pages_sharing, stable_node_chains, stable_node_dups;
   uint64_t contents;     /* REGULAR and CHAIN nodes */

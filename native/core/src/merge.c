@@ -216,8 +216,8 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
        * only when a full merged page loses a mapping, so check the stable
        * index only if that happened this pass. */
       if (e->stable.room_opened_seq == e->scan.seqnr + 1) {
-        content = sp__stable_find(e, page, hash);
-        uint32_t dup = content == SP_NIL ? SP_NIL : sp__stable_pick(e, content);
+        content = sp__stable_search(e, page, hash);
+        uint32_t dup = content == SP_NIL ? SP_NIL : sp__stable_pick(e, &content);
         if (dup != SP_NIL) {
           uint32_t head = sp__stable_first_member(e, dup);
           if (append_stable(e, ref, dup, zero_filled)) remember_partner(e, range, page_index, head);
@@ -236,9 +236,9 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
     }
   }
 
-  if (!searched_stable) content = sp__stable_find(e, page, hash);
+  if (!searched_stable) content = sp__stable_search(e, page, hash);
   if (content != SP_NIL) {
-    uint32_t dup = sp__stable_pick(e, content);
+    uint32_t dup = sp__stable_pick(e, &content);
     if (dup != SP_NIL) {
       uint32_t head = sp__stable_first_member(e, dup);
       if (append_stable(e, ref, dup, zero_filled)) remember_partner(e, range, page_index, head);
@@ -265,8 +265,8 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
 static void merge_unmergeable(struct sp_engine *e, uint32_t ref, const void *page,
                               uint64_t hash) {
   e->merge.la.valid = false;
-  uint32_t content = sp__stable_find(e, page, hash);
-  if (content != SP_NIL && sp__stable_pick(e, content) != SP_NIL) return;
+  uint32_t content = sp__stable_search(e, page, hash);
+  if (content != SP_NIL && sp__stable_pick(e, &content) != SP_NIL) return;
   const void *other_page = NULL;
   (void)sp__unstable_search_insert(e, ref, page, hash, &other_page);
 }

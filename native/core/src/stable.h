@@ -20,11 +20,16 @@ int sp__stable_configure_cache(struct sp_engine *e, uint64_t cache_bytes);
 void sp__stable_clear(struct sp_engine *e);
 
 /* The content node (REGULAR or CHAIN) holding content equal to page, or
- * SP_NIL.  Counts compares. */
+ * SP_NIL.  Counts compares.  A lookup only: nothing changes. */
 uint32_t sp__stable_find(struct sp_engine *e, const void *page, uint64_t hash);
-/* The regular node or dup of content node `content` that can take one
- * more mapping, chosen as the kernel's stable_node_dup(), or SP_NIL. */
-uint32_t sp__stable_pick(struct sp_engine *e, uint32_t content);
+/* The kernel's stable tree search for page (cmp_and_merge_page()): every
+ * chain the descent passes is walked first, then as sp__stable_find(). */
+uint32_t sp__stable_search(struct sp_engine *e, const void *page, uint64_t hash);
+/* The regular node or dup of content node *content that can take one more
+ * mapping, chosen as the kernel's stable_node_dup(), or SP_NIL.  The walk
+ * may collapse a chain (*content becomes its dup) or free one without dups
+ * (*content becomes SP_NIL). */
+uint32_t sp__stable_pick(struct sp_engine *e, uint32_t *content);
 /* Adds a new merged page with content `page`; content_hint is the content
  * node already found equal (or SP_NIL to look it up).  Returns the new
  * regular node or dup, SP_NIL on ENOMEM. */

@@ -76,8 +76,9 @@ static void chain_rekey_survives_enomem(void) {
   CHECK_EQ(c.pages_sharing, PAIRS + 2 + 2);
 
   /* Copies 4 and 5 and the spare are written: the second merged page
-   * loses every mapping, and the chain collapses back into a regular
-   * merged page, malloc failing while the last mapping goes. */
+   * loses every mapping, malloc failing while the last one goes.  The
+   * chain stays, with one dup, as the kernel keeps it until a search
+   * passes its node. */
   sp_test_fill(page_at(mem, X0 + 3), 7001);
   sp_test_fill(page_at(mem, X0 + 4), 7002);
   sp_test_fill(page_at(mem, SPARE), 7003);
@@ -87,15 +88,28 @@ static void chain_rekey_survives_enomem(void) {
   failing = false;
   CHECK_EQ(got, 1);
   c = sp_test_counters(e);
+  CHECK_EQ(c.stable_node_chains, 1);
+  CHECK_EQ(c.stable_node_dups, 1);
+  CHECK_EQ(c.merged_contents, PAIRS + 1);
+
+  /* Copies 4 and 5 hold X again.  Copy 4's search (a pass after its
+   * checksum changed) ends at X's chain and collapses it back into a
+   * regular merged page, malloc failing meanwhile; it is full, so copy 4
+   * waits in the unstable index. */
+  memcpy(page_at(mem, X0 + 3), page_at(mem, X0), SP_PAGE_SIZE);
+  memcpy(page_at(mem, X0 + 4), page_at(mem, X0), SP_PAGE_SIZE);
+  sp_test_passes(e, 2); /* the end of the spare's pass, then the gate's */
+  CHECK_EQ(sp_engine_step(e, X0 + 3), X0 + 3);
+  failing = true;
+  got = sp_engine_step(e, 1);
+  failing = false;
+  CHECK_EQ(got, 1);
+  c = sp_test_counters(e);
   CHECK_EQ(c.stable_node_chains, 0);
   CHECK_EQ(c.stable_node_dups, 0);
   CHECK_EQ(c.merged_contents, PAIRS + 1);
-
-  /* Copies 4 and 5 hold X again: they merge with each other into a new
-   * dup of X's content (which is full), so X is a chain again, and X has
-   * still one content node, not two. */
-  memcpy(page_at(mem, X0 + 3), page_at(mem, X0), SP_PAGE_SIZE);
-  memcpy(page_at(mem, X0 + 4), page_at(mem, X0), SP_PAGE_SIZE);
+  /* Copy 5 merges with it into a new dup of X's content, so X is a chain
+   * again, and X has still one content node, not two. */
   sp_test_passes(e, 3);
   c = sp_test_counters(e);
   CHECK_EQ(c.merged_contents, PAIRS + 1);

@@ -209,6 +209,12 @@ test("the wss table: each guest's passes against the truth from a real run, erro
   const bare = buildReport([{ ...run, wss: undefined }], { tables: ['wss'] });
   t.is(bare.json['wss_error_pct'], null);
   t.regex(bare.markdown, /seed-wss\.json carries no wss passes/);
+  // Passes whose loops or pass ends are not numbers are not taken either.
+  const wss = run.wss as Record<string, unknown>;
+  t.is(wssOf({ ...run, wss: { ...wss, loopsMiB: ['128', 128] } }), undefined);
+  t.is(wssOf({ ...run, wss: { ...wss, loopsMiB: [128] } }), undefined);
+  t.is(wssOf({ ...run, wss: { ...wss, passEndS: [24.7, null] } }), undefined);
+  t.regex(r.markdown, new RegExp(`${w.passEndS.length} passes of ${w.intervalS.toFixed(1)} s ending ${w.passEndS[0]!.toFixed(1)}`));
 });
 
 test('files that are not run files are refused naming them; a directory skips them', (t) => {

@@ -47,8 +47,7 @@ test.serial('wss: within 10% of a guest loop touching 48, then 144, then 96 MiB;
     }
     if (p.pass === 6) {
       busy = (async () => {
-        const r = await g.exec('kill $(cat /run/samepage/fill-boot.pid)');
-        t.is(r.code, 0, r.stderr);
+        await g.stopFill('boot'); // throws, naming the fill, if it cannot
         changes.push({ startedAfterPass: 6, afterPass: passes.length, truthMiB: 96 });
       })();
     }

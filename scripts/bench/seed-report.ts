@@ -206,7 +206,8 @@ export { num as finiteNumber };
 /** A run's wss passes, when the file carries them whole (every figure the table prints a number). */
 export function wssOf(r: SeedRun): WssRun | undefined {
   const w = r.wss;
-  if (!isObject(w) || typeof w['intervalS'] !== 'number' || !Array.isArray(w['loopsMiB']) || !Array.isArray(w['guests'])) return undefined;
+  const numbers = (a: unknown, n?: number): boolean => Array.isArray(a) && (n === undefined || a.length === n) && a.every((x) => typeof x === 'number' && Number.isFinite(x));
+  if (!isObject(w) || typeof w['intervalS'] !== 'number' || !numbers(w['loopsMiB'], 2) || !numbers(w['passEndS']) || !Array.isArray(w['guests'])) return undefined;
   const okPass = (p: unknown): boolean =>
     isObject(p) && typeof p['estimateMiB'] === 'number' && typeof p['truthMiB'] === 'number' && typeof p['excused'] === 'boolean' && typeof p['inTransit'] === 'boolean';
   const okGuest = (g: unknown): boolean => isObject(g) && typeof g['name'] === 'string' && typeof g['idleMiB'] === 'number' && Array.isArray(g['passes']) && g['passes'].every(okPass);
@@ -626,7 +627,8 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
     const r = pick(runs, 'wss', undefined) ?? need('wss', 'kernel');
     const w = r === undefined ? undefined : wssOf(r);
     if (r !== undefined && w !== undefined) {
-      md.push(`Run ${path.basename(r.file)}: ${fmt(w.intervalS, 1)} s passes, loops ${w.loopsMiB[0]} and ${w.loopsMiB[1]} MiB, guests of ${fmt(num(r.summary['mem_mib']))} MiB.`, '');
+      const ends = w.passEndS.length > 0 ? ` ending ${fmt(w.passEndS[0], 1)}–${fmt(w.passEndS.at(-1), 1)} s after the QEMUs started` : '';
+      md.push(`Run ${path.basename(r.file)}: ${w.passEndS.length} passes of ${fmt(w.intervalS, 1)} s${ends}, loops ${w.loopsMiB[0]} and ${w.loopsMiB[1]} MiB, guests of ${fmt(num(r.summary['mem_mib']))} MiB.`, '');
       md.push('| guest | idle MiB | estimate / truth MiB per pass | error % | settled error % |', '|---|---|---|---|---|');
       for (const g of w.guests) {
         const passes = g.passes.map(wssPassText).join(' ');

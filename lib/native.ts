@@ -34,6 +34,7 @@ export interface EngineCounters {
   pages_lost: number;
   tracking_bytes: number;
   tracked_pages: number;
+  /** Distinct contents with a merged page: regular merged pages, and chains that still have one. */
   merged_contents: number;
   cache_bytes: number;
 }

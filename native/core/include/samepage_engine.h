@@ -232,7 +232,7 @@ typedef struct sp_counters {
   uint64_t pages_unread;    /* visits that needed no read (SP_PROC_SOFT_DIRTY) */
   uint64_t tracking_bytes;  /* engine memory for records and indexes */
   uint64_t tracked_pages;   /* pages with a record slot */
-  uint64_t merged_contents; /* stable contents (regular nodes and chains) */
+  uint64_t merged_contents; /* stable contents (regular nodes and chains that still have a dup) */
   uint64_t cache_bytes;     /* content cache in use */
 } sp_counters;
 

@@ -278,7 +278,7 @@ struct sp_stable {
   uint32_t search_serial;
   struct sp__ccache cache; /* copies of merged contents, by content node */
   uint64_t pages_shared, pages_sharing, stable_node_chains, stable_node_dups;
-  uint64_t contents;     /* REGULAR and CHAIN nodes */
+  uint64_t contents;     /* REGULAR nodes and CHAIN nodes with a dup */
   uint64_t compares;     /* index entries compared with a page */
   uint64_t room_opened_seq; /* pass+1 in which a full merged page got room */
 };

@@ -283,6 +283,7 @@ static void free_chain(struct sp_engine *e, uint32_t chain) {
   sp__index_remove(&e->stable.index, (uint32_t)N(e, chain)->hash, chain);
   tree_erase(e, chain);
   chains_remove(&e->stable, chain);
+  e->stable.contents++; /* counted out already, when its last dup went */
   node_free(e, chain);
   e->stable.stable_node_chains--;
 }
@@ -572,6 +573,9 @@ void sp__stable_remove(struct sp_engine *e, uint32_t ref) {
   *dl = n->next;
   node_free(e, node);
   e->stable.stable_node_dups--;
+  /* A chain without dups merges nothing: out of merged_contents now, out
+   * of the kernel's counters when a search frees it. */
+  if (N(e, chain)->link == SP_NIL) e->stable.contents--;
 }
 
 void sp__stable_rekey(struct sp_engine *e, uint32_t from, uint32_t to) {

@@ -65,6 +65,37 @@ static void chain_of_two_dups(void) {
   sp_test_free_pages(mem, 300);
 }
 
+/* A chain whose dups all empty stays, as the kernel's does, until a
+ * search passes its node: 4 copies at max_page_sharing 2 make a chain of
+ * two dups; all four rewritten, the dups go in the next pass but the chain
+ * stays (no longer a merged content); a pass later the four pages, stable
+ * now, search the tree, whose only node the chain is, and free it. */
+static void emptied_chain_waits_for_a_search(void) {
+  sp_engine *e = sp_test_engine(0, 2, 0, 0);
+  unsigned char *mem = sp_test_pages(4);
+  for (int i = 0; i < 4; i++) sp_test_fill(mem + i * SP_PAGE_SIZE, 17);
+  CHECK_OK(sp_add_memory(e, "four", mem, 4 * SP_PAGE_SIZE, NULL));
+  sp_test_passes(e, 2);
+  sp_counters c = sp_test_counters(e);
+  CHECK_EQ(c.stable_node_chains, 1);
+  CHECK_EQ(c.stable_node_dups, 2);
+  CHECK_EQ(c.merged_contents, 1);
+  for (int i = 0; i < 4; i++) sp_test_fill(mem + i * SP_PAGE_SIZE, 900 + (uint64_t)i);
+  sp_test_passes(e, 1);
+  c = sp_test_counters(e);
+  CHECK_EQ(c.pages_shared + c.pages_sharing, 0);
+  CHECK_EQ(c.stable_node_dups, 0);
+  CHECK_EQ(c.stable_node_chains, 1);
+  CHECK_EQ(c.merged_contents, 0);
+  sp_test_passes(e, 1);
+  c = sp_test_counters(e);
+  CHECK_EQ(c.stable_node_chains, 0);
+  CHECK_EQ(c.merged_contents, 0);
+  CHECK_EQ(c.pages_unshared, 4);
+  sp_engine_destroy(e);
+  sp_test_free_pages(mem, 4);
+}
+
 /* 257 copies: the 257th finds every merged page full and no twin in the
  * unstable index, so it stays unshared (it cannot start a dup alone). */
 static void one_over_the_limit(void) {
@@ -371,6 +402,7 @@ int main(void) {
   sp_check_run("hash implementations agree", hash_implementations_agree);
   sp_check_run("two identical pages", two_identical_pages);
   sp_check_run("300 copies make a chain of two dups", chain_of_two_dups);
+  sp_check_run("a chain whose dups empty waits for a search", emptied_chain_waits_for_a_search);
   sp_check_run("257 copies leave one unshared", one_over_the_limit);
   sp_check_run("a changing page never merges", changing_page_never_merges);
   sp_check_run("a written page leaves its group", written_page_leaves_group);

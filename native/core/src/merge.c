@@ -206,7 +206,10 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
     switch (peek_partner(e, partner, page, hash, &content)) {
     case PEEK_STABLE:
       e->merge.lookahead_hits++;
-      searched_stable = true; /* content is what the search would find */
+      /* content is what the search would find.  The kernel series skips
+       * the search only for a regular node: a chain's dup is the
+       * search's own choice, and its descent walks the chains it passes. */
+      searched_stable = !sp__stable_is_chain(e, content);
       break;
     case PEEK_UNSTABLE:
       e->merge.lookahead_hits++;

@@ -130,6 +130,10 @@ static inline struct sp_snode *N(struct sp_engine *e, uint32_t id) {
   return &e->stable.nodes[id];
 }
 
+bool sp__stable_is_chain(const struct sp_engine *e, uint32_t content) {
+  return e->stable.nodes[content].kind == SN_CHAIN;
+}
+
 uint32_t sp__stable_content_of(const struct sp_engine *e, uint32_t node) {
   const struct sp_snode *n = &e->stable.nodes[node];
   return n->kind == SN_DUP ? n->link : node;

@@ -43,6 +43,8 @@ void sp__stable_remove(struct sp_engine *e, uint32_t ref);
  * (sp__track_move()): its node's member list names `to` instead.  No
  * counter changes: the mapping is the same. */
 void sp__stable_rekey(struct sp_engine *e, uint32_t from, uint32_t to);
+/* Whether content node `content` is a chain. */
+bool sp__stable_is_chain(const struct sp_engine *e, uint32_t content);
 /* The content node of a regular node or dup. */
 uint32_t sp__stable_content_of(const struct sp_engine *e, uint32_t node);
 /* Contents of a content node: from the cache or a member still holding

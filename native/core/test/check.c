@@ -89,6 +89,56 @@ void sp_test_fill(void *page, uint64_t seed) {
   }
 }
 
+void sp_test_same_counters(const sp_engine *a, const sp_engine *b) {
+  sp_counters x = sp_test_counters(a), y = sp_test_counters(b);
+  CHECK_EQ(x.pages_shared, y.pages_shared);
+  CHECK_EQ(x.pages_sharing, y.pages_sharing);
+  CHECK_EQ(x.pages_unshared, y.pages_unshared);
+  CHECK_EQ(x.pages_volatile, y.pages_volatile);
+  CHECK_EQ(x.pages_scanned, y.pages_scanned);
+  CHECK_EQ(x.stable_node_chains, y.stable_node_chains);
+  CHECK_EQ(x.stable_node_dups, y.stable_node_dups);
+  CHECK_EQ(x.ksm_zero_pages, y.ksm_zero_pages);
+  CHECK_EQ(x.general_profit, y.general_profit);
+  CHECK_EQ(x.rmap_items, y.rmap_items);
+  CHECK_EQ(sp_source_count(a), sp_source_count(b));
+  for (size_t i = 0; i < sp_source_count(a); i++) {
+    sp_source_info p, q;
+    CHECK_OK(sp_source_get(a, i, &p));
+    CHECK_OK(sp_source_get(b, i, &q));
+    CHECK_EQ(p.merging_pages, q.merging_pages);
+    CHECK_EQ(p.zero_pages, q.zero_pages);
+  }
+}
+
+uint64_t sp_test_rand(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *state = x;
+}
+
+void sp_test_fill_mix(unsigned char **mem, int sources, int pages, uint64_t *rng) {
+  for (int s = 0; s < sources; s++)
+    for (int i = 0; i < pages; i++) {
+      bool unique = sp_test_rand(rng) % 4 == 0;
+      sp_test_fill(mem[s] + (size_t)i * SP_PAGE_SIZE, unique ? sp_test_rand(rng) : (uint64_t)(i % 40) + 1);
+    }
+}
+
+void sp_test_churn(unsigned char **mem, int sources, int pages, int writes, uint64_t *rng) {
+  for (int k = 0; k < writes; k++) {
+    unsigned char *source = mem[sp_test_rand(rng) % (uint64_t)sources];
+    unsigned char *page = source + (sp_test_rand(rng) % (uint64_t)pages) * SP_PAGE_SIZE;
+    switch (sp_test_rand(rng) % 3) {
+    case 0: sp_test_fill(page, sp_test_rand(rng) % 60 + 1); break;
+    case 1: memset(page, 0, SP_PAGE_SIZE); break;
+    default: sp_test_fill(page, sp_test_rand(rng)); break;
+    }
+  }
+}
+
 sp_engine *sp_test_engine(int use_zero_pages, uint32_t max_page_sharing,
                           int smart_scan, int lookahead) {
   sp_settings s;

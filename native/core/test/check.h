@@ -43,6 +43,14 @@ void *sp_test_pages(size_t npages);
 void sp_test_free_pages(void *p, size_t npages);
 /* Fills a page with pseudo-random bytes from a 64-bit seed. */
 void sp_test_fill(void *page, uint64_t seed);
+/* xorshift64: reproducible randomness for a test (state not 0). */
+uint64_t sp_test_rand(uint64_t *state);
+/* A VM-like mix in `sources` buffers of `pages` pages: one page in four
+ * unique, the others 40 contents in turn. */
+void sp_test_fill_mix(unsigned char **mem, int sources, int pages, uint64_t *rng);
+/* `writes` pages picked at random get one of 60 shared contents, zeros,
+ * or a content of their own: churn between passes. */
+void sp_test_churn(unsigned char **mem, int sources, int pages, int writes, uint64_t *rng);
 /* An engine with default settings changed by the arguments. */
 sp_engine *sp_test_engine(int use_zero_pages, uint32_t max_page_sharing,
                           int smart_scan, int lookahead);
@@ -57,6 +65,11 @@ typedef void (*sp_test_child_body)(void *hello);
 struct sp_test_child sp_test_fork(sp_test_child_body body, void *hello, size_t hello_len);
 /* Ends the child (SIGKILL) and reaps it; idempotent. */
 void sp_test_end(struct sp_test_child *child);
+
+/* Two engines over the same sources show the same kernel counters
+ * (pages, pages scanned, chains, dups, zero pages, profit, rmap items) and
+ * per-source merged and zero pages. */
+void sp_test_same_counters(const sp_engine *a, const sp_engine *b);
 
 /* Runs n full passes. */
 void sp_test_passes(sp_engine *e, int n);

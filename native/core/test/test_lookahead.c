@@ -3,25 +3,6 @@
 
 #include "check.h"
 
-static void same_counters(const sp_engine *a, const sp_engine *b) {
-  sp_counters x = sp_test_counters(a), y = sp_test_counters(b);
-  CHECK_EQ(x.pages_shared, y.pages_shared);
-  CHECK_EQ(x.pages_sharing, y.pages_sharing);
-  CHECK_EQ(x.pages_unshared, y.pages_unshared);
-  CHECK_EQ(x.pages_volatile, y.pages_volatile);
-  CHECK_EQ(x.stable_node_chains, y.stable_node_chains);
-  CHECK_EQ(x.stable_node_dups, y.stable_node_dups);
-  CHECK_EQ(x.ksm_zero_pages, y.ksm_zero_pages);
-  CHECK_EQ(x.general_profit, y.general_profit);
-  for (size_t i = 0; i < sp_source_count(a); i++) {
-    sp_source_info p, q;
-    CHECK_OK(sp_source_get(a, i, &p));
-    CHECK_OK(sp_source_get(b, i, &q));
-    CHECK_EQ(p.merging_pages, q.merging_pages);
-    CHECK_EQ(p.zero_pages, q.zero_pages);
-  }
-}
-
 /* Guests booted from the same image share long runs of identical pages. */
 static void runs_across_sources(void) {
   enum { PAGES = 2000, COPIES = 3 };
@@ -42,7 +23,7 @@ static void runs_across_sources(void) {
   for (int pass = 0; pass < 4; pass++) {
     CHECK_OK(sp_engine_pass(on));
     CHECK_OK(sp_engine_pass(off));
-    same_counters(on, off);
+    sp_test_same_counters(on, off);
   }
   sp_counters x = sp_test_counters(on), y = sp_test_counters(off);
   CHECK_EQ(x.pages_shared, 1800);
@@ -65,22 +46,12 @@ static void runs_across_sources(void) {
 /* Lockstep under churn with tiny max_page_sharing: merged pages are
  * written (groups shrink, full merged pages get room again), pages come
  * and go; the two engines must agree after every pass. */
-static uint64_t rng = 88172645463325252ull;
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
-
 static void churn_lockstep(void) {
   enum { PAGES = 400, SOURCES = 3 };
+  uint64_t rng = 88172645463325252ull;
   unsigned char *mem[SOURCES];
-  for (int s = 0; s < SOURCES; s++) {
-    mem[s] = sp_test_pages(PAGES);
-    for (int i = 0; i < PAGES; i++)
-      sp_test_fill(mem[s] + (size_t)i * SP_PAGE_SIZE, (rnd() % 4 == 0) ? rnd() : (uint64_t)(i % 40) + 1);
-  }
+  for (int s = 0; s < SOURCES; s++) mem[s] = sp_test_pages(PAGES);
+  sp_test_fill_mix(mem, SOURCES, PAGES, &rng);
   for (uint32_t m = 2; m <= 4; m++) {
     sp_engine *on = sp_test_engine((int)(m & 1), m, 1, 1), *off = sp_test_engine((int)(m & 1), m, 1, 0);
     for (int s = 0; s < SOURCES; s++) {
@@ -88,17 +59,10 @@ static void churn_lockstep(void) {
       CHECK_OK(sp_add_memory(off, NULL, mem[s], PAGES * SP_PAGE_SIZE, NULL));
     }
     for (int pass = 0; pass < 30; pass++) {
-      for (int k = 0; k < 25; k++) {
-        unsigned char *page = mem[rnd() % SOURCES] + (rnd() % PAGES) * SP_PAGE_SIZE;
-        switch (rnd() % 3) {
-        case 0: sp_test_fill(page, rnd() % 60 + 1); break;
-        case 1: memset(page, 0, SP_PAGE_SIZE); break;
-        default: sp_test_fill(page, rnd()); break;
-        }
-      }
+      sp_test_churn(mem, SOURCES, PAGES, 25, &rng);
       CHECK_OK(sp_engine_pass(on));
       CHECK_OK(sp_engine_pass(off));
-      same_counters(on, off);
+      sp_test_same_counters(on, off);
     }
     CHECK(sp_test_counters(on).lookahead_hits > 0);
     sp_engine_destroy(on);

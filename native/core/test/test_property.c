@@ -147,18 +147,6 @@ static void mutate(struct scenario *sc, sp_engine *e) {
   }
 }
 
-static void same_kernel_counters(const sp_counters *a, const sp_counters *b) {
-  CHECK_EQ(a->pages_shared, b->pages_shared);
-  CHECK_EQ(a->pages_sharing, b->pages_sharing);
-  CHECK_EQ(a->pages_unshared, b->pages_unshared);
-  CHECK_EQ(a->pages_volatile, b->pages_volatile);
-  CHECK_EQ(a->pages_scanned, b->pages_scanned);
-  CHECK_EQ(a->stable_node_chains, b->stable_node_chains);
-  CHECK_EQ(a->stable_node_dups, b->stable_node_dups);
-  CHECK_EQ(a->ksm_zero_pages, b->ksm_zero_pages);
-  CHECK_EQ(a->general_profit, b->general_profit);
-}
-
 static void run_scenario(int small_m, uint64_t seed) {
   rng_state = seed * 0x9e3779b97f4a7c15ull + 1;
   struct scenario sc;
@@ -174,8 +162,7 @@ static void run_scenario(int small_m, uint64_t seed) {
     if (pass < mutating && pass > 0) mutate(&sc, on);
     CHECK_OK(sp_engine_pass(on));
     CHECK_OK(sp_engine_pass(off));
-    sp_counters a = sp_test_counters(on), b = sp_test_counters(off);
-    same_kernel_counters(&a, &b);
+    sp_test_same_counters(on, off);
   }
 
   struct oracle_source os[MAX_SOURCES];

@@ -10,6 +10,14 @@ export interface NativeSettings {
   contentCacheBytes?: number;
   /** As the kernel's knob: how often, per chain, a lookup walks all its dups (ms; 0: always). */
   stableNodeChainsPruneMillisecs?: number;
+  /**
+   * Walk both KSM trees node by node as the kernel does: the unstable one by memcmp against each
+   * page on the path as it is now (giving up at a page that went), the stable one dropping every
+   * merged page a descent meets that lost all its mappings. Pages written or dropped mid-pass then
+   * mislead, stop or empty searches exactly as in ksmd, at a page read per tree level. Off (the
+   * default), hash indexes find the same matches wherever pages hold still within a pass.
+   */
+  exactTrees?: boolean;
 }
 
 /** The engine's counters: the kernel's names for the kernel's figures, then the engine's own. */

@@ -187,6 +187,33 @@ test('stableNodeChainsPruneMillisecs: the kernel default, taken, and refused out
   await s.close();
 });
 
+test('exactTrees: off by default, taken, the same result as the default walk on memory that holds still, refused when not a boolean', async (t) => {
+  const buf = allocMergeable(300 * PAGE);
+  fillPages(buf, (i) => (i % 3 === 0 ? 1000 + i : 1 + (i % 40)));
+  const results = [];
+  for (const exactTrees of [false, true]) {
+    const s = new Scanner();
+    t.is(s.settings().exactTrees, false);
+    s.configure({ exactTrees });
+    t.is(s.settings().exactTrees, exactTrees);
+    s.addBuffer(buf);
+    await s.scan({ passes: 3 });
+    results.push((await s.scan()).counters);
+    if (exactTrees) {
+      t.throws(() => s.configure({ exactTrees: 1 as unknown as boolean }), { instanceOf: TypeError, message: /exactTrees must be a boolean/ });
+      t.is(s.settings().exactTrees, true);
+    }
+    await s.close();
+  }
+  const [index, tree] = results;
+  t.is(tree?.pages_shared, 40);
+  t.is(tree?.pages_sharing, 160);
+  t.is(tree?.pages_shared, index?.pages_shared);
+  t.is(tree?.pages_sharing, index?.pages_sharing);
+  t.is(tree?.pages_unshared, index?.pages_unshared);
+  t.is(tree?.pages_volatile, index?.pages_volatile);
+});
+
 test('errors name the thing: gone pid, bad input, missing dump, no permission', async (t) => {
   const s = new Scanner();
   await t.throwsAsync(s.addProcess(4194303), { instanceOf: ProcessGoneError });

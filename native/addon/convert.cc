@@ -78,6 +78,7 @@ sp_settings SettingsFromJs(const Napi::Object& obj, const sp_settings& base) {
       NonNegativeInteger(obj, "contentCacheBytes", 0, 1ull << 40, s.content_cache_bytes);
   s.stable_node_chains_prune_millisecs = (uint32_t)NonNegativeInteger(
       obj, "stableNodeChainsPruneMillisecs", 0, UINT32_MAX, s.stable_node_chains_prune_millisecs);
+  s.exact_trees = Boolean(obj, "exactTrees", s.exact_trees);
   return s;
 }
 
@@ -90,6 +91,7 @@ Napi::Object SettingsToJs(Napi::Env env, const sp_settings& s) {
   o.Set("lookahead", s.lookahead);
   o.Set("contentCacheBytes", (double)s.content_cache_bytes);
   o.Set("stableNodeChainsPruneMillisecs", s.stable_node_chains_prune_millisecs);
+  o.Set("exactTrees", s.exact_trees);
   return o;
 }
 

@@ -41,12 +41,22 @@ typedef struct sp_settings {
    * CLOCK_MONOTONIC per chain, counted from the chain's creation, and
    * otherwise stops at the first dup with room.  0: every lookup walks. */
   uint32_t stable_node_chains_prune_millisecs;
+  /* Walk both trees node by node as the kernel does: the unstable one
+   * ordered by memcmp of the pages as they are at each compare (a page
+   * written after it was indexed can send a later search the wrong way; a
+   * search gives up, without indexing its page, when a page on its path is
+   * gone), and every stable node a descent passes checked for a merged page
+   * that lost all its mappings (dropped there).  Costs a page read per tree
+   * level; off, hash indexes find the same matches wherever pages do not
+   * change or go within a pass.  The unstable part takes effect at the
+   * next pass. */
+  bool exact_trees;
 } sp_settings;
 
 /* Fills *out with the kernel's defaults (pages_to_scan 100,
  * max_page_sharing 256, use_zero_pages off, smart_scan on,
  * stable_node_chains_prune_millisecs 2000) plus
- * lookahead on and a 64 MiB content cache. */
+ * lookahead on, a 64 MiB content cache and the hashed unstable index. */
 SP_API void sp_settings_default(sp_settings *out);
 
 /* ------------------------------------------------------------------ */

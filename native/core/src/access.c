@@ -32,6 +32,12 @@ bool sp__pages_equal(struct sp_engine *e, const void *a, const void *b) {
   return memcmp(a, b, SP_PAGE_SIZE) == 0;
 }
 
+int sp__pages_cmp(struct sp_engine *e, const void *a, const void *b) {
+  int c = memcmp(a, b, SP_PAGE_SIZE);
+  if (!c) e->acc.full_compares++;
+  return c;
+}
+
 int sp__window_read(struct sp_engine *e, struct sp_source *src, uint32_t range_id,
                     uint64_t first, size_t n, const uint8_t *want) {
   struct sp_window *w = &e->acc.win;
@@ -61,17 +67,24 @@ uint64_t sp__frame_of(struct sp_engine *e, uint32_t ref) {
   return src->ops->frame(src, range, page);
 }
 
+/* The window's page was present when the window was read, in this step. */
+static bool in_window(const struct sp_engine *e, uint32_t range_id, uint64_t page) {
+  const struct sp_window *w = e->acc.window;
+  return w && w->range == range_id && page >= w->first && page < w->first + w->n &&
+         w->ptrs[page - w->first];
+}
+
 const void *sp__read_ref(struct sp_engine *e, uint32_t ref, uint8_t *buf) {
   uint32_t range_id;
   uint64_t page;
   sp__track_locate(e, ref, &range_id, &page);
-  const struct sp_window *w = e->acc.window;
-  if (w && w->range == range_id && page >= w->first && page < w->first + w->n &&
-      w->ptrs[page - w->first])
-    return w->ptrs[page - w->first];
+  if (in_window(e, range_id, page)) return e->acc.window->ptrs[page - e->acc.window->first];
   struct sp_range *range = &e->tr.ranges[range_id];
   struct sp_source *src = e->sources[range->source];
   if (src->error) return NULL;
+  /* A page that went is not read: through /proc/PID/mem that would fault
+   * a new page into the process. */
+  if (src->ops->mapped && !src->ops->mapped(src, range, page)) return NULL;
   const void *ptr = NULL;
   static const uint8_t want = 1;
   if (src->ops->read(src, range, page, 1, &want, buf, &ptr) < 0 || !ptr)

@@ -23,7 +23,9 @@ int sp__window_read(struct sp_engine *e, struct sp_source *src, uint32_t range_i
 void sp__window_end(struct sp_engine *e);
 
 /* Current contents of a tracked page, read into buf when the source is not
- * in memory; NULL when unreadable. */
+ * in memory; NULL when unreadable or when ksmd's get_mergeable_page() would
+ * find no page there now (sp_source_ops.mapped: gone, swapped out, the
+ * zero page).  A page in the current window is taken as read. */
 const void *sp__read_ref(struct sp_engine *e, uint32_t ref, uint8_t *buf);
 
 /* The physical frame a tracked page is mapped to now, 0 when unknown. */
@@ -31,6 +33,9 @@ uint64_t sp__frame_of(struct sp_engine *e, uint32_t ref);
 
 /* Full compare, counted. */
 bool sp__pages_equal(struct sp_engine *e, const void *a, const void *b);
+/* memcmp() of two pages, counted as a full compare when they are equal
+ * (only then were all 4 KiB compared). */
+int sp__pages_cmp(struct sp_engine *e, const void *a, const void *b);
 
 #pragma GCC visibility pop
 

@@ -63,7 +63,8 @@ enum sp_rec_state {
 
 struct sp_rec {
   uint32_t csum;  /* low 32 bits of the page hash at the last visit */
-  uint32_t node;  /* REC_STABLE: the stable node (regular or dup) */
+  uint32_t node;  /* REC_STABLE: the stable node (regular or dup);
+                     REC_UNSTABLE in an exact tree: its sp_unode */
   uint32_t next;  /* REC_STABLE: next member of that node */
   uint8_t state;  /* enum sp_rec_state | REC_F_* */
   uint8_t seq;    /* REC_UNSTABLE: low 8 bits of the pass it was indexed in */
@@ -160,6 +161,10 @@ struct sp_source_ops {
    * hidden without root, not present, or a source without frames).  NULL
    * op: never known. */
   uint64_t (*frame)(struct sp_source *src, const struct sp_range *range, uint64_t page);
+  /* Whether the page is one ksmd's get_mergeable_page() would find now:
+   * present, anonymous, not the zero page.  NULL op: always (memory that
+   * cannot lose its pages). */
+  bool (*mapped)(struct sp_source *src, const struct sp_range *range, uint64_t page);
   void (*destroy)(struct sp_source *src);
 };
 
@@ -286,8 +291,23 @@ struct sp_stable {
 /* ---- unstable index --------------------------------------------------- */
 
 /* Changed only by unstable.c. */
+/* A node of the kernel-shaped unstable tree (exact_trees): the
+ * record it stands for, or the next free node. */
+struct sp_unode {
+  uint32_t ref;
+  struct sp__rb_links links;
+};
+
 struct sp_unstable {
-  struct sp_index index; /* refs */
+  struct sp_index index; /* refs, keyed by hash (the default) */
+  /* exact_trees, latched when a pass begins: the pass's entries
+   * are in `tree` (ordered by memcmp of the pages as they are at each
+   * compare) instead of `index`; a REC_UNSTABLE record's node is its
+   * sp_unode. */
+  bool exact;
+  struct sp__rbtree tree;
+  struct sp_unode *nodes;
+  uint32_t nnodes, cap_nodes, free_node;
   uint64_t pages_unshared;
   uint64_t compares;
 };

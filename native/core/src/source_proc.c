@@ -486,6 +486,21 @@ static uint64_t proc_frame(struct sp_source *src, const struct sp_range *range, 
   return (kf >> SP_KPF_KSM) & 1 ? 0 : pfn;
 }
 
+/* get_mergeable_page(): is there an anonymous page (not the zero page) at
+ * this address now?  One pagemap entry with root; without, PAGEMAP_SCAN
+ * (which tells the zero page without PFNs), else the entry alone. */
+static bool proc_mapped(struct sp_source *src, const struct sp_range *range, uint64_t page) {
+  struct proc_impl *p = src->impl;
+  uint64_t addr = range->start + page * SP_PAGE_SIZE, entry = 0, next = 0;
+  if (!p->zero_pfn && proc_next_present(src, addr, addr + SP_PAGE_SIZE, &next) == 0)
+    return next == addr;
+  if (pread(p->pagemap_fd, &entry, sizeof entry, (off_t)(addr / SP_PAGE_SIZE * 8)) !=
+      (ssize_t)sizeof entry)
+    return false;
+  if (!(entry & SP_PM_PRESENT) || (entry & SP_PM_FILE)) return false;
+  return !p->zero_pfn || (entry & SP_PM_PFN_MASK) != p->zero_pfn;
+}
+
 static void proc_destroy(struct sp_source *src) {
   struct proc_impl *p = src->impl;
   if (!p) return;
@@ -503,6 +518,7 @@ static const struct sp_source_ops proc_ops = {.ranges = proc_ranges,
                                               .thp = proc_thp,
                                               .next_present = proc_next_present,
                                               .frame = proc_frame,
+                                              .mapped = proc_mapped,
                                               .destroy = proc_destroy};
 
 int sp__source_process_open(const char *name, pid_t pid, uint32_t flags,

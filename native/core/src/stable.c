@@ -6,9 +6,12 @@
  * one merged page (a regular node).  When a content has more, it becomes a
  * chain whose dups are the merged pages of that content, each capped at
  * max_page_sharing; stable_node_chains and stable_node_dups count them as
- * the kernel does.  A merged page whose last mapping goes away is freed at
- * once (the kernel notices its stale node lazily, at the latest when one of
- * its mappings is scanned again: the counters after a pass are the same).
+ * the kernel does.  A merged page whose mappings all went (written,
+ * unmapped) is freed by the kernel, but its node stays until
+ * ksm_get_folio() meets it: the search that finds it, a chain walk, the
+ * scan of one of those mappings; the node then goes with all their counts
+ * (drop_stale()).  With exact_trees every node a descent passes is checked
+ * so (exact_descent()), as the kernel's descent does.
  *
  * A chain is different: the kernel walks its dups (stable_node_dup()) only
  * when a stable tree search or insertion passes its node, and only then
@@ -292,6 +295,16 @@ static void free_chain(struct sp_engine *e, uint32_t chain) {
   e->stable.stable_node_chains--;
 }
 
+static void member_out(struct sp_engine *e, uint32_t ref);
+
+/* remove_node_from_stable_tree(): a regular node or dup whose merged page
+ * was freed (no mapping holds it) goes with all its mappings at once, when
+ * ksm_get_folio() finds it stale; their records stay (rmap_items), volatile
+ * now.  A mapping "holds" the page while it still reads as the content. */
+static void drop_stale(struct sp_engine *e, uint32_t node) {
+  for (uint32_t k = N(e, node)->count; k; k--) member_out(e, N(e, node)->members);
+}
+
 /* stable_node_dup(): walks a chain's dups for the one to merge into: the
  * first that can take another mapping, or, when a full walk is due (and
  * may_prune: a search, not an insertion), the fullest one that can; the
@@ -301,8 +314,15 @@ static uint32_t walk_dups(struct sp_engine *e, uint32_t *chain, bool may_prune) 
   uint32_t c = *chain;
   bool prune = may_prune && prune_due(e, N(e, c));
   uint32_t found = SP_NIL, prev_of_found = SP_NIL, prev = SP_NIL;
-  for (uint32_t d = N(e, c)->link; d != SP_NIL; prev = d, d = N(e, d)->next) {
+  for (uint32_t d = N(e, c)->link, next; d != SP_NIL; d = next) {
     struct sp_snode *dn = N(e, d);
+    next = dn->next;
+    if (!member_contents(e, d, dn->hash)) {
+      /* ksm_get_folio() finds the dup's page freed (no mapping holds it):
+       * it leaves the chain now, with its mappings' counts. */
+      drop_stale(e, d);
+      continue;
+    }
     if (found == SP_NIL ||
         (candidate(e, dn, 0) &&
          (!candidate(e, N(e, found), 0) || dn->count > N(e, found)->count))) {
@@ -310,6 +330,7 @@ static uint32_t walk_dups(struct sp_engine *e, uint32_t *chain, bool may_prune) 
       prev_of_found = prev;
       if (!prune && candidate(e, dn, 0)) break;
     }
+    prev = d;
   }
   if (found == SP_NIL) {
     free_chain(e, c);
@@ -333,7 +354,16 @@ static uint32_t walk_dups(struct sp_engine *e, uint32_t *chain, bool may_prune) 
 
 uint32_t sp__stable_pick(struct sp_engine *e, uint32_t *content) {
   struct sp_snode *c = N(e, *content);
-  if (c->kind == SN_REGULAR) return candidate(e, c, 0) ? *content : SP_NIL;
+  if (c->kind == SN_REGULAR) {
+    /* The search's ksm_get_folio() on the node it found: a merged page
+     * none of whose mappings holds it was freed, and the node goes. */
+    if (!member_contents(e, *content, c->hash)) {
+      drop_stale(e, *content);
+      *content = SP_NIL;
+      return SP_NIL;
+    }
+    return candidate(e, c, 0) ? *content : SP_NIL;
+  }
   uint32_t found = walk_dups(e, content, true);
   return found != SP_NIL && candidate(e, N(e, found), 0) ? found : SP_NIL;
 }
@@ -445,8 +475,45 @@ rebuild:
   }
 }
 
+/* exact_trees: the kernel's descent node by node, for a search
+ * (stable_tree_search()) or an insertion (stable_tree_insert()).  A chain
+ * is walked (chain_prune(), or chain() for an insertion) unless it holds
+ * page's content, which ends a search (sp__stable_pick() walks it); a
+ * regular node whose merged page was freed is dropped (ksm_get_folio());
+ * either erasure starts the descent again, as the kernel's "goto again".
+ * Where page would be linked goes to parent and left. */
+static void exact_descent(struct sp_engine *e, const void *page, uint64_t hash, bool search,
+                          uint32_t *parent, bool *left) {
+again:
+  *parent = SP__RB_NIL;
+  *left = false;
+  for (uint32_t cur = e->stable.tree.root; cur != SP__RB_NIL;) {
+    struct sp_snode *n = N(e, cur);
+    if (n->kind == SN_CHAIN) {
+      if (search && n->link != SP_NIL && n->hash == hash && tree_cmp(e, page, hash, cur) == 0)
+        return;
+      walk_dups(e, &cur, search);
+      if (cur == SP_NIL) goto again;
+    } else if (!member_contents(e, cur, n->hash)) {
+      drop_stale(e, cur);
+      goto again;
+    }
+    int r = tree_cmp(e, page, hash, cur);
+    if (r == 0) return;
+    *parent = cur;
+    *left = r < 0;
+    cur = r < 0 ? sp__rb_at(&e->stable.tree, cur)->left : sp__rb_at(&e->stable.tree, cur)->right;
+  }
+}
+
 uint32_t sp__stable_search(struct sp_engine *e, const void *page, uint64_t hash) {
-  search_walks_chains(e, page, hash);
+  if (e->settings.exact_trees) {
+    uint32_t parent;
+    bool left;
+    exact_descent(e, page, hash, true, &parent, &left);
+  } else {
+    search_walks_chains(e, page, hash);
+  }
   return sp__stable_find(e, page, hash);
 }
 
@@ -455,6 +522,10 @@ uint32_t sp__stable_search(struct sp_engine *e, const void *page, uint64_t hash)
  * full walk): an empty one is freed and the descent starts again. */
 static void tree_place(struct sp_engine *e, const void *page, uint64_t hash, uint32_t *parent,
                        bool *left) {
+  if (e->settings.exact_trees) {
+    exact_descent(e, page, hash, false, parent, left);
+    return;
+  }
 again:
   *parent = SP__RB_NIL;
   *left = false;
@@ -540,6 +611,15 @@ void sp__stable_append(struct sp_engine *e, uint32_t node, uint32_t ref) {
 }
 
 void sp__stable_remove(struct sp_engine *e, uint32_t ref) {
+  /* remove_rmap_item_from_tree() asks ksm_get_folio() for the merged page
+   * first: if none of the node's mappings holds it any more (this one
+   * included), the whole node goes. */
+  uint32_t node = sp__rec_get(e, ref)->node;
+  if (!member_contents(e, node, N(e, node)->hash)) drop_stale(e, node);
+  else member_out(e, ref);
+}
+
+static void member_out(struct sp_engine *e, uint32_t ref) {
   struct sp_rec *rec = sp__rec_get(e, ref);
   uint32_t node = rec->node;
   struct sp_snode *n = N(e, node);

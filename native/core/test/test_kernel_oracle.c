@@ -476,13 +476,64 @@ struct pp_counts {
       merging;
 };
 
-static void pp_print(const char *who, int pass, const struct pp_counts *c) {
-  printf("  pass %2d %-6s shared %3lld sharing %3lld unshared %3lld volatile %3lld skipped %4lld"
+/* step: "pass", or "wakeup" where ksmd's wakeups do not end passes. */
+static void pp_print(const char *step, const char *who, int n, const struct pp_counts *c) {
+  printf("  %s %2d %-6s shared %3lld sharing %3lld unshared %3lld volatile %3lld skipped %4lld"
          " scanned %5lld chains %lld dups %lld profit %lld zero %lld items %lld merging %lld\n",
-         pass, who, (long long)c->shared, (long long)c->sharing, (long long)c->unshared,
+         step, n, who, (long long)c->shared, (long long)c->sharing, (long long)c->unshared,
          (long long)c->volatile_, (long long)c->skipped, (long long)c->scanned, (long long)c->chains,
          (long long)c->dups, (long long)c->profit, (long long)c->zero, (long long)c->items,
          (long long)c->merging);
+}
+
+/* Every counter ksmd publishes, and the child's (and its forked
+ * second's, when second is not 0) ksm_rmap_items and ksm_merging_pages. */
+static struct pp_counts kernel_counts(int64_t base_skipped, int64_t base_scanned, pid_t second) {
+  struct pp_counts k = {
+      .shared = ksm_read("pages_shared"), .sharing = ksm_read("pages_sharing"),
+      .unshared = ksm_read("pages_unshared"), .volatile_ = ksm_read("pages_volatile"),
+      .skipped = ksm_read("pages_skipped") - base_skipped,
+      .scanned = ksm_read("pages_scanned") - base_scanned,
+      .chains = ksm_read("stable_node_chains"), .dups = ksm_read("stable_node_dups"),
+      .profit = ksm_read("general_profit"), .zero = ksm_read("ksm_zero_pages"),
+      .items = proc_ksm_stat(current.pid, "ksm_rmap_items"),
+      .merging = proc_read_number(current.pid, "ksm_merging_pages")};
+  if (second) {
+    k.items += proc_ksm_stat(second, "ksm_rmap_items");
+    k.merging += proc_read_number(second, "ksm_merging_pages");
+  }
+  return k;
+}
+
+/* The same from the engine: source id, and second_id when not NULL. */
+static struct pp_counts engine_counts(const sp_engine *e, uint32_t id, const uint32_t *second_id) {
+  sp_counters c = sp_test_counters(e);
+  sp_source_info src, src2 = {0};
+  CHECK_OK(sp_source_get(e, id, &src));
+  if (second_id) CHECK_OK(sp_source_get(e, *second_id, &src2));
+  return (struct pp_counts){
+      .shared = (int64_t)c.pages_shared, .sharing = (int64_t)c.pages_sharing,
+      .unshared = (int64_t)c.pages_unshared, .volatile_ = (int64_t)c.pages_volatile,
+      .skipped = (int64_t)c.pages_skipped, .scanned = (int64_t)c.pages_scanned,
+      .chains = (int64_t)c.stable_node_chains, .dups = (int64_t)c.stable_node_dups,
+      .profit = c.general_profit, .zero = (int64_t)c.ksm_zero_pages,
+      .items = (int64_t)(src.rmap_items + src2.rmap_items),
+      .merging = (int64_t)(src.merging_pages + src2.merging_pages)};
+}
+
+static void pp_same(const struct pp_counts *k, const struct pp_counts *m) {
+  CHECK_EQ(m->shared, k->shared);
+  CHECK_EQ(m->sharing, k->sharing);
+  CHECK_EQ(m->unshared, k->unshared);
+  CHECK_EQ(m->volatile_, k->volatile_);
+  CHECK_EQ(m->skipped, k->skipped);
+  CHECK_EQ(m->scanned, k->scanned);
+  CHECK_EQ(m->chains, k->chains);
+  CHECK_EQ(m->dups, k->dups);
+  CHECK_EQ(m->profit, k->profit);
+  CHECK_EQ(m->zero, k->zero);
+  CHECK_EQ(m->items, k->items);
+  CHECK_EQ(m->merging, k->merging);
 }
 
 /* What the child does after a pass: a signal, at pass `after`; rt: sig
@@ -556,47 +607,13 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
     double deadline = now() + 30;
     while (ksm_read("full_scans") < base_scans + pass && now() < deadline) usleep(2000);
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
-    struct pp_counts k = {
-        .shared = ksm_read("pages_shared"), .sharing = ksm_read("pages_sharing"),
-        .unshared = ksm_read("pages_unshared"), .volatile_ = ksm_read("pages_volatile"),
-        .skipped = ksm_read("pages_skipped") - base_skipped,
-        .scanned = ksm_read("pages_scanned") - base_scanned,
-        .chains = ksm_read("stable_node_chains"), .dups = ksm_read("stable_node_dups"),
-        .profit = ksm_read("general_profit"), .zero = ksm_read("ksm_zero_pages"),
-        .items = proc_ksm_stat(current.pid, "ksm_rmap_items"),
-        .merging = proc_read_number(current.pid, "ksm_merging_pages")};
-    if (forked) {
-      k.items += proc_ksm_stat(second, "ksm_rmap_items");
-      k.merging += proc_read_number(second, "ksm_merging_pages");
-    }
+    struct pp_counts k = kernel_counts(base_skipped, base_scanned, forked ? second : 0);
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass); /* read inside one sleep */
-    sp_counters c = sp_test_counters(e);
-    sp_source_info src, src2 = {0};
-    CHECK_OK(sp_source_get(e, id, &src));
-    if (forked) CHECK_OK(sp_source_get(e, second_id, &src2));
-    struct pp_counts m = {
-        .shared = (int64_t)c.pages_shared, .sharing = (int64_t)c.pages_sharing,
-        .unshared = (int64_t)c.pages_unshared, .volatile_ = (int64_t)c.pages_volatile,
-        .skipped = (int64_t)c.pages_skipped, .scanned = (int64_t)c.pages_scanned,
-        .chains = (int64_t)c.stable_node_chains, .dups = (int64_t)c.stable_node_dups,
-        .profit = c.general_profit, .zero = (int64_t)c.ksm_zero_pages,
-        .items = (int64_t)(src.rmap_items + src2.rmap_items),
-        .merging = (int64_t)(src.merging_pages + src2.merging_pages)};
-    pp_print("kernel", pass, &k);
+    struct pp_counts m = engine_counts(e, id, forked ? &second_id : NULL);
+    pp_print("pass", "kernel", pass, &k);
     last_dups = k.dups;
-    if (memcmp(&k, &m, sizeof k)) pp_print("engine", pass, &m);
-    CHECK_EQ(m.shared, k.shared);
-    CHECK_EQ(m.sharing, k.sharing);
-    CHECK_EQ(m.unshared, k.unshared);
-    CHECK_EQ(m.volatile_, k.volatile_);
-    CHECK_EQ(m.skipped, k.skipped);
-    CHECK_EQ(m.scanned, k.scanned);
-    CHECK_EQ(m.chains, k.chains);
-    CHECK_EQ(m.dups, k.dups);
-    CHECK_EQ(m.profit, k.profit);
-    CHECK_EQ(m.zero, k.zero);
-    CHECK_EQ(m.items, k.items);
-    CHECK_EQ(m.merging, k.merging);
+    if (memcmp(&k, &m, sizeof k)) pp_print("pass", "engine", pass, &m);
+    pp_same(&k, &m);
     for (size_t i = 0; i < nevents; i++)
       if (events[i].after == pass)
         pp_signal(events[i].in_forked ? second : current.pid, hello[1],
@@ -780,6 +797,152 @@ static void forked_settled(void) {
   CHECK_OK(ksm_write("run", "0"));
 }
 
+/* ---- within a pass: the unstable tree as the kernel walks it ---------- */
+
+/* PP_MID_HALF unique pages, then PP_MID_HALF - 1 pages of which three in
+ * four are copies of first-half pages (so ksmd's wakeups of PP_MID_HALF
+ * pages end where passes end).  SIGUSR1, sent while ksmd sleeps between
+ * the two halves of pass 2 (the first half indexed in the unstable tree,
+ * the second not yet searched): one first-half page in eight rewritten,
+ * another one in eight dropped (MADV_DONTNEED). */
+enum { PP_MID_HALF = 256, PP_MID_PAGES = 2 * PP_MID_HALF - 1 };
+
+static void pp_mid_churn(int sig) {
+  (void)sig;
+  for (int i = 0; i < PP_MID_HALF; i++) {
+    unsigned char *page = pp_region + (size_t)i * SP_PAGE_SIZE;
+    if (i % 8 == 2) sp_test_fill(page, 4200000 + (uint64_t)i);
+    else if (i % 8 == 7) madvise(page, SP_PAGE_SIZE, MADV_DONTNEED);
+  }
+  pp_acks++;
+}
+
+static uint64_t pp_mid_seed(int i) {
+  int j = i - PP_MID_HALF;
+  return i < PP_MID_HALF ? 4000000 + (uint64_t)i
+         : j % 4 == 3    ? 4100000 + (uint64_t)j
+                         : 4000000 + (uint64_t)(j * 7 % PP_MID_HALF);
+}
+
+/* PP_MID_HALF unique pages, then 127 pairs of equal pages and one page
+ * more, merged in pass 2 (127 regular nodes).  SIGUSR1, after pass 2: both
+ * pages of one pair in four rewritten (the merged page has no mapping
+ * left, but its node stays until something meets it), one page of another
+ * pair in four (the node lives on). */
+static void pp_stale_churn(int sig) {
+  (void)sig;
+  for (int k = 0; k < (PP_MID_HALF - 1) / 2; k++) {
+    unsigned char *pair = pp_region + (size_t)(PP_MID_HALF + 2 * k) * SP_PAGE_SIZE;
+    if (k % 4 == 1 || k % 4 == 3) sp_test_fill(pair, 4500000 + (uint64_t)k);
+    if (k % 4 == 1) sp_test_fill(pair + SP_PAGE_SIZE, 4600000 + (uint64_t)k);
+  }
+  pp_acks++;
+}
+
+static uint64_t pp_stale_seed(int i) {
+  return i < PP_MID_HALF ? 4000000 + (uint64_t)i : 4300000 + (uint64_t)((i - PP_MID_HALF) / 2);
+}
+
+/* The child of a within-a-pass row: page i holds pp_half_seed(i), and
+ * SIGUSR1 runs pp_half_churn. */
+static uint64_t (*pp_half_seed)(int i);
+static void (*pp_half_churn)(int sig);
+
+static void pp_half_body(void *hello) {
+  if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)) _exit(3);
+  pp_region = sp_test_pages(PP_MID_PAGES);
+  for (int i = 0; i < PP_MID_PAGES; i++)
+    sp_test_fill(pp_region + (size_t)i * SP_PAGE_SIZE, pp_half_seed(i));
+  if (madvise(pp_region, (size_t)PP_MID_PAGES * SP_PAGE_SIZE, MADV_MERGEABLE)) _exit(4);
+  if (signal(SIGUSR1, pp_half_churn) == SIG_ERR) _exit(5);
+  uint64_t *out = hello;
+  out[0] = (uintptr_t)pp_region;
+  out[1] = (uintptr_t)&pp_acks;
+  out[2] = 0;
+}
+
+/*
+ * ksmd with pages_to_scan PP_MID_HALF, wakeup by wakeup (two per pass),
+ * beside two engines stepping alike, one with exact_trees, one without.
+ * The child's page i holds seed_of(i); churn changes its memory on SIGUSR1,
+ * sent after wakeup churn_after while ksmd sleeps.  The exact engine must agree with every
+ * counter after every wakeup; the other must not, somewhere (or the
+ * workload tests nothing the default walk does not).
+ */
+static void within_a_pass(uint64_t (*seed_of)(int i), void (*churn)(int sig), int churn_after) {
+  enum { WAKEUPS = 6 };
+  int64_t smart = ksm_read("smart_scan"), lookahead = ksm_read("lookahead");
+  CHECK_OK(ksm_write("run", "2"));
+  CHECK_OK(ksm_write("use_zero_pages", "0"));
+  char batch[16];
+  snprintf(batch, sizeof batch, "%d", PP_MID_HALF);
+  CHECK_OK(ksm_write("pages_to_scan", batch));
+  CHECK_OK(ksm_write("sleep_millisecs", "1500"));
+  uint64_t hello[3];
+  pp_half_seed = seed_of;
+  pp_half_churn = churn;
+  current = sp_test_fork(pp_half_body, hello, sizeof hello);
+  uint64_t acks = 0;
+  sp_engine *engines[2];
+  uint32_t ids[2];
+  for (int x = 0; x < 2; x++) {
+    engines[x] = sp_test_engine(0, (uint32_t)ksm_read("max_page_sharing"), smart > 0, lookahead > 0);
+    sp_settings st;
+    sp_engine_settings(engines[x], &st);
+    st.exact_trees = x == 0;
+    st.pages_to_scan = PP_MID_HALF;
+    CHECK_OK(sp_engine_configure(engines[x], &st));
+    CHECK_OK(sp_add_process(engines[x], "pass", current.pid, 0, &ids[x]));
+  }
+  int64_t base_scans = ksm_read("full_scans"), base_scanned = ksm_read("pages_scanned");
+  int64_t base_skipped = ksm_read("pages_skipped");
+  bool default_differed = false;
+  /* Each engine's wakeup is made before ksmd's, on the memory ksmd scans. */
+  for (int x = 0; x < 2; x++) CHECK(sp_engine_step(engines[x], 0) >= 0);
+  CHECK_OK(ksm_write("run", "1"));
+  for (int wakeup = 1; wakeup <= WAKEUPS; wakeup++) {
+    sp_counters want = sp_test_counters(engines[0]);
+    double deadline = now() + 30;
+    while (ksm_read("pages_scanned") - base_scanned < (int64_t)want.pages_scanned &&
+           now() < deadline)
+      usleep(2000);
+    usleep(50000); /* the pass end, if this wakeup has one */
+    struct pp_counts k = kernel_counts(base_skipped, base_scanned, 0);
+    int64_t scans = ksm_read("full_scans") - base_scans;
+    CHECK_EQ(ksm_read("pages_scanned") - base_scanned, k.scanned); /* inside one sleep */
+    struct pp_counts exact = engine_counts(engines[0], ids[0], NULL);
+    struct pp_counts other = engine_counts(engines[1], ids[1], NULL);
+    pp_print("wakeup", "kernel", wakeup, &k);
+    if (memcmp(&k, &exact, sizeof k)) pp_print("wakeup", "exact", wakeup, &exact);
+    if (memcmp(&k, &other, sizeof k)) {
+      pp_print("wakeup", "default", wakeup, &other);
+      default_differed = true;
+    }
+    CHECK_EQ(scans, (int64_t)want.full_scans);
+    pp_same(&k, &exact);
+    if (wakeup == churn_after) pp_signal(current.pid, hello[1], SIGUSR1, &acks);
+    if (wakeup < WAKEUPS)
+      for (int x = 0; x < 2; x++) CHECK(sp_engine_step(engines[x], 0) >= 0);
+    /* The churn and the engines' next wakeup were made while ksmd slept. */
+    CHECK_EQ(ksm_read("pages_scanned") - base_scanned, k.scanned);
+  }
+  CHECK(default_differed);
+  for (int x = 0; x < 2; x++) sp_engine_destroy(engines[x]);
+  end_children();
+  CHECK_OK(ksm_write("run", "0"));
+}
+
+/* Pass 2's second half searches an unstable tree in which one page in
+ * four changed or went since it was indexed: the kernel's searches turn
+ * the wrong way at a rewritten node and give up at a dropped one; the hash
+ * index finds every twin still there.  Pass 3 rebuilds the tree. */
+static void within_a_pass_unstable(void) { within_a_pass(pp_mid_seed, pp_mid_churn, 3); }
+/* Pass 3's first half (unique pages) searches a stable tree in which one
+ * node in four has no mapping left: each descent that meets one drops it
+ * (ksm_get_folio()), with both its mappings' counts, long before the
+ * second half's visits would; the default walk waits for those visits. */
+static void within_a_pass_stale(void) { within_a_pass(pp_stale_seed, pp_stale_churn, 4); }
+
 static void with_zero_pages_off(void) { kernel_agrees(0); }
 static void with_zero_pages_on(void) { kernel_agrees(1); }
 
@@ -856,6 +1019,18 @@ int main(void) {
     sp_check_skip(forked_name, "KPF_KSM marks every anonymous page on this kernel, so a page "
                                "shared by fork cannot be told from a KSM page");
   }
+  ksm_save_settings();
+  sp_check_run("within a pass: unstable searches misled by a rewritten page, stopped by a dropped "
+               "one, exact_trees agrees wakeup by wakeup",
+               within_a_pass_unstable);
+  end_children();
+  ksm_restore_settings();
+  ksm_save_settings();
+  sp_check_run("within a pass: merged pages whose mappings all went, dropped by the first search "
+               "to meet them, exact_trees agrees wakeup by wakeup",
+               within_a_pass_stale);
+  end_children();
+  ksm_restore_settings();
   ksm_save_settings();
   sp_check_run("settled, a forked process predicted before KSM runs, on any KPF_KSM",
                forked_settled);

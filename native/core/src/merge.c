@@ -294,10 +294,14 @@ static void visit_zero(struct sp_engine *e, struct sp_source *src, uint32_t ref,
 
 bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
                      uint32_t range, uint64_t page_index, const void *page,
-                     bool in_thp) {
+                     bool in_thp, bool skip_checked) {
   struct sp_rec *rec = sp__rec_get(e, ref);
-  uint64_t hash = sp__hash_page(page);
   unsigned state = sp__rec_state(rec);
+  /* Merged when the window was picked, its node dropped since: the
+   * kernel's should_skip_rmap_item() meets a page that is not KSM. */
+  if (!skip_checked && state != REC_STABLE && state != REC_ZERO && sp__merge_smart_skip(e, ref))
+    return true;
+  uint64_t hash = sp__hash_page(page);
 
   if (in_thp) rec->state |= REC_F_THP;
   else rec->state &= (uint8_t)~REC_F_THP;

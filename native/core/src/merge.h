@@ -16,11 +16,14 @@
 /* Visits a page read in this pass (ref's record is not REC_NONE).  Returns
  * true when smart scan skipped it after all: a merged page found written
  * is not a KSM page any more, and the kernel decides its skip only then
- * (it is not charged to pages_to_scan).  `in_thp`: the page is part of a
- * THP the engine has not split (only known with SP_PROC_THP_ZERO_APART). */
+ * (it is not charged to pages_to_scan); so is one that was merged when its
+ * window was picked (skip_checked false) and has lost its merged page since
+ * (a visit before it in the window dropped the node).  `in_thp`: the page
+ * is part of a THP the engine has not split (only known with
+ * SP_PROC_THP_ZERO_APART). */
 bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
                      uint32_t range, uint64_t page_index, const void *page,
-                     bool in_thp);
+                     bool in_thp, bool skip_checked);
 /* Has the engine split the THP holding `address` of `src`? */
 bool sp__merge_thp_split(const struct sp_source *src, uint64_t address);
 /* A page not read because it was not written since its previous visit

@@ -251,6 +251,7 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
   uint8_t flags[SP_BATCH_PAGES];
   uint8_t want[SP_BATCH_PAGES];
   uint32_t refs[SP_BATCH_PAGES];
+  bool skip_checked[SP_BATCH_PAGES]; /* smart scan asked before the read (set where want is) */
   if (src->ops->presence) {
     int err = src->ops->presence(src, range->start + first * SP_PAGE_SIZE, n, flags);
     if (err == -ESRCH) return err;
@@ -337,6 +338,7 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
       continue;
     }
     if (state != REC_STABLE && sp__merge_smart_skip(e, ref)) continue;
+    skip_checked[i] = state != REC_STABLE;
     want[i] = 1;
     if (++charged == budget) {
       end = i + 1;
@@ -383,7 +385,8 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
     /* A merged page found written and skipped was charged before it was
      * read; the kernel charges no skipped page, so it is given back (the
      * step goes on to the next window if it must). */
-    if (sp__merge_visit(e, src, refs[i], range_id, first + i, w->ptrs[i], in_thp)) charged--;
+    if (sp__merge_visit(e, src, refs[i], range_id, first + i, w->ptrs[i], in_thp, skip_checked[i]))
+      charged--;
   }
   sp__window_end(e);
   e->scan.cur.page = first + n;

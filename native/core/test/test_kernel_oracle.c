@@ -571,19 +571,25 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
   CHECK(forked == (second > 0));
   uint64_t acks = 0, second_acks = 0;
   /* The kernel's lookahead knob (the series' 0001) where there is one: it
-   * may change which pages merge while the unstable tree is inconsistent. */
-  sp_engine *e = sp_test_engine(use_zero_pages, PP_MPS, smart > 0, lookahead > 0);
+   * may change which pages merge while the unstable tree is inconsistent.
+   * Two engines, the default walk and exact_trees, must both agree: with
+   * changes only between passes the two are the same. */
+  sp_engine *engines[2];
+  uint32_t ids[2], second_ids[2] = {0, 0};
   if (prune_millisecs >= 0) {
     /* Both clocks start now: the chains are made in pass 2. */
     char ms[24];
     snprintf(ms, sizeof ms, "%lld", (long long)prune_millisecs);
     CHECK_OK(ksm_write("stable_node_chains_prune_millisecs", ms));
-    sp_settings s;
-    sp_engine_settings(e, &s);
-    s.stable_node_chains_prune_millisecs = (uint32_t)prune_millisecs;
-    CHECK_OK(sp_engine_configure(e, &s));
   }
-  uint32_t id, second_id = 0;
+  for (int x = 0; x < 2; x++) {
+    engines[x] = sp_test_engine(use_zero_pages, PP_MPS, smart > 0, lookahead > 0);
+    sp_settings s;
+    sp_engine_settings(engines[x], &s);
+    if (prune_millisecs >= 0) s.stable_node_chains_prune_millisecs = (uint32_t)prune_millisecs;
+    s.exact_trees = x == 1;
+    CHECK_OK(sp_engine_configure(engines[x], &s));
+  }
   if (body == pp_thp_body) {
     /* The child's memory must be in THPs, or this tests nothing new. */
     sp_live_process live;
@@ -591,9 +597,11 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
     printf("  child's THP pages: %llu of %d\n", (unsigned long long)live.thp_pages, PP_THP_PAGES);
     CHECK_EQ(live.thp_pages, PP_THP_PAGES);
   }
-  CHECK_OK(sp_add_process(e, "pass", current.pid, proc_flags, &id));
-  /* In ksmd's order: the forked process's mm joined the list after. */
-  if (forked) CHECK_OK(sp_add_process(e, "forked", second, 0, &second_id));
+  for (int x = 0; x < 2; x++) {
+    CHECK_OK(sp_add_process(engines[x], "pass", current.pid, proc_flags, &ids[x]));
+    /* In ksmd's order: the forked process's mm joined the list after. */
+    if (forked) CHECK_OK(sp_add_process(engines[x], "forked", second, 0, &second_ids[x]));
+  }
   int64_t last_dups = -1;
   int64_t base_scans = ksm_read("full_scans"), base_scanned = ksm_read("pages_scanned");
   int64_t base_skipped = ksm_read("pages_skipped");
@@ -601,7 +609,7 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
   /* The engine's pass N is made before ksmd's pass N, on the memory ksmd
    * will scan: made after it, it would read pages ksmd had just mapped to
    * the zero page (use_zero_pages) as the pages it left. */
-  CHECK_OK(sp_engine_pass(e));
+  for (int x = 0; x < 2; x++) CHECK_OK(sp_engine_pass(engines[x]));
   CHECK_OK(ksm_write("run", "1"));
   for (int pass = 1; pass <= PP_PASSES; pass++) {
     double deadline = now() + 30;
@@ -609,21 +617,24 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
     struct pp_counts k = kernel_counts(base_skipped, base_scanned, forked ? second : 0);
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass); /* read inside one sleep */
-    struct pp_counts m = engine_counts(e, id, forked ? &second_id : NULL);
     pp_print("pass", "kernel", pass, &k);
     last_dups = k.dups;
-    if (memcmp(&k, &m, sizeof k)) pp_print("pass", "engine", pass, &m);
-    pp_same(&k, &m);
+    for (int x = 0; x < 2; x++) {
+      struct pp_counts m = engine_counts(engines[x], ids[x], forked ? &second_ids[x] : NULL);
+      if (memcmp(&k, &m, sizeof k)) pp_print("pass", x ? "exact" : "engine", pass, &m);
+      pp_same(&k, &m);
+    }
     for (size_t i = 0; i < nevents; i++)
       if (events[i].after == pass)
         pp_signal(events[i].in_forked ? second : current.pid, hello[1],
                   events[i].rt ? SIGRTMIN + events[i].sig : events[i].sig,
                   events[i].in_forked ? &second_acks : &acks);
-    if (pass < PP_PASSES) CHECK_OK(sp_engine_pass(e));
-    /* The changes and the engine's next pass were made while ksmd slept. */
+    if (pass < PP_PASSES)
+      for (int x = 0; x < 2; x++) CHECK_OK(sp_engine_pass(engines[x]));
+    /* The changes and the engines' next pass were made while ksmd slept. */
     CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
   }
-  sp_engine_destroy(e);
+  for (int x = 0; x < 2; x++) sp_engine_destroy(engines[x]);
   end_children();
   CHECK_OK(ksm_write("run", "0"));
   return last_dups;

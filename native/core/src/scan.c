@@ -327,6 +327,7 @@ static int64_t scan_window(struct sp_engine *e, struct sp_source *src, uint32_t 
     if (state == REC_ZERO) { /* not a page ksmd would scan; re-read only */
       if (unchanged) sp__merge_unread(e, ref);
       else want[i] = 1;
+      skip_checked[i] = true;
       continue;
     }
     if (state == REC_STABLE && unchanged) {

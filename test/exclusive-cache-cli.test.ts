@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startGuests, stopAll, type Guest } from '../scripts/qemu/harness.js';
 import { holdDisk, readDisk } from './helpers/cache-guest.js';
-import { cacheState, cachedCount, evictFile, pagesIn } from './helpers/pagecache.js';
+import { cacheState, cachedCount, evictFile, pagesIn, reclaimedFilePages, unexplainedCacheChanges } from './helpers/pagecache.js';
 
 // /var/tmp, not /tmp: /tmp may be tmpfs, whose pages FADV_DONTNEED cannot drop.
 const dir = mkdtempSync('/var/tmp/sp-xcache-cli-');
@@ -24,35 +24,6 @@ test.after.always(async () => {
   await stopAll();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** /proc/vmstat's counters of reclaim and of dropped or invalidated page cache. */
-function readVmstat(): Map<string, number> {
-  const keep = /^(pgsteal_|pgscan_|drop_pagecache|workingset_|thp_split_page|nr_file_pages)/;
-  return new Map(
-    readFileSync('/proc/vmstat', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' '))
-      .filter(([k]) => k !== undefined && keep.test(k))
-      .map(([k, v]) => [k!, Number(v)]),
-  );
-}
-
-function vmstatDelta(a: Map<string, number>, b: Map<string, number>): string {
-  const moved = [...b].filter(([k, v]) => v !== a.get(k)).map(([k, v]) => `${k} ${v - (a.get(k) ?? 0)}`);
-  return moved.length > 0 ? moved.join(', ') : 'none';
-}
-
-/** Page indexes as runs "start-end", at most 8 of them. */
-function describeRuns(pages: number[]): string {
-  const runs: string[] = [];
-  for (let i = 0; i < pages.length; ) {
-    let j = i;
-    while (j + 1 < pages.length && pages[j + 1] === pages[j]! + 1) j++;
-    runs.push(`${pages[i]}-${pages[j]}`);
-    i = j + 1;
-  }
-  return runs.length === 0 ? 'none' : runs.slice(0, 8).join(' ') + (runs.length > 8 ? ` (+${runs.length - 8} runs)` : '');
-}
 
 function cli(args: string[]): SpawnSyncReturns<string> {
   return spawnSync(process.execPath, [path.resolve(__dirname, '../lib/cli/main.js'), ...args], { encoding: 'utf8' });
@@ -69,27 +40,32 @@ test.serial('ksm-agent cache: --dry-run changes nothing, the real run drops the 
   const before = await cacheState(img);
   t.true(cachedCount(before) >= before.length * 0.95, `host caching is on: ${cachedCount(before)}/${before.length} pages`);
 
-  const vm0 = readVmstat();
+  const reclaimed0 = reclaimedFilePages();
   const dry = cli(['cache', '--vm', name, '--dry-run', '--json']);
   t.is(dry.status, 0, dry.stderr);
   const afterDry = await cacheState(img);
-  // One CI run saw a 2 MiB folio leave the cache here, once in many runs: if it happens again, say
-  // where (which pages) and whether the host reclaimed or dropped anything meanwhile.
-  t.is(afterDry, before, `--dry-run changed nothing; pages now gone: ${describeRuns(pagesIn(before, 'cd').filter((i) => afterDry[i] === '.'))}; vmstat deltas: ${vmstatDelta(vm0, readVmstat())}`);
+  // A clean page may leave meanwhile only as far as the host's reclaim explains it (CI once saw a
+  // 2 MiB folio go here: a runner's memory cgroup at its limit).
+  const reclaimedDry = reclaimedFilePages() - reclaimed0;
+  t.deepEqual(unexplainedCacheChanges(before, afterDry, reclaimedDry), [], '--dry-run changed nothing');
   const d = JSON.parse(dry.stdout) as Record<string, unknown>;
   t.deepEqual(d['paths'], [img]);
   t.deepEqual(d['vms'], [{ name, pid: guest.pid }]);
   t.true(Number(d['cache_pages_in_guest']) >= cachedCount(before) * 0.9, `in guest ${String(d['cache_pages_in_guest'])}`);
   t.is(d['cache_pages_dropped'], 0);
 
+  const reclaimed1 = reclaimedFilePages();
   const act = cli(['cache', '--vm', name, '--json']);
   t.is(act.status, 0, act.stderr);
   const a = JSON.parse(act.stdout) as Record<string, unknown>;
   const after = await cacheState(img);
-  const dropped = pagesIn(before, 'cd').filter((i) => after[i] === '.').length;
-  t.log(`ksm-agent cache: ${cachedCount(before)} -> ${cachedCount(after)} pages cached`);
+  const reclaimedAct = reclaimedFilePages() - reclaimed1;
+  const dropped = pagesIn(afterDry, 'cd').filter((i) => after[i] === '.').length;
+  t.log(`ksm-agent cache: ${cachedCount(afterDry)} -> ${cachedCount(after)} pages cached; host reclaimed ${reclaimedDry + reclaimedAct} file pages meanwhile`);
   t.true(dropped >= cachedCount(before) * 0.9, `dropped ${dropped} of ${cachedCount(before)}`);
-  t.is(a['cache_pages_dropped'], dropped, 'the JSON counts what mincore saw go');
+  // What mincore saw go is what the JSON says went, plus at most what the host reclaimed.
+  const counted = Number(a['cache_pages_dropped']);
+  t.true(counted <= dropped && dropped <= counted + reclaimedAct, `the JSON counts ${counted}, mincore saw ${dropped} go, the host reclaimed ${reclaimedAct}`);
 
   await guest.stop();
   t.is(createHash('sha256').update(readFileSync(img)).digest('hex'), createHash('sha256').update(data).digest('hex'));

@@ -20,7 +20,7 @@ import { findVm } from '../lib/vms.js';
 import type { Vm } from '../lib/vms.js';
 import { countPagesEqual, startGuests, stopAll, type Guest } from '../scripts/qemu/harness.js';
 import { dropGuestCache, guestBuffersKib, holdDisk, readDisk } from './helpers/cache-guest.js';
-import { cacheState, cachedCount, evictFile, pagesIn, type CacheState } from './helpers/pagecache.js';
+import { cacheState, cachedCount, evictFile, pagesIn, reclaimedFilePages, unexplainedCacheChanges, type CacheState } from './helpers/pagecache.js';
 
 const PAGE = 4096;
 const IMAGE_MIB = 64;
@@ -169,13 +169,18 @@ test.serial('a dry run finds the duplicated pages and changes nothing', async (t
   for (let i = DIRTY.first; i < DIRTY.first + DIRTY.pages; i++) t.is(before[i], 'd', `page ${i} dirty`);
   s.before = before;
 
+  const reclaimed0 = reclaimedFilePages();
   const r = await scrubCache({ vms: [name], dryRun: true });
-  t.is(await cacheState(img), before, 'the host cache is as it was, page by page, dirty pages included');
+  const after = await cacheState(img);
+  // A clean page may leave meanwhile only as far as the host's reclaim explains it (CI saw two
+  // 2 MiB folios go here once: a runner's memory cgroup at its limit).
+  const reclaimed = reclaimedFilePages() - reclaimed0;
+  t.deepEqual(unexplainedCacheChanges(before, after, reclaimed), [], 'the host cache is as it was, page by page, dirty pages included');
   t.deepEqual(r.vms, [{ name, pid: s.guest.pid }]);
   t.deepEqual(r.paths, [img]);
   t.is(r.files, 1);
   t.is(r.errors, 0);
-  t.is(r.cachePagesTotal, cachedCount(before));
+  t.true(r.cachePagesTotal <= cachedCount(before) && r.cachePagesTotal >= cachedCount(before) - reclaimed, `total ${r.cachePagesTotal} of ${cachedCount(before)} cached before, ${reclaimed} reclaimed meanwhile`);
   t.is(r.cachePagesChecked, r.cachePagesTotal);
   t.true(r.cachePagesInGuest >= s.duplicated.length * 0.9, `in guest ${r.cachePagesInGuest} of ${s.duplicated.length} duplicated`);
   t.true(r.cachePagesInGuest <= r.cachePagesChecked);
@@ -190,21 +195,27 @@ test.serial('the scrub drops at least 90% of the duplicated pages and keeps the 
   const before = s.before;
   if (before === undefined) throw new Error('needs the dirty range of the earlier test');
   const dirty = pagesIn(before, 'd');
+  // Counted from the cache as it is now: the host may have reclaimed pages since the dry run.
+  const now = await cacheState(img);
+  const reclaimed0 = reclaimedFilePages();
   const r = await scrubCache({ vms: [s.guest.pid] });
   const after = await cacheState(img);
+  const reclaimed = reclaimedFilePages() - reclaimed0;
 
-  const dropped = pagesIn(before, 'cd').filter((i) => after[i] === '.');
+  const dropped = pagesIn(now, 'cd').filter((i) => after[i] === '.');
   const dupDropped = s.duplicated.filter((i) => after[i] === '.');
   const share = dupDropped.length / s.duplicated.length;
   t.log(summary('scrub', r));
   t.log(`mincore: ${cachedCount(before)} -> ${cachedCount(after)} pages cached; ${dupDropped.length}/${s.duplicated.length} duplicated pages dropped (${(share * 100).toFixed(1)}%); ${dirty.length} dirty kept`);
   t.true(share >= 0.9, `dropped ${(share * 100).toFixed(1)}% of the duplicated pages`);
-  t.is(r.cachePagesDropped, dropped.length, "the engine's count matches mincore");
-  t.is(r.cacheBytesReclaimed, dropped.length * PAGE);
+  // What mincore saw go is what the engine counts, plus at most what the host reclaimed meanwhile.
+  t.true(r.cachePagesDropped <= dropped.length && dropped.length <= r.cachePagesDropped + reclaimed,
+    `the engine counts ${r.cachePagesDropped}, mincore saw ${dropped.length} go, the host reclaimed ${reclaimed}`);
+  t.is(r.cacheBytesReclaimed, r.cachePagesDropped * PAGE);
   // Still dirty after the pass, so dirty all through it: the pass saw them dirty and kept them.
   for (const i of dirty) t.is(after[i], 'd', `dirty page ${i} kept`);
   t.true(r.dirtySkipped >= DIRTY.pages && r.dirtySkipped <= dirty.length, `dirtySkipped ${r.dirtySkipped}`);
-  t.is(pagesIn(after, 'cd').filter((i) => before[i] === '.').length, 0, 'no page was read into the host cache');
+  t.is(pagesIn(after, 'cd').filter((i) => now[i] === '.').length, 0, 'no page was read into the host cache');
 });
 
 test.serial('a reused scanner is kept open; it runs one pass unless told 0; new VMs need two', async (t) => {

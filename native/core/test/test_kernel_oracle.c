@@ -536,24 +536,6 @@ static void pp_same(const struct pp_counts *k, const struct pp_counts *m) {
   CHECK_EQ(m->merging, k->merging);
 }
 
-/* ksmd's sleep between wakeups, from the test's first step (the engines'
- * pass or wakeup and one reading of every counter) timed before ksmd
- * starts: three times that, never under floor_ms.  Between two wakeups
- * the counters are read, the child changed and the engines step, and each
- * step's end checks that ksmd did not wake meanwhile; a fixed second was
- * too short for two engines on THPs in a TCG guest (pass 1: full_scans 2,
- * not 1). */
-static void ksmd_sleep_for(double step_seconds, long floor_ms) {
-  long ms = (long)(step_seconds * 3000.0);
-  if (ms < floor_ms) ms = floor_ms;
-  if (ms > 30000) ms = 30000;
-  char value[24];
-  snprintf(value, sizeof value, "%ld", ms);
-  CHECK_OK(ksm_write("sleep_millisecs", value));
-  printf("  ksmd sleeps %ld ms between wakeups (first step took %.0f ms)\n", ms,
-         step_seconds * 1000.0);
-}
-
 /* What the child does after a pass: a signal, at pass `after`; rt: sig
  * is n of SIGRTMIN+n (not a constant expression). */
 struct pp_event {
@@ -562,11 +544,21 @@ struct pp_event {
   bool in_forked; /* to the forked second process */
 };
 
+/* ksmd held between two wakeups, however long the test's step takes: run
+ * is set to 0 while ksmd sleeps after the wakeup just seen (a second, and
+ * the test polls every 2 ms), so ksmd, waking, finds itself stopped and
+ * waits for run 1; the scan cursor, both trees and every counter stay as
+ * they are (run_store() only unmerges for 2).  A sleep alone was not
+ * enough: in the TCG guest two engines' pass 2 on THPs took over two
+ * seconds, and ksmd made two more passes meanwhile. */
+static void ksmd_hold(void) { CHECK_OK(ksm_write("run", "0")); }
+static void ksmd_release(void) { CHECK_OK(ksm_write("run", "1")); }
+
 /* ksmd and the engine side by side, one full scan each per step: ksmd
- * sleeps long enough between scans (each wakeup scans at most the one
- * pass: the scan stops where a pass ends) for the counters to be read and
- * the engine to make the same pass.  The events change the child between
- * passes.  Every counter ksmd publishes, every pass. */
+ * scans one pass a wakeup (the scan stops where a pass ends) and is held
+ * after it while the counters are read and the engine makes the same
+ * pass.  The events change the child between passes.  Every counter ksmd
+ * publishes, every pass. */
 /* Returns the kernel's stable_node_dups after the last pass. */
 static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events, size_t nevents,
                             sp_test_child_body body, uint32_t proc_flags,
@@ -579,6 +571,8 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
   CHECK_OK(ksm_write("max_page_sharing", mps));
   CHECK_OK(ksm_write("use_zero_pages", use_zero_pages ? "1" : "0"));
   CHECK_OK(ksm_write("pages_to_scan", "5000"));
+  /* A second between scans, for ksmd_hold() to come in (checked each step). */
+  CHECK_OK(ksm_write("sleep_millisecs", "1000"));
   uint64_t hello[3];
   current = sp_test_fork(body, hello, sizeof hello);
   pid_t second = (pid_t)hello[2];
@@ -624,18 +618,14 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
   /* The engine's pass N is made before ksmd's pass N, on the memory ksmd
    * will scan: made after it, it would read pages ksmd had just mapped to
    * the zero page (use_zero_pages) as the pages it left. */
-  double step_start = now();
   for (int x = 0; x < 2; x++) CHECK_OK(sp_engine_pass(engines[x]));
-  (void)kernel_counts(base_skipped, base_scanned, forked ? second : 0);
-  for (int x = 0; x < 2; x++) (void)engine_counts(engines[x], ids[x], forked ? &second_ids[x] : NULL);
-  ksmd_sleep_for(now() - step_start, 1000);
-  CHECK_OK(ksm_write("run", "1"));
+  ksmd_release();
   for (int pass = 1; pass <= PP_PASSES; pass++) {
     double deadline = now() + 30;
     while (ksm_read("full_scans") < base_scans + pass && now() < deadline) usleep(2000);
-    CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
+    ksmd_hold();
+    CHECK_EQ(ksm_read("full_scans"), base_scans + pass); /* held within that sleep */
     struct pp_counts k = kernel_counts(base_skipped, base_scanned, forked ? second : 0);
-    CHECK_EQ(ksm_read("full_scans"), base_scans + pass); /* read inside one sleep */
     pp_print("pass", "kernel", pass, &k);
     last_dups = k.dups;
     for (int x = 0; x < 2; x++) {
@@ -648,10 +638,12 @@ static int64_t per_pass_agrees(int use_zero_pages, const struct pp_event *events
         pp_signal(events[i].in_forked ? second : current.pid, hello[1],
                   events[i].rt ? SIGRTMIN + events[i].sig : events[i].sig,
                   events[i].in_forked ? &second_acks : &acks);
-    if (pass < PP_PASSES)
+    /* The changes and the engines' next pass are made while ksmd is held. */
+    if (pass < PP_PASSES) {
       for (int x = 0; x < 2; x++) CHECK_OK(sp_engine_pass(engines[x]));
-    /* The changes and the engines' next pass were made while ksmd slept. */
-    CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
+      CHECK_EQ(ksm_read("full_scans"), base_scans + pass);
+      ksmd_release();
+    }
   }
   for (int x = 0; x < 2; x++) sp_engine_destroy(engines[x]);
   end_children();
@@ -831,7 +823,7 @@ static void forked_settled(void) {
 
 /* PP_MID_HALF unique pages, then PP_MID_HALF - 1 pages of which three in
  * four are copies of first-half pages (so ksmd's wakeups of PP_MID_HALF
- * pages end where passes end).  SIGUSR1, sent while ksmd sleeps between
+ * pages end where passes end).  SIGUSR1, sent while ksmd is held between
  * the two halves of pass 2 (the first half indexed in the unstable tree,
  * the second not yet searched): one first-half page in eight rewritten,
  * another one in eight dropped (MADV_DONTNEED). */
@@ -895,7 +887,7 @@ static void pp_half_body(void *hello) {
  * ksmd with pages_to_scan PP_MID_HALF, wakeup by wakeup (two per pass),
  * beside two engines stepping alike, one with exact_trees, one without.
  * The child's page i holds seed_of(i); churn changes its memory on SIGUSR1,
- * sent after wakeup churn_after while ksmd sleeps.  The exact engine must agree with every
+ * sent after wakeup churn_after while ksmd is held.  The exact engine must agree with every
  * counter after every wakeup; the other must not, somewhere (or the
  * workload tests nothing the default walk does not).
  */
@@ -907,6 +899,7 @@ static void within_a_pass(uint64_t (*seed_of)(int i), void (*churn)(int sig), in
   char batch[16];
   snprintf(batch, sizeof batch, "%d", PP_MID_HALF);
   CHECK_OK(ksm_write("pages_to_scan", batch));
+  CHECK_OK(ksm_write("sleep_millisecs", "1500"));
   uint64_t hello[3];
   pp_half_seed = seed_of;
   pp_half_churn = churn;
@@ -927,13 +920,8 @@ static void within_a_pass(uint64_t (*seed_of)(int i), void (*churn)(int sig), in
   int64_t base_skipped = ksm_read("pages_skipped");
   bool default_differed = false;
   /* Each engine's wakeup is made before ksmd's, on the memory ksmd scans. */
-  double step_start = now();
   for (int x = 0; x < 2; x++) CHECK(sp_engine_step(engines[x], 0) >= 0);
-  (void)kernel_counts(base_skipped, base_scanned, 0);
-  for (int x = 0; x < 2; x++) (void)engine_counts(engines[x], ids[x], NULL);
-  /* and the 50 ms wait for a pass end each wakeup makes */
-  ksmd_sleep_for(now() - step_start + 0.05, 1500);
-  CHECK_OK(ksm_write("run", "1"));
+  ksmd_release();
   for (int wakeup = 1; wakeup <= WAKEUPS; wakeup++) {
     sp_counters want = sp_test_counters(engines[0]);
     double deadline = now() + 30;
@@ -941,9 +929,11 @@ static void within_a_pass(uint64_t (*seed_of)(int i), void (*churn)(int sig), in
            now() < deadline)
       usleep(2000);
     usleep(50000); /* the pass end, if this wakeup has one */
+    int64_t seen = ksm_read("pages_scanned") - base_scanned;
+    ksmd_hold();
     struct pp_counts k = kernel_counts(base_skipped, base_scanned, 0);
     int64_t scans = ksm_read("full_scans") - base_scans;
-    CHECK_EQ(ksm_read("pages_scanned") - base_scanned, k.scanned); /* inside one sleep */
+    CHECK_EQ(k.scanned, seen); /* held within that sleep */
     struct pp_counts exact = engine_counts(engines[0], ids[0], NULL);
     struct pp_counts other = engine_counts(engines[1], ids[1], NULL);
     pp_print("wakeup", "kernel", wakeup, &k);
@@ -955,10 +945,12 @@ static void within_a_pass(uint64_t (*seed_of)(int i), void (*churn)(int sig), in
     CHECK_EQ(scans, (int64_t)want.full_scans);
     pp_same(&k, &exact);
     if (wakeup == churn_after) pp_signal(current.pid, hello[1], SIGUSR1, &acks);
-    if (wakeup < WAKEUPS)
+    /* The churn and the engines' next wakeup are made while ksmd is held. */
+    if (wakeup < WAKEUPS) {
       for (int x = 0; x < 2; x++) CHECK(sp_engine_step(engines[x], 0) >= 0);
-    /* The churn and the engines' next wakeup were made while ksmd slept. */
-    CHECK_EQ(ksm_read("pages_scanned") - base_scanned, k.scanned);
+      CHECK_EQ(ksm_read("pages_scanned") - base_scanned, k.scanned);
+      ksmd_release();
+    }
   }
   CHECK(default_differed);
   for (int x = 0; x < 2; x++) sp_engine_destroy(engines[x]);

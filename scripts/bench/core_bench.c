@@ -175,9 +175,13 @@ struct run {
   sp_counters end;
 };
 
-static sp_engine *make_engine(int lookahead, const struct mem_set *ms, const int *pids,
-                              size_t npids) {
+static sp_engine *make_engine(int lookahead, bool exact_trees, const struct mem_set *ms,
+                              const int *pids, size_t npids) {
   sp_engine *e = sp_test_engine(0, 256, 1, lookahead);
+  sp_settings s;
+  sp_engine_settings(e, &s);
+  s.exact_trees = exact_trees;
+  if (sp_engine_configure(e, &s)) exit(3);
   if (ms)
     for (size_t g = 0; g < ms->n; g++)
       sp_add_memory(e, NULL, ms->mem[g], ms->pages_each * SP_PAGE_SIZE, NULL);
@@ -201,9 +205,9 @@ static double timed_pass(sp_engine *e, uint64_t *pages) {
   return dt;
 }
 
-static void run_engine(int lookahead, const struct mem_set *ms, const int *pids, size_t npids,
-                       struct run *r) {
-  sp_engine *e = make_engine(lookahead, ms, pids, npids);
+static void run_engine(int lookahead, bool exact_trees, const struct mem_set *ms, const int *pids,
+                       size_t npids, struct run *r) {
+  sp_engine *e = make_engine(lookahead, exact_trees, ms, pids, npids);
   r->first_s = timed_pass(e, &r->first_pages);
   sp_counters c0 = sp_test_counters(e);
   r->merge_s = timed_pass(e, &r->merge_pages);
@@ -263,9 +267,12 @@ int main(int argc, char **argv) {
     base_s = baseline_mem(&ms, &groups, &dups);
   }
 
-  struct run off, on;
-  run_engine(0, npids ? NULL : &ms, pids, npids, &off);
-  run_engine(1, npids ? NULL : &ms, pids, npids, &on);
+  struct run off, on, exact;
+  run_engine(0, false, npids ? NULL : &ms, pids, npids, &off);
+  run_engine(1, false, npids ? NULL : &ms, pids, npids, &on);
+  /* exact_trees (both trees walked node by node, a page read per level),
+   * lookahead on: what following the kernel's unstable tree exactly costs. */
+  run_engine(1, true, npids ? NULL : &ms, pids, npids, &exact);
 
   double ns = 1e9;
   double read_ns = read_s * ns / (double)total_pages;
@@ -288,7 +295,17 @@ int main(int argc, char **argv) {
     printf("%-44s %12.1f %12.2f   (%.2f compares/page)\n", l ? "    merge pass, lookahead on" : "    merge pass, lookahead off", merge, merge / read_ns, r->merge_compares_per_page);
     printf("%-44s %12.1f %12.2f   (pass time per page of memory)\n", l ? "(d) steady pass, lookahead on" : "(d) steady pass, lookahead off", steady, steady / read_ns);
   }
+  double exact_merge = exact.merge_s * ns / (double)exact.merge_pages;
+  double exact_steady = exact.steady_s * ns / (double)total_pages;
+  printf("%-44s %12.1f %12.2f   (%.2f compares/page)\n", "(e) merge pass, exact_trees", exact_merge,
+         exact_merge / read_ns, exact.merge_compares_per_page);
+  printf("%-44s %12.1f %12.2f   (%s counters as (d) on)\n", "    steady pass, exact_trees", exact_steady,
+         exact_steady / read_ns,
+         exact.end.pages_shared == on.end.pages_shared && exact.end.pages_sharing == on.end.pages_sharing
+             ? "same" : "OTHER");
   double tracking = (double)on.end.tracking_bytes / (double)(on.end.tracked_pages ? on.end.tracked_pages : 1);
+  double exact_tracking =
+      (double)exact.end.tracking_bytes / (double)(exact.end.tracked_pages ? exact.end.tracked_pages : 1);
   printf("result: shared %llu sharing %llu zero-content merged, lookahead hit rate %.3f, tracking %.1f B/page\n",
          (unsigned long long)on.end.pages_shared, (unsigned long long)on.end.pages_sharing, on.hit_rate, tracking);
   double steady_ns = on.steady_s * ns / (double)total_pages;
@@ -296,11 +313,13 @@ int main(int argc, char **argv) {
          "\"first_pass_ns_per_page\":%.1f,\"merge_pass_ns_per_page\":%.1f,\"steady_pass_ns_per_page\":%.1f,"
          "\"steady_pass_ns_per_page_lookahead_off\":%.1f,\"steady_vs_read_ratio\":%.3f,"
          "\"compares_per_page_lookahead_off\":%.3f,\"compares_per_page_lookahead_on\":%.3f,"
-         "\"lookahead_hit_rate\":%.3f,\"tracking_bytes_per_page\":%.1f,\"pages_shared\":%llu,\"pages_sharing\":%llu}\n",
+         "\"lookahead_hit_rate\":%.3f,\"tracking_bytes_per_page\":%.1f,\"pages_shared\":%llu,\"pages_sharing\":%llu,"
+         "\"merge_pass_ns_per_page_exact_trees\":%.1f,\"steady_pass_ns_per_page_exact_trees\":%.1f,"
+         "\"tracking_bytes_per_page_exact_trees\":%.1f}\n",
          npids ? "live" : "memory", (unsigned long long)total_pages, read_ns, base_ns,
          on.first_s * ns / (double)on.first_pages, on.merge_s * ns / (double)on.merge_pages, steady_ns,
          off.steady_s * ns / (double)total_pages, steady_ns / read_ns, off.merge_compares_per_page,
          on.merge_compares_per_page, on.hit_rate, tracking, (unsigned long long)on.end.pages_shared,
-         (unsigned long long)on.end.pages_sharing);
+         (unsigned long long)on.end.pages_sharing, exact_merge, exact_steady, exact_tracking);
   return sink == 42 ? 1 : 0;
 }

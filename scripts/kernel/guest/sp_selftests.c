@@ -31,11 +31,11 @@
  * madvises its second page while ksmd already runs and then waits for just
  * two more full_scans; a pass already under way when the page became
  * mergeable is one of them, so the page may have been checksummed only once
- * (the gate needs two visits) when the count is checked.  Over two CI runs
- * of the three kernels it failed 4 attempts of 9, on the options-off kernel
- * as on the others, once all 3 attempts in a row: 8 attempts make a FAIL
- * from the race alone about one run in a hundred.  A retry says so in its
- * row; failing every attempt is a FAIL.
+ * (the gate needs two visits) when the count is checked.  Over four runs of
+ * the three kernels it failed 6 attempts of 17: 5 of 9 on the options-off
+ * kernel (once all 3 in a row), 1 of 8 on the series kernel.  At 55% an
+ * attempt, 8 attempts make a FAIL from the race alone under one run in a
+ * hundred.  A retry says so in its row; failing every attempt is a FAIL.
  */
 struct sp_ksft_cmd {
 	unsigned int attempts;

@@ -168,6 +168,9 @@ test.serial('the runner: bad options exit 2 naming them; a boot run with the eng
     const badCache = await run(process.execPath, [cli, '--workload', 'boot', '--host-cache', 'some']).catch((e: { code: number; stderr: string }) => e);
     t.is((badCache as { code: number }).code, 2);
     t.regex((badCache as { stderr: string }).stderr, /--host-cache must be none, drop-all, scrub, got "some"/);
+    const badFree = await run(process.execPath, [cli, '--workload', 'boot', '--init-on-free', 'yes']).catch((e: { code: number; stderr: string }) => e);
+    t.is((badFree as { code: number }).code, 2);
+    t.regex((badFree as { stderr: string }).stderr, /--init-on-free must be on or off, got "yes"/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

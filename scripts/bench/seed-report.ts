@@ -82,6 +82,10 @@ export const VARIANT_MEANING: Record<string, string> = {
   'truly-exclusive': 'a block in exactly one cache',
 };
 
+/** The suffix of a run whose guests booted with init_on_free=1 (the runner's --init-on-free on). */
+export const INIT_ON_FREE = '-init-on-free';
+
+
 export interface SeedRun {
   file: string;
   /** When the runner wrote it (the file's writtenAt; its mtime for files from before that field):
@@ -101,6 +105,10 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 export function variantOf(options: Record<string, unknown>): Variant {
   if (typeof options['variant'] === 'string') return options['variant'];
+  return `${hostVariantOf(options)}${options['initOnFree'] === true ? INIT_ON_FREE : ''}`;
+}
+
+function hostVariantOf(options: Record<string, unknown>): Variant {
   if (options['engine'] === true) return 'lookahead';
   if (options['hostCache'] === 'drop-all') return 'drop-all';
   if (options['hostCache'] === 'scrub') return 'scrub';
@@ -192,6 +200,8 @@ export const ZIPF_POLICIES = [
   { key: 'ksm_exclusive', variant: 'scrub', label: 'KSM-exclusive (our scrub)' },
   { key: 'drop_all', variant: 'drop-all', label: 'drop-all' },
   { key: 'truly_exclusive', variant: 'truly-exclusive', label: 'truly exclusive' },
+  { key: 'none_init_on_free', variant: `kernel${INIT_ON_FREE}`, label: 'no action, guests with init_on_free=1' },
+  { key: 'ksm_exclusive_init_on_free', variant: `scrub${INIT_ON_FREE}`, label: 'KSM-exclusive, guests with init_on_free=1' },
 ] as const;
 
 export const TABLES = ['lookahead', 'cache', 'bonnie', 'zipf', 'wss'] as const;
@@ -311,6 +321,8 @@ const COLORS: Record<string, string> = {
   scrub: '#9333ea',
   'drop-all': '#ea580c',
   'truly-exclusive': '#0891b2',
+  [`kernel${INIT_ON_FREE}`]: '#60a5fa',
+  [`scrub${INIT_ON_FREE}`]: '#c084fc',
 };
 const colorOf = (v: Variant): string => COLORS[v] ?? '#111827';
 
@@ -344,8 +356,30 @@ const fmt = (v: number | null | undefined, digits = 0): string =>
 const arrow = (a: string, b: string): string => `${a} → ${b}`;
 const ratioText = (r: number | null): string => (r === null ? '—' : `×${r.toFixed(2)}`);
 
+/**
+ * Why the init_on_free rows exist, with their figures: a page a guest evicted from its cache keeps
+ * the block's bytes in the guest's free RAM until reused, and the scrub, which finds a block in the
+ * guest by content, takes it for cached and drops the host's copy. A guest that zeroes what it
+ * frees leaves the scrub only the blocks it really caches.
+ */
+function staleCopiesText(plain: SeedRun | undefined, scrub: SeedRun | undefined): string[] {
+  if (plain === undefined || scrub === undefined) return [];
+  const hp = hitRatioOf(plain), hs = hitRatioOf(scrub);
+  if (hp === null || hs === null) return [];
+  const cacheP = num(plain.summary['avg_host_cache_mib']), cacheS = num(scrub.summary['avg_host_cache_mib']);
+  const iopsP = meanResult(plain, 'read_iops'), iopsS = meanResult(scrub, 'read_iops');
+  return [
+    `Why the scrub loses the host's hits above: it finds a block in a guest by its content, so a page the guest evicted and freed, whose bytes stay in its RAM until reused, counts as cached, and the host's copy goes; the guest's next miss on that block misses in the host too. Guests booted with init_on_free=1 zero what they free, so the scrub sees only the blocks they cache. One run of each, with them: the host cache hit ratio is ${hp.toFixed(3)} with no action and ${hs.toFixed(3)} with the scrub (${fmt(num(scrub.summary['pages_dropped']))} pages dropped; host cache ${fmt(cacheP, 1)} → ${fmt(cacheS, 1)} MiB). Guest read IOPS ${fmt(iopsP)} → ${fmt(iopsS)}${iopsP !== null && iopsS !== null && iopsS < iopsP ? `, lower with the scrub: its CPU (${fmt(num(scrub.summary['scrub_cpu_pct']), 1)}% of a core) is taken from the TCG guests, whose reads are mostly served from their own caches at CPU speed (drop-all, with next to no host hits, keeps their IOPS)` : ''}.`,
+    '',
+  ];
+}
+
 /** The runner's arguments that make a run of this workload and variant, or null if it cannot yet. */
 export function runnerArgs(workload: string, variant: Variant): string[] | null {
+  if (variant.endsWith(INIT_ON_FREE)) {
+    const args = runnerArgs(workload, variant.slice(0, -INIT_ON_FREE.length));
+    return args === null ? null : [...args, '--init-on-free', 'on'];
+  }
   if (variant === 'kernel') return ['--workload', workload];
   if (variant === 'no-ksm') return ['--workload', workload, '--ksm', 'off'];
   if (variant === 'lookahead') return ['--workload', workload, '--engine', 'on'];
@@ -355,7 +389,9 @@ export function runnerArgs(workload: string, variant: Variant): string[] | null 
 
 /** The file name a measured run gets in the runs directory. */
 export function runFileName(workload: string, variant: Variant): string {
-  return variant === 'kernel' ? `seed-${workload}.json` : `seed-${workload}-${variant}.json`;
+  const plain = variant.endsWith(INIT_ON_FREE) ? variant.slice(0, -INIT_ON_FREE.length) : variant;
+  const suffix = plain === variant ? '' : INIT_ON_FREE;
+  return plain === 'kernel' ? `seed-${workload}${suffix}.json` : `seed-${workload}-${plain}${suffix}.json`;
 }
 
 /** The runs each table reads (workload, variant). */
@@ -577,7 +613,7 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       const text = measured !== null ? measured.toFixed(3) : r ? 'not sampled' : zm && p.variant === 'truly-exclusive' ? (hr === null ? 'model not validated' : `${hr.toFixed(3)} (model)`) : 'not run';
       md.push(`| ${p.label} | ${text} | ${fmt(r ? meanResult(r, 'read_iops') : null)} | ${fmt(r ? num(r.summary['avg_host_cache_mib']) : null, 1)} |`);
     }
-    md.push('');
+    md.push('', ...staleCopiesText(pick(runs, 'fio-zipf', `kernel${INIT_ON_FREE}`), pick(runs, 'fio-zipf', `scrub${INIT_ON_FREE}`)));
     if (zm !== undefined) {
       json['zipf_model_max_error'] = Object.fromEntries(zm.fits.map((f) => [`${f.cache}/${f.hostStart}`, Number.isFinite(f.maxError) ? Math.round(f.maxError * 1000) / 1000 : null]));
       md.push(

@@ -27,7 +27,11 @@
 //                      exclusive-cache.ts, one long-lived scanner as ksm-agent's daemon keeps)
 //                      drops the image pages a guest already holds, clean ones only: the tables'
 //                      "KSM-exclusive" policy. Default none
-//   --out FILE         the JSON (default seed-WORKLOAD.json)
+//   --init-on-free on|off  the guests boot with init_on_free=1: a page a guest frees (a page-cache
+//                      page it evicted, too) is zeroed, so its RAM holds no stale copy of a block
+//                      it no longer caches, which the scrub would take for a cached one. Default
+//                      off; on adds -init-on-free to the default --out
+//   --out FILE         the JSON (default seed-WORKLOAD[-VARIANT].json)
 // Prints a summary and one JSON line last.
 import { writeFileSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
@@ -67,6 +71,8 @@ interface Options {
   engine: boolean;
   hostCache: HostCachePolicy;
   dropIntervalS: number;
+  /** Guests boot with init_on_free=1: a page the guest frees (a page-cache page it evicted, too) is zeroed, so its RAM holds no stale copy of a block it no longer caches. */
+  initOnFree: boolean;
   out: string;
 }
 
@@ -98,6 +104,7 @@ function options(): Options {
         engine: { type: 'string' },
         'host-cache': { type: 'string' },
         'drop-interval': { type: 'string' },
+        'init-on-free': { type: 'string' },
         out: { type: 'string' },
       },
       strict: true,
@@ -130,6 +137,10 @@ function options(): Options {
   if (hostCache === undefined) fail(`--host-cache must be ${HOST_CACHE_POLICIES.join(', ')}, got "${hostCacheRaw}"`);
   const engineRaw = values['engine'] ?? 'off';
   if (engineRaw !== 'on' && engineRaw !== 'off') fail(`--engine must be on or off, got "${engineRaw}"`);
+  const initOnFreeRaw = values['init-on-free'] ?? 'off';
+  if (initOnFreeRaw !== 'on' && initOnFreeRaw !== 'off') fail(`--init-on-free must be on or off, got "${initOnFreeRaw}"`);
+  const initOnFree = initOnFreeRaw === 'on';
+  const outSuffix = initOnFree ? '-init-on-free' : '';
   return {
     workload,
     seconds: wholeNumber('seconds', values['seconds'], DEFAULT_SECONDS[workload], 1),
@@ -142,7 +153,8 @@ function options(): Options {
     engine: engineRaw === 'on',
     hostCache,
     dropIntervalS: wholeNumber('drop-interval', values['drop-interval'], 10, 1),
-    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead.json` : hostCache !== 'none' ? `seed-${workload}-${hostCache}.json` : `seed-${workload}.json`),
+    initOnFree,
+    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead${outSuffix}.json` : hostCache !== 'none' ? `seed-${workload}-${hostCache}${outSuffix}.json` : `seed-${workload}${outSuffix}.json`),
   };
 }
 
@@ -406,7 +418,7 @@ async function runBench(o: Options): Promise<void> {
     guests = await startDebianGuests(
       image,
       runDir,
-      GUESTS.map((name) => ({ name, memMiB: o.memMiB, ...(cgroup ? { cgroup: cgroup.dir } : {}) })),
+      GUESTS.map((name) => ({ name, memMiB: o.memMiB, ...(cgroup ? { cgroup: cgroup.dir } : {}), ...(o.initOnFree ? { kernelArgs: 'init_on_free=1' } : {}) })),
       (paths) => (sampler.images = paths),
     );
     sampler.guests = guests;

@@ -28,10 +28,12 @@ import {
   setKsm,
   snapshotSettings,
 } from '../lib/sysfs.js';
+import type { KsmSnapshot } from '../lib/sysfs.js';
 import { KSM_6_1, KSM_6_18, makeFakeKsm, missingKsmRoot, removeFakeTrees } from './helpers/fake-sysfs.js';
 import { KSM_LOCK_PATH, lockKsm } from '../lib/ksm-lock.js';
-import { withSavedKsm } from './helpers/ksm.js';
+import { unmergeAndRestore, withSavedKsm } from './helpers/ksm.js';
 import { runNodeAsNobody, startMergeChild } from './helpers/processes.js';
+import { startFixture } from './helpers/node-child.js';
 import { waitFor } from './helpers/wait.js';
 
 test.after.always(removeFakeTrees);
@@ -117,6 +119,26 @@ test.serial('setKsm writes every kind of setting and restoreSettings puts each o
     }
     t.deepEqual((await snapshotSettings()).files, before.files);
   });
+});
+
+test.serial('a benchmark stopped by Ctrl-C or kill while KSM runs at its settings: withSavedKsm restores them, then the signal ends it', async (t) => {
+  // The child takes the KSM lock itself, as a benchmark does; the check after it is gone takes
+  // the lock too, so a test file that ran meanwhile has put its own changes back.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    const { child, hello: saved } = await startFixture<KsmSnapshot>('saved-ksm-child', ['4321']);
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, sig) => resolve(sig)));
+    t.is(await raw('pages_to_scan'), '4321', `${signal}: the child runs ksmd at its pages_to_scan`);
+    t.is(await raw('run'), '1');
+    child.kill(signal);
+    t.is(await exited, signal, `the child ends by ${signal}, not by an exit code`);
+    const release = await lockKsm();
+    try {
+      t.deepEqual((await snapshotSettings()).files, saved.files, `every setting as before the child, after ${signal}`);
+    } finally {
+      // Should the child have left them changed, the host gets them back all the same.
+      await unmergeAndRestore(saved).finally(release);
+    }
+  }
 });
 
 test.serial('advisor_mode=scan-time owns pages_to_scan: refused before the kernel, and restore brings both back', async (t) => {

@@ -3,10 +3,18 @@ import { readKsm, restoreSettings, setKsm, snapshotSettings } from '../../lib/sy
 import type { KsmOptions, KsmSnapshot } from '../../lib/sysfs.js';
 import { lockKsm } from '../../lib/ksm-lock.js';
 
+/** The signals a benchmark or test is stopped with (Ctrl-C, kill, a closed terminal). */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
  * Runs `fn` with the KSM settings saved, and restores them afterwards, also when `fn` throws.
  * Pages merged meanwhile are unmerged first (run=2), because restoring run=0 alone would leave
  * them merged; the saved run value is written last.
+ *
+ * Also when the process is stopped by a signal meanwhile: its default action would end the
+ * process before any finally ran (and scripts/qemu/cleanup.ts re-raises it once the guests are
+ * killed, unless another listener is there), leaving ksmd as `fn` set it, e.g. at a benchmark's
+ * pages_to_scan. So while `fn` runs, a listener restores first and then dies by the signal.
  */
 export async function withSavedKsm<T>(fn: (snapshot: KsmSnapshot) => Promise<T>, opts: KsmOptions = {}): Promise<T> {
   // Only the real tree is shared with other tests (and the C tests): take the project's lock so
@@ -14,10 +22,26 @@ export async function withSavedKsm<T>(fn: (snapshot: KsmSnapshot) => Promise<T>,
   const release = opts.root === undefined ? await lockKsm() : () => undefined;
   try {
     const snapshot = await snapshotSettings(opts);
+    let restoring: Promise<void> | undefined;
+    const restoreOnce = (): Promise<void> => (restoring ??= unmergeAndRestore(snapshot, opts));
+    const onSignal = (signal: NodeJS.Signals): void => {
+      void restoreOnce()
+        .catch((err: unknown) => process.stderr.write(`KSM settings not restored after ${signal}: ${(err as Error).message}\n`))
+        .finally(() => {
+          for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+          release();
+          process.kill(process.pid, signal);
+        });
+    };
+    for (const s of STOP_SIGNALS) process.on(s, onSignal);
     try {
       return await fn(snapshot);
     } finally {
-      await unmergeAndRestore(snapshot, opts);
+      try {
+        await restoreOnce();
+      } finally {
+        for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+      }
     }
   } finally {
     release();

@@ -12,6 +12,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createMemoryCgroup } from '../scripts/qemu/cgroup.js';
+import { createReadThrottle } from '../scripts/qemu/disk-throttle.js';
+import { performance } from 'node:perf_hooks';
 import { ensureLab, stopAll } from '../scripts/qemu/harness.js';
 import { ensureSeedImage, makeRunDir, startDebianGuests, dropFromHostCache } from '../scripts/qemu/debian.js';
 import { ZIPF_FILE, parseResult, workloadScript, type ScriptWorkload } from '../scripts/bench/seed-workloads.js';
@@ -50,6 +52,43 @@ test.serial('a memory cgroup: sp-launch --cgroup charges the page cache a reader
     const bad = await run(lab.helpers.launch, ['--cgroup', '/nonexistent-cg', '--', 'true']).catch((e: { code: number; stderr: string }) => e);
     t.is((bad as { code: number }).code, 127);
     t.regex((bad as { stderr: string }).stderr, /\/nonexistent-cg\/cgroup\.procs/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('a read throttle: a process moved in reads the disk at the rate, host cache hits are not slowed, remove() lets it go', async (t) => {
+  const dir = mkdtempSync('/var/tmp/sp-throttle-test-');
+  const file = path.join(dir, 'data');
+  const rate = 16 * MIB;
+  try {
+    writeFileSync(file, randomBytes(48 * MIB));
+    const throttle = createReadThrottle('test', file, rate);
+    t.regex(readFileSync(path.join(throttle.dir, 'blkio.throttle.read_bps_device'), 'utf8'), new RegExp(`^${throttle.device} ${rate}\\n`));
+    // A reader that waits for its line on stdin, so it is inside before it reads.
+    const timedRead = async (): Promise<number> => {
+      const child = spawn('sh', ['-c', `read go; exec dd if=${file} of=/dev/null bs=1M status=none`], { stdio: ['pipe', 'ignore', 'inherit'] });
+      throttle.add(child.pid!);
+      const start = performance.now();
+      child.stdin.end('go\n');
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+      t.is(code, 0);
+      return (performance.now() - start) / 1000;
+    };
+    await dropFromHostCache(file);
+    const slow = await timedRead();
+    // 48 MiB at 16 MiB/s: 3 s, less the first slice the throttle lets through.
+    t.true(slow >= 2, `48 MiB read from disk in ${slow.toFixed(2)} s at 16 MiB/s`);
+    t.true(throttle.readBytes() >= 40 * MIB, `the group read ${throttle.readBytes()} bytes from ${throttle.device}`);
+    // Now in the host cache: the same read is not throttled.
+    const cached = await timedRead();
+    t.true(cached < slow / 4, `cached read ${cached.toFixed(2)} s, from disk ${slow.toFixed(2)} s`);
+    throttle.remove();
+    t.false(existsSync(throttle.dir));
+    throttle.remove();
+    // Bad input is refused before anything is made.
+    t.throws(() => createReadThrottle('test', file, 0), { message: /bytes per second >= 1, got 0/ });
+    t.throws(() => createReadThrottle('test', '/proc/self/status', rate), { message: /not a block device|is on device/ });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -171,6 +210,9 @@ test.serial('the runner: bad options exit 2 naming them; a boot run with the eng
     const badFree = await run(process.execPath, [cli, '--workload', 'boot', '--init-on-free', 'yes']).catch((e: { code: number; stderr: string }) => e);
     t.is((badFree as { code: number }).code, 2);
     t.regex((badFree as { stderr: string }).stderr, /--init-on-free must be on or off, got "yes"/);
+    const badLimit = await run(process.execPath, [cli, '--workload', 'boot', '--limit', '1000']).catch((e: { code: number; stderr: string }) => e);
+    t.is((badLimit as { code: number }).code, 2);
+    t.regex((badLimit as { stderr: string }).stderr, /--limit must be MiB \(at least 1536: the guests' RAM and QEMU's\), tight or off, got "1000"/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -18,6 +18,19 @@ export interface WorkloadOptions {
   zipfTheta: number;
 }
 
+/** The two guests every seed run boots. */
+export const SEED_GUESTS = ['seed-a', 'seed-b'] as const;
+/** QEMU's memory beyond guest RAM under TCG with a 128 MiB translation cache (measured ~200 MiB). */
+export const QEMU_OVERHEAD_MIB = 256;
+
+/**
+ * The tightest cgroup limit a run takes (--limit tight): the guests' RAM and QEMU's own, with no
+ * room kept for the host page cache, which then lives on what the guests leave unused.
+ */
+export function tightLimitMiB(memMiB: number): number {
+  return SEED_GUESTS.length * (memMiB + QEMU_OVERHEAD_MIB);
+}
+
 export const DEFAULT_SECONDS: Record<WorkloadName, number> = { boot: 60, compile: 300, bonnie: 600, 'fio-zipf': 120, desktop: 120, wss: 30 };
 
 /** Extra seconds past the deadline the host waits before killing the command (file layout, teardown). */

@@ -10,8 +10,10 @@
 //                      loop in each touches a quarter of its RAM, then half, then a quarter: one
 //                      idle pass and 3 per step, --seconds / 10 each (seed-wss.ts)
 //   --mem MiB          guest RAM (512)
-//   --limit MiB|off    the cgroup's memory limit (default: per guest RAM + 256 MiB of QEMU (its
-//                      128 MiB TCG cache and the rest), plus 384 MiB of host page cache)
+//   --limit MiB|tight|off  the cgroup's memory limit (default: per guest RAM + 256 MiB of QEMU (its
+//                      128 MiB TCG cache and the rest), plus 384 MiB of host page cache; tight:
+//                      that without the 384, the least it takes, so the host cache lives on what
+//                      the guests leave unused; the run's variant gets -tight)
 //   --ksm PAGES/MS|off ksmd's pages_to_scan/sleep_millisecs during the run (default 1000/20; KSM
 //                      settings saved first and restored after, pages unmerged); off: KSM untouched
 //   --interval S       sampling period (2)
@@ -31,6 +33,11 @@
 //                      page it evicted, too) is zeroed, so its RAM holds no stale copy of a block
 //                      it no longer caches, which the scrub would take for a cached one. Default
 //                      off; on adds -init-on-free to the default --out
+//   --disk-read MiBps  while the workload runs (not the boot), the QEMUs read from the disk that
+//                      holds the images at most this fast (a cgroup v1 blkio read_bps_device
+//                      rule; reads the host cache serves are not slowed): slow storage, on which
+//                      host cache hits show in the guests' I/O. The variant gets -diskN. Default:
+//                      not throttled
 //   --out FILE         the JSON (default seed-WORKLOAD[-VARIANT].json)
 // Prints a summary and one JSON line last.
 import { writeFileSync } from 'node:fs';
@@ -42,19 +49,18 @@ import { Scanner, USER_HZ, findKsmd, readKsm, readProcStat, readStatus, scrubCac
 import { withSavedKsm } from '../../test/helpers/ksm.js';
 import { cacheState, cachedCount } from '../../test/helpers/pagecache.js';
 import { createMemoryCgroup, type MemoryCgroup } from '../qemu/cgroup.js';
+import { createReadThrottle, type ReadThrottle } from '../qemu/disk-throttle.js';
 import { dropFromHostCache, ensureSeedImage, makeRunDir, startDebianGuests, type DebianGuest } from '../qemu/debian.js';
 import { stopAll } from '../qemu/harness.js';
 import { Periodic } from '../../lib/agent/periodic.js';
 import { EnginePairRunner, engineWindow } from './seed-engine.js';
 import { runWss, type WssRun } from './seed-wss.js';
 import { WSS_MARKS, wssPassText } from './wss-judge.js';
-import { hostCacheHitRatio, type SeedSample } from './seed-report.js';
-import { DEFAULT_SECONDS, GRACE_SECONDS, WORKLOADS, isWorkload, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
+import { hostCacheHitRatio, runFileName, variantOf, type SeedSample } from './seed-report.js';
+import { DEFAULT_SECONDS, GRACE_SECONDS, SEED_GUESTS, WORKLOADS, isWorkload, tightLimitMiB, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
 
 const MIB = 1 << 20;
-const GUESTS = ['seed-a', 'seed-b'];
-/** QEMU's memory beyond guest RAM under TCG with a 128 MiB translation cache (measured ~200 MiB). */
-const QEMU_OVERHEAD_MIB = 256;
+const GUESTS = SEED_GUESTS;
 
 type HostCachePolicy = 'none' | 'drop-all' | 'scrub';
 const HOST_CACHE_POLICIES: readonly HostCachePolicy[] = ['none', 'drop-all', 'scrub'];
@@ -71,6 +77,8 @@ interface Options {
   engine: boolean;
   hostCache: HostCachePolicy;
   dropIntervalS: number;
+  /** While the workload runs, the QEMUs read their disk at most this fast (MiB/s; 0: as fast as it goes). */
+  diskReadMiBps: number;
   /** Guests boot with init_on_free=1: a page the guest frees (a page-cache page it evicted, too) is zeroed, so its RAM holds no stale copy of a block it no longer caches. */
   initOnFree: boolean;
   out: string;
@@ -105,6 +113,7 @@ function options(): Options {
         'host-cache': { type: 'string' },
         'drop-interval': { type: 'string' },
         'init-on-free': { type: 'string' },
+        'disk-read': { type: 'string' },
         out: { type: 'string' },
       },
       strict: true,
@@ -119,8 +128,11 @@ function options(): Options {
   }
   const memMiB = wholeNumber('mem', values['mem'], 512, 256);
   const limitRaw = values['limit'];
-  const floor = GUESTS.length * (memMiB + QEMU_OVERHEAD_MIB);
-  const limitMiB = limitRaw === 'off' ? undefined : wholeNumber('limit', limitRaw, floor + 384, floor);
+  const floor = tightLimitMiB(memMiB);
+  if (limitRaw !== undefined && !['off', 'tight'].includes(limitRaw) && !(Number.isSafeInteger(Number(limitRaw)) && Number(limitRaw) >= floor)) {
+    fail(`--limit must be MiB (at least ${floor}: the guests' RAM and QEMU's), tight or off, got "${limitRaw}"`);
+  }
+  const limitMiB = limitRaw === 'off' ? undefined : limitRaw === 'tight' ? floor : wholeNumber('limit', limitRaw, floor + 384, floor);
   const ksmRaw = values['ksm'] ?? '1000/20';
   let ksm: Options['ksm'];
   if (ksmRaw !== 'off') {
@@ -140,8 +152,7 @@ function options(): Options {
   const initOnFreeRaw = values['init-on-free'] ?? 'off';
   if (initOnFreeRaw !== 'on' && initOnFreeRaw !== 'off') fail(`--init-on-free must be on or off, got "${initOnFreeRaw}"`);
   const initOnFree = initOnFreeRaw === 'on';
-  const outSuffix = initOnFree ? '-init-on-free' : '';
-  return {
+  const o: Omit<Options, 'out'> = {
     workload,
     seconds: wholeNumber('seconds', values['seconds'], DEFAULT_SECONDS[workload], 1),
     memMiB,
@@ -154,8 +165,10 @@ function options(): Options {
     hostCache,
     dropIntervalS: wholeNumber('drop-interval', values['drop-interval'], 10, 1),
     initOnFree,
-    out: values['out'] ?? (engineRaw === 'on' ? `seed-${workload}-lookahead${outSuffix}.json` : hostCache !== 'none' ? `seed-${workload}-${hostCache}${outSuffix}.json` : `seed-${workload}${outSuffix}.json`),
+    diskReadMiBps: wholeNumber('disk-read', values['disk-read'], 0, 1),
   };
+  // The report's name for a run like this one (seed-report.ts): what bench:seed looks for.
+  return { ...o, out: values['out'] ?? runFileName(workload, variantOf({ ...o })) };
 }
 
 type Sample = SeedSample;
@@ -401,6 +414,8 @@ async function runBench(o: Options): Promise<void> {
   let scrubber: ReturnType<typeof scrubEvery> | undefined;
   let wssRun: WssRun | undefined;
   let failure: Error | undefined;
+  let throttle: ReadThrottle | undefined;
+  let diskReadMiB: number | null = null;
   try {
     if (o.ksm) await setKsm({ pages_to_scan: o.ksm.pages, sleep_millisecs: o.ksm.sleepMs, run: 1 });
     if (o.engine) {
@@ -427,6 +442,11 @@ async function runBench(o: Options): Promise<void> {
     }
     sampler.phase = o.workload;
     workloadStart = (Date.now() - t0) / 1000;
+    if (o.diskReadMiBps > 0) {
+      // After boot: the workload's reads, not the boot's, meet the slow disk.
+      throttle = createReadThrottle(o.workload, guests[0]!.image, o.diskReadMiBps * MIB);
+      for (const g of guests) throttle.add(g.guest.pid);
+    }
     const dropper = o.hostCache === 'drop-all' ? dropAllEvery(guests.map((g) => g.image), o.dropIntervalS * 1000) : undefined;
     scrubber = o.hostCache === 'scrub' ? scrubEvery(guests.map((g) => g.guest.pid), o.dropIntervalS * 1000, t0) : undefined;
     let outs;
@@ -439,6 +459,7 @@ async function runBench(o: Options): Promise<void> {
       await scrubber?.stop();
     }
     workloadEnd = (Date.now() - t0) / 1000;
+    if (throttle) diskReadMiB = r1(throttle.readBytes() / MIB);
     if (workload !== 'wss') {
       result = (outs ?? []).map((r, i) => {
         if (r.code !== 0 && !r.stdout.includes('SEED_RESULT')) {
@@ -454,6 +475,7 @@ async function runBench(o: Options): Promise<void> {
       failure = new Error(`${failure.message}\nthe cgroup's OOM killer killed ${kills} process(es): raise --limit (now ${o.limitMiB} MiB) or lower --mem`);
     }
   } finally {
+    throttle?.remove();
     await sampler.stop();
     await sampler.engine?.stop();
     await stopAll();
@@ -492,6 +514,7 @@ async function runBench(o: Options): Promise<void> {
     host_cache_hit_ratio: ((h) => (h === null ? null : Math.round(h * 1000) / 1000))(hostCacheHitRatio(during)),
     ...(scrubber ? scrubSummary(scrubber.log, workloadEnd - workloadStart) : {}),
     ...(wssRun ? wssSummary(wssRun) : {}),
+    ...(o.diskReadMiBps > 0 ? { disk_read_mibps: o.diskReadMiBps, disk_read_mib: diskReadMiB } : {}),
     oom_kills: oomKills,
     samples: all.length,
     results: result,

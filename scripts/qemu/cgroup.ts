@@ -105,7 +105,8 @@ function readStat(file: string): Map<string, number> {
   return out;
 }
 
-function readPids(dir: string): number[] {
+/** The pids a cgroup directory lists (v1 or v2), none if it is gone. */
+export function readPids(dir: string): number[] {
   try {
     return readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
   } catch {

@@ -177,6 +177,19 @@ test('each table names the runs it reads; the runner makes the kernel and scrub 
   t.is(runFileName('fio-zipf', 'kernel-init-on-free'), 'seed-fio-zipf-init-on-free.json');
   t.is(runFileName('fio-zipf', 'scrub-init-on-free'), 'seed-fio-zipf-scrub-init-on-free.json');
   t.true(zipfMissing.includes('npm run bench:seed:run -- --workload fio-zipf --host-cache scrub --init-on-free on --out seed-fio-zipf-scrub-init-on-free.json'), zipfMissing.join('\n'));
+  // The tightest limit the runner takes (2 x (512 + 256) MiB for 512 MiB guests) is a variant too.
+  t.is(variantOf({ workload: 'fio-zipf', ksm: { pages: 1000, sleepMs: 20 }, hostCache: 'scrub', initOnFree: true, memMiB: 512, limitMiB: 1536 }), 'scrub-init-on-free-tight');
+  t.is(variantOf({ workload: 'fio-zipf', ksm: { pages: 1000, sleepMs: 20 }, hostCache: 'none', memMiB: 512, limitMiB: 1920 }), 'kernel');
+  t.is(variantOf({ workload: 'fio-zipf', ksm: { pages: 1000, sleepMs: 20 }, hostCache: 'none', memMiB: 1024, limitMiB: 2560 }), 'kernel-tight');
+  t.deepEqual(runnerArgs('fio-zipf', 'scrub-init-on-free-tight'), ['--workload', 'fio-zipf', '--host-cache', 'scrub', '--init-on-free', 'on', '--limit', 'tight']);
+  t.deepEqual(runnerArgs('fio-zipf', 'kernel-tight'), ['--workload', 'fio-zipf', '--limit', 'tight']);
+  t.is(runFileName('fio-zipf', 'kernel-init-on-free-tight'), 'seed-fio-zipf-init-on-free-tight.json');
+  t.is(runFileName('fio-zipf', 'lookahead-tight'), 'seed-fio-zipf-lookahead-tight.json');
+  // A throttled disk: its rate is in the name.
+  t.is(variantOf({ workload: 'fio-zipf', ksm: { pages: 1000, sleepMs: 20 }, hostCache: 'scrub', initOnFree: true, memMiB: 512, limitMiB: 1536, diskReadMiBps: 8 }), 'scrub-init-on-free-tight-disk8');
+  t.deepEqual(runnerArgs('fio-zipf', 'scrub-init-on-free-tight-disk8'), ['--workload', 'fio-zipf', '--host-cache', 'scrub', '--init-on-free', 'on', '--limit', 'tight', '--disk-read', '8']);
+  t.is(runFileName('fio-zipf', 'kernel-disk16'), 'seed-fio-zipf-disk16.json');
+  t.is(runnerArgs('fio-zipf', 'kernel-disk0'), null);
 });
 
 test('the wss rule: a pass during which a change was under way is not judged; the first after it may miss once; the rest within 10%', (t) => {

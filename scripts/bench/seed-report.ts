@@ -17,6 +17,7 @@ import { engineWindow, type EnginePair } from './seed-engine.js';
 import type { ZipfModel } from './zipf-model.js';
 import type { WssRun } from './seed-wss.js';
 import { wssPassText } from './wss-judge.js';
+import { tightLimitMiB } from './seed-workloads.js';
 import type { KernelLookaheadRow } from './seed-kernel.js';
 
 /** One sample of the host during a run (scripts/bench/seed.ts writes them every --interval). */
@@ -84,7 +85,30 @@ export const VARIANT_MEANING: Record<string, string> = {
 
 /** The suffix of a run whose guests booted with init_on_free=1 (the runner's --init-on-free on). */
 export const INIT_ON_FREE = '-init-on-free';
+/** The suffix of a run under the tightest limit (--limit tight: no room kept for the host cache). */
+export const TIGHT = '-tight';
+/** The suffix of a run on a throttled disk (--disk-read N: N MiB/s), N appended. */
+export const DISK = '-disk';
+/** Each suffix a variant may end with, in the order they follow the host's variant, and the runner's arguments for it. */
+const VARIANT_SUFFIXES: readonly { pattern: RegExp; args: (m: RegExpExecArray) => string[] }[] = [
+  { pattern: new RegExp(`${INIT_ON_FREE}$`), args: () => ['--init-on-free', 'on'] },
+  { pattern: new RegExp(`${TIGHT}$`), args: () => ['--limit', 'tight'] },
+  { pattern: new RegExp(`${DISK}([1-9][0-9]*)$`), args: (m) => ['--disk-read', m[1] as string] },
+];
 
+/** A variant as the host's policy (kernel, scrub, ...), the suffixes after it, and their runner arguments. */
+function splitVariant(variant: Variant): { host: string; suffix: string; args: string[] } {
+  let host = variant;
+  let args: string[] = [];
+  for (const v of [...VARIANT_SUFFIXES].reverse()) {
+    const m = v.pattern.exec(host);
+    if (m) {
+      host = host.slice(0, m.index);
+      args = [...v.args(m), ...args];
+    }
+  }
+  return { host, suffix: variant.slice(host.length), args };
+}
 
 export interface SeedRun {
   file: string;
@@ -105,7 +129,10 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 export function variantOf(options: Record<string, unknown>): Variant {
   if (typeof options['variant'] === 'string') return options['variant'];
-  return `${hostVariantOf(options)}${options['initOnFree'] === true ? INIT_ON_FREE : ''}`;
+  const mem = options['memMiB'];
+  const tight = typeof mem === 'number' && options['limitMiB'] === tightLimitMiB(mem);
+  const disk = typeof options['diskReadMiBps'] === 'number' && options['diskReadMiBps'] > 0 ? `${DISK}${options['diskReadMiBps']}` : '';
+  return `${hostVariantOf(options)}${options['initOnFree'] === true ? INIT_ON_FREE : ''}${tight ? TIGHT : ''}${disk}`;
 }
 
 function hostVariantOf(options: Record<string, unknown>): Variant {
@@ -200,8 +227,12 @@ export const ZIPF_POLICIES = [
   { key: 'ksm_exclusive', variant: 'scrub', label: 'KSM-exclusive (our scrub)' },
   { key: 'drop_all', variant: 'drop-all', label: 'drop-all' },
   { key: 'truly_exclusive', variant: 'truly-exclusive', label: 'truly exclusive' },
-  { key: 'none_init_on_free', variant: `kernel${INIT_ON_FREE}`, label: 'no action, guests with init_on_free=1' },
-  { key: 'ksm_exclusive_init_on_free', variant: `scrub${INIT_ON_FREE}`, label: 'KSM-exclusive, guests with init_on_free=1' },
+  { key: 'none_init_on_free', variant: `kernel${INIT_ON_FREE}`, label: 'no action, init_on_free=1' },
+  { key: 'ksm_exclusive_init_on_free', variant: `scrub${INIT_ON_FREE}`, label: 'KSM-exclusive, init_on_free=1' },
+  { key: 'none_init_on_free_tight', variant: `kernel${INIT_ON_FREE}${TIGHT}`, label: 'no action, init_on_free=1, tight limit' },
+  { key: 'ksm_exclusive_init_on_free_tight', variant: `scrub${INIT_ON_FREE}${TIGHT}`, label: 'KSM-exclusive, init_on_free=1, tight limit' },
+  { key: 'none_init_on_free_tight_disk4', variant: `kernel${INIT_ON_FREE}${TIGHT}${DISK}4`, label: 'no action, init_on_free=1, tight limit, disk 4 MiB/s' },
+  { key: 'ksm_exclusive_init_on_free_tight_disk4', variant: `scrub${INIT_ON_FREE}${TIGHT}${DISK}4`, label: 'KSM-exclusive, init_on_free=1, tight limit, disk 4 MiB/s' },
 ] as const;
 
 export const TABLES = ['lookahead', 'cache', 'bonnie', 'zipf', 'wss'] as const;
@@ -323,6 +354,10 @@ const COLORS: Record<string, string> = {
   'truly-exclusive': '#0891b2',
   [`kernel${INIT_ON_FREE}`]: '#60a5fa',
   [`scrub${INIT_ON_FREE}`]: '#c084fc',
+  [`kernel${INIT_ON_FREE}${TIGHT}`]: '#1e3a8a',
+  [`scrub${INIT_ON_FREE}${TIGHT}`]: '#581c87',
+  [`kernel${INIT_ON_FREE}${TIGHT}${DISK}4`]: '#0d9488',
+  [`scrub${INIT_ON_FREE}${TIGHT}${DISK}4`]: '#db2777',
 };
 const colorOf = (v: Variant): string => COLORS[v] ?? '#111827';
 
@@ -356,29 +391,57 @@ const fmt = (v: number | null | undefined, digits = 0): string =>
 const arrow = (a: string, b: string): string => `${a} → ${b}`;
 const ratioText = (r: number | null): string => (r === null ? '—' : `×${r.toFixed(2)}`);
 
+/** Every run of a workload and variant that did not fail, oldest first. */
+function runsOf(runs: readonly SeedRun[], workload: string, variant: Variant): SeedRun[] {
+  return runs.filter((r) => r.workload === workload && r.variant === variant && r.error === undefined).sort((a, b) => a.writtenMs - b.writtenMs);
+}
+
+/**
+ * No action → scrub in one setting, every run of each (oldest first): host cache hit ratio, guest
+ * read IOPS, host cache, pages dropped; null without a run of both.
+ */
+function scrubRunsText(runs: readonly SeedRun[], suffix: string): string | null {
+  const plain = runsOf(runs, 'fio-zipf', `kernel${suffix}`), scrub = runsOf(runs, 'fio-zipf', `scrub${suffix}`);
+  if (plain.length === 0 || scrub.length === 0) return null;
+  const list = (rs: SeedRun[], f: (r: SeedRun) => string): string => rs.map(f).join(', ');
+  const both = (f: (r: SeedRun) => string): string => `${list(plain, f)} → ${list(scrub, f)}`;
+  const hit = (r: SeedRun): string => hitRatioOf(r)?.toFixed(3) ?? '—';
+  const counts = plain.length === scrub.length ? `${plain.length} run${plain.length > 1 ? 's' : ''} of each` : `${plain.length} and ${scrub.length} runs`;
+  return `${counts}: host cache hit ratio ${both(hit)}; guest read IOPS ${both((r) => fmt(meanResult(r, 'read_iops')))}; host cache MiB ${both((r) => fmt(num(r.summary['avg_host_cache_mib']), 1))}; pages the scrub dropped ${list(scrub, (r) => fmt(num(r.summary['pages_dropped'])))}`;
+}
+
 /**
  * Why the init_on_free rows exist, with their figures: a page a guest evicted from its cache keeps
  * the block's bytes in the guest's free RAM until reused, and the scrub, which finds a block in the
  * guest by content, takes it for cached and drops the host's copy. A guest that zeroes what it
- * frees leaves the scrub only the blocks it really caches.
+ * frees leaves the scrub only the blocks it really caches. Then, under the tight limit and on a
+ * slow disk, whether the room the scrub frees turns into host hits and guest I/O.
  */
-function staleCopiesText(plain: SeedRun | undefined, scrub: SeedRun | undefined): string[] {
-  if (plain === undefined || scrub === undefined) return [];
-  const hp = hitRatioOf(plain), hs = hitRatioOf(scrub);
-  if (hp === null || hs === null) return [];
-  const cacheP = num(plain.summary['avg_host_cache_mib']), cacheS = num(scrub.summary['avg_host_cache_mib']);
-  const iopsP = meanResult(plain, 'read_iops'), iopsS = meanResult(scrub, 'read_iops');
+function initOnFreeText(runs: readonly SeedRun[]): string[] {
+  const settings = [
+    { suffix: INIT_ON_FREE, label: 'at the default limit' },
+    { suffix: `${INIT_ON_FREE}${TIGHT}`, label: "under the tight limit (the guests' RAM and QEMU's, no room kept for the host cache, which lives on what the guests leave unused)" },
+    { suffix: `${INIT_ON_FREE}${TIGHT}${DISK}4`, label: 'under the tight limit on a disk read at 4 MiB/s (--disk-read 4: host cache misses cost what a slow disk costs)' },
+  ];
+  const items = settings.flatMap(({ suffix, label }) => {
+    const text = scrubRunsText(runs, suffix);
+    return text === null ? [] : [`- ${label}, ${text}.`];
+  });
+  if (items.length === 0) return [];
   return [
-    `Why the scrub loses the host's hits above: it finds a block in a guest by its content, so a page the guest evicted and freed, whose bytes stay in its RAM until reused, counts as cached, and the host's copy goes; the guest's next miss on that block misses in the host too. Guests booted with init_on_free=1 zero what they free, so the scrub sees only the blocks they cache. One run of each, with them: the host cache hit ratio is ${hp.toFixed(3)} with no action and ${hs.toFixed(3)} with the scrub (${fmt(num(scrub.summary['pages_dropped']))} pages dropped; host cache ${fmt(cacheP, 1)} → ${fmt(cacheS, 1)} MiB). Guest read IOPS ${fmt(iopsP)} → ${fmt(iopsS)}${iopsP !== null && iopsS !== null && iopsS < iopsP ? `, lower with the scrub: its CPU (${fmt(num(scrub.summary['scrub_cpu_pct']), 1)}% of a core) is taken from the TCG guests, whose reads are mostly served from their own caches at CPU speed (drop-all, with next to no host hits, keeps their IOPS)` : ''}.`,
+    "Why the scrub loses the host's hits above: it finds a block in a guest by its content, so a page the guest evicted and freed, whose bytes stay in its RAM until reused, counts as cached, and the host's copy goes; the guest's next miss on that block misses in the host too. Guests booted with init_on_free=1 zero what they free, so the scrub sees only the blocks they cache. No action → scrub with them, every run (oldest first; the table shows the newest):",
+    '',
+    ...items,
     '',
   ];
 }
 
 /** The runner's arguments that make a run of this workload and variant, or null if it cannot yet. */
 export function runnerArgs(workload: string, variant: Variant): string[] | null {
-  if (variant.endsWith(INIT_ON_FREE)) {
-    const args = runnerArgs(workload, variant.slice(0, -INIT_ON_FREE.length));
-    return args === null ? null : [...args, '--init-on-free', 'on'];
+  const { host, args: extra } = splitVariant(variant);
+  if (host !== variant) {
+    const args = runnerArgs(workload, host);
+    return args === null ? null : [...args, ...extra];
   }
   if (variant === 'kernel') return ['--workload', workload];
   if (variant === 'no-ksm') return ['--workload', workload, '--ksm', 'off'];
@@ -389,9 +452,8 @@ export function runnerArgs(workload: string, variant: Variant): string[] | null 
 
 /** The file name a measured run gets in the runs directory. */
 export function runFileName(workload: string, variant: Variant): string {
-  const plain = variant.endsWith(INIT_ON_FREE) ? variant.slice(0, -INIT_ON_FREE.length) : variant;
-  const suffix = plain === variant ? '' : INIT_ON_FREE;
-  return plain === 'kernel' ? `seed-${workload}${suffix}.json` : `seed-${workload}-${plain}${suffix}.json`;
+  const { host, suffix } = splitVariant(variant);
+  return `seed-${workload}${host === 'kernel' ? '' : `-${host}`}${suffix}.json`;
 }
 
 /** The runs each table reads (workload, variant). */
@@ -613,7 +675,18 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       const text = measured !== null ? measured.toFixed(3) : r ? 'not sampled' : zm && p.variant === 'truly-exclusive' ? (hr === null ? 'model not validated' : `${hr.toFixed(3)} (model)`) : 'not run';
       md.push(`| ${p.label} | ${text} | ${fmt(r ? meanResult(r, 'read_iops') : null)} | ${fmt(r ? num(r.summary['avg_host_cache_mib']) : null, 1)} |`);
     }
-    md.push('', ...staleCopiesText(pick(runs, 'fio-zipf', `kernel${INIT_ON_FREE}`), pick(runs, 'fio-zipf', `scrub${INIT_ON_FREE}`)));
+    md.push('', ...initOnFreeText(runs));
+    // Guest I/O with the scrub against without, in each setting: the mean IOPS of every run of each.
+    const meanIops = (variant: string): number | null => {
+      const xs = runsOf(runs, 'fio-zipf', variant).map((r) => meanResult(r, 'read_iops')).filter((x): x is number => x !== null);
+      return xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : null;
+    };
+    json['zipf_scrub_iops_ratio'] = Object.fromEntries(
+      [['plain', ''], ['init_on_free', INIT_ON_FREE], ['init_on_free_tight', `${INIT_ON_FREE}${TIGHT}`], ['init_on_free_tight_disk4', `${INIT_ON_FREE}${TIGHT}${DISK}4`]].map(([key, suffix]) => {
+        const r = ratio(meanIops(`scrub${suffix}`), meanIops(`kernel${suffix}`));
+        return [key, r === null ? null : Math.round(r * 1000) / 1000];
+      }),
+    );
     if (zm !== undefined) {
       json['zipf_model_max_error'] = Object.fromEntries(zm.fits.map((f) => [`${f.cache}/${f.hostStart}`, Number.isFinite(f.maxError) ? Math.round(f.maxError * 1000) / 1000 : null]));
       md.push(

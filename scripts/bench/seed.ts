@@ -60,7 +60,6 @@ import { hostCacheHitRatio, runFileName, variantOf, type SeedSample } from './se
 import { DEFAULT_SECONDS, GRACE_SECONDS, SEED_GUESTS, WORKLOADS, isWorkload, tightLimitMiB, parseResult, workloadScript, type WorkloadName, type WorkloadResult } from './seed-workloads.js';
 
 const MIB = 1 << 20;
-const GUESTS = SEED_GUESTS;
 
 type HostCachePolicy = 'none' | 'drop-all' | 'scrub';
 const HOST_CACHE_POLICIES: readonly HostCachePolicy[] = ['none', 'drop-all', 'scrub'];
@@ -433,7 +432,7 @@ async function runBench(o: Options): Promise<void> {
     guests = await startDebianGuests(
       image,
       runDir,
-      GUESTS.map((name) => ({ name, memMiB: o.memMiB, ...(cgroup ? { cgroup: cgroup.dir } : {}), ...(o.initOnFree ? { kernelArgs: 'init_on_free=1' } : {}) })),
+      SEED_GUESTS.map((name) => ({ name, memMiB: o.memMiB, ...(cgroup ? { cgroup: cgroup.dir } : {}), ...(o.initOnFree ? { kernelArgs: 'init_on_free=1' } : {}) })),
       (paths) => (sampler.images = paths),
     );
     sampler.guests = guests;
@@ -463,7 +462,7 @@ async function runBench(o: Options): Promise<void> {
     if (workload !== 'wss') {
       result = (outs ?? []).map((r, i) => {
         if (r.code !== 0 && !r.stdout.includes('SEED_RESULT')) {
-          throw new Error(`${GUESTS[i]}: workload ${workload} exited with ${r.code}:\n${(r.stdout + r.stderr).slice(-800)}`);
+          throw new Error(`${SEED_GUESTS[i]}: workload ${workload} exited with ${r.code}:\n${(r.stdout + r.stderr).slice(-800)}`);
         }
         return parseResult(workload, r.stdout);
       });
@@ -494,7 +493,7 @@ async function runBench(o: Options): Promise<void> {
   const sumCache = (s: Sample): number => s.imageCacheMiB.reduce((a, b) => a + b, 0);
   const summary = {
     workload: o.workload,
-    guests: GUESTS.length,
+    guests: SEED_GUESTS.length,
     mem_mib: o.memMiB,
     limit_mib: o.limitMiB ?? null,
     ksm: o.ksm ? `${o.ksm.pages}/${o.ksm.sleepMs}` : 'off',

@@ -10,7 +10,7 @@
  * (cleanup.ts). Cgroup v2 (io.max) is not handled: this host mounts blkio on v1, so v2 could not
  * be tested here, and a throttle that may not throttle would make the figures lie.
  */
-import { existsSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, realpathSync, rmdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { readPids } from './cgroup.js';
 import { atEnd } from './cleanup.js';
@@ -51,8 +51,9 @@ export function diskOf(file: string): string {
   if (!existsSync(sys)) {
     throw new HarnessError('BAD_SPEC', `${file} is on device ${major}:${minor}, which is not a block device (${sys} is missing): a throttle needs the images on a disk`);
   }
-  // A partition's directory sits inside its disk's, whose "dev" names the disk.
-  return existsSync(path.join(sys, 'partition')) ? readFileSync(path.join(sys, '..', 'dev'), 'utf8').trim() : `${major}:${minor}`;
+  // A partition's directory sits inside its disk's, whose "dev" names the disk. /sys/dev/block/M:m
+  // is a link: resolve it first, or ".." would be taken lexically, inside /sys/dev/block.
+  return existsSync(path.join(sys, 'partition')) ? readFileSync(path.join(path.dirname(realpathSync(sys)), 'dev'), 'utf8').trim() : `${major}:${minor}`;
 }
 
 const live = new Set<Throttle>();

@@ -24,11 +24,14 @@ export async function withSavedKsm<T>(fn: (snapshot: KsmSnapshot) => Promise<T>,
     const snapshot = await snapshotSettings(opts);
     let restoring: Promise<void> | undefined;
     const restoreOnce = (): Promise<void> => (restoring ??= unmergeAndRestore(snapshot, opts));
+    const stopListening = (): void => {
+      for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+    };
     const onSignal = (signal: NodeJS.Signals): void => {
       void restoreOnce()
         .catch((err: unknown) => process.stderr.write(`KSM settings not restored after ${signal}: ${(err as Error).message}\n`))
         .finally(() => {
-          for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+          stopListening();
           release();
           process.kill(process.pid, signal);
         });
@@ -37,11 +40,7 @@ export async function withSavedKsm<T>(fn: (snapshot: KsmSnapshot) => Promise<T>,
     try {
       return await fn(snapshot);
     } finally {
-      try {
-        await restoreOnce();
-      } finally {
-        for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
-      }
+      await restoreOnce().finally(stopListening);
     }
   } finally {
     release();

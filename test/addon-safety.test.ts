@@ -18,7 +18,7 @@ import { lockKsm } from '../lib/ksm-lock.js';
 import { allocMergeable } from '../lib/merging.js';
 import { Scanner } from '../lib/scanner.js';
 import { startFixture } from './helpers/node-child.js';
-import { cacheState } from './helpers/pagecache.js';
+import { cacheState, reclaimedFilePages, unexplainedCacheChanges } from './helpers/pagecache.js';
 
 const run = promisify(execFile);
 const PAGE = 4096;
@@ -223,6 +223,10 @@ test.serial('a cache pass cancelled mid-pass stops, drops nothing from the file 
   // some not cached) is cached again, clean, as the pass needs.
   for (const file of files) readThrough(file);
   const before = await Promise.all(files.map(cacheState));
+  // The host may reclaim clean pages of the files from here on (a CI run's memory cgroup at its
+  // limit took two 2 MiB folios between this check and the dry run once): counts and pages may
+  // fall short by what it reclaimed meanwhile, and by nothing else.
+  const reclaimed0 = reclaimedFilePages();
   const runs = (st: string): string => st.replace(/(.)\1*/g, (m) => `${m.length}${m[0]}`);
   t.true(before.every((st) => /^c+$/.test(st)), `every page of both files cached and clean: ${before.map(runs).join('; ')}`);
 
@@ -230,7 +234,8 @@ test.serial('a cache pass cancelled mid-pass stops, drops nothing from the file 
   const dryStart = performance.now();
   const dry = await s.cachePass(files, { dryRun: true });
   const fullMs = performance.now() - dryStart;
-  t.is(dry.cachePagesInGuest, guestPages * 25);
+  const reclaimedByDry = reclaimedFilePages() - reclaimed0;
+  t.true(dry.cachePagesInGuest <= guestPages * 25 && dry.cachePagesInGuest >= guestPages * 25 - reclaimedByDry, `in guest ${dry.cachePagesInGuest} of ${guestPages * 25}, ${reclaimedByDry} reclaimed meanwhile`);
 
   const controller = new AbortController();
   const started = performance.now();
@@ -246,8 +251,10 @@ test.serial('a cache pass cancelled mid-pass stops, drops nothing from the file 
   // No file half dropped: each is cached whole or dropped whole, and the big one (in progress
   // when the abort came) keeps every page.
   const after = await Promise.all(files.map(cacheState));
-  for (const [i, st] of after.entries()) t.true(/^c+$/.test(st) || /^\.+$/.test(st), `${files[i]}: ${runs(st)}`);
-  t.regex(after[1] as string, /^c+$/);
+  const reclaimed = reclaimedFilePages() - reclaimed0;
+  const keptWhole = (i: number): string[] => unexplainedCacheChanges(before[i] as string, after[i] as string, reclaimed);
+  for (const [i, st] of after.entries()) t.true(keptWhole(i).length === 0 || /^\.+$/.test(st), `${files[i]}: ${runs(st)}; ${keptWhole(i).join('; ')}`);
+  t.deepEqual(keptWhole(1), [], `${files[1]}: ${runs(after[1] as string)}`);
 
   // The next pass, not cancelled, drops what is left.
   const done = await s.cachePass(files);

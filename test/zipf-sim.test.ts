@@ -7,8 +7,8 @@ import test from 'ava';
 import path from 'node:path';
 import { Lru, TwoListCache, guestMisses, guestPagesFor, missesFor, simulateZipf, stackDistances, type ZipfSimInput } from '../scripts/bench/zipf-sim.js';
 import { fioZipfTrace, parseIolog } from '../scripts/bench/zipf-trace.js';
-import { guestMissPages, readsPerGuest, zipfModel, type ZipfModel } from '../scripts/bench/zipf-model.js';
-import { buildReport, hitRatioOf, loadRuns, pick } from '../scripts/bench/seed-report.js';
+import { guestMissPages, readsPerGuest, zipfModel, zipfModels, type ZipfModel } from '../scripts/bench/zipf-model.js';
+import { buildReport, hitRatioOf, loadRuns, pick, trulyExclusiveOf } from '../scripts/bench/seed-report.js';
 
 const root = path.resolve(__dirname, '../..');
 
@@ -30,6 +30,15 @@ test('Lru: touch refreshes, insert evicts the least recent, remove and clear emp
   t.deepEqual([...l.oldestFirst()], [4]);
   t.is(new Lru(4, 0).insert(1), 1, 'a cache of no room keeps nothing');
   t.throws(() => new Lru(-1, 1), { message: /size must be a whole number/ });
+  const r = new Lru(10, 3);
+  for (const id of [1, 2, 3]) r.insert(id);
+  r.resize(1);
+  t.deepEqual([...r.oldestFirst()], [3], 'a smaller room keeps the most recent');
+  t.is(r.capacity, 1);
+  t.is(r.insert(4), 3);
+  r.resize(2);
+  t.is(r.insert(5), -1, 'a larger room takes more');
+  t.throws(() => r.resize(-1), { message: /capacity must be a whole number/ });
 });
 
 // One guest with room for one page, a host with room for two, nothing cached by the host at the
@@ -79,6 +88,11 @@ test('simulateZipf, by hand: every read misses a one-page guest; the host serves
   const two = (hostPages: number): number =>
     simulateZipf({ trace: Uint32Array.from([5, 5]), fileBlocks: 8, readsPerGuest: [2, 2], seconds: 2, guestPages: 0, hostPages, hostStartPages: 0, policy: 'none', intervalS: 10 }).hostHits;
   t.is(two(1), 0, 'each guest evicts the other');
+  // The room over time: down to one page at 2 s, the host keeps 1 (read at 1 s), so the 0 read at
+  // 2 s misses, and every read after it; at 3 s instead, the 0 at 2 s still hits.
+  t.is(simulateZipf({ ...small('none', 100), hostRoom: [{ t: 2, pages: 1 }] }).hostHits, 0);
+  t.is(simulateZipf({ ...small('none', 100), hostRoom: [{ t: 3, pages: 1 }] }).hostHits, 1);
+  t.throws(() => simulateZipf({ ...small('none', 100), hostRoom: [{ t: 3, pages: 1 }, { t: 2, pages: 1 }] }), { message: /hostRoom must be sorted/ });
   t.is(two(2), 2);
   t.throws(() => simulateZipf({ ...small('none', 1), trace: Uint32Array.from([4]) , readsPerGuest: [1] }), { message: /block 4 is past the file's 4 blocks/ });
 });
@@ -164,6 +178,7 @@ test('the model fitted to the real no-action run: its guests miss as often as th
 test('the report takes the truly exclusive figure from a validated model only', (t) => {
   const { runs } = loadRuns([path.join(root, 'test/fixtures/seed-zipf')]);
   const model = (validated: boolean): ZipfModel => ({
+    setting: '',
     traceReads: 100,
     fileMiB: 768,
     theta: 1.2,
@@ -185,14 +200,43 @@ test('the report takes the truly exclusive figure from a validated model only', 
     ],
     trulyExclusive: validated ? 0.4567 : null,
   });
-  const yes = buildReport(runs, { tables: ['zipf'], zipfModel: model(true) });
+  const yes = buildReport(runs, { tables: ['zipf'], zipfModels: [model(true)] });
   t.is(yes.json['zipf_hit_ratio_truly_exclusive'], 0.457);
   t.regex(yes.markdown, /\| truly exclusive \| 0\.457 \(model\) \|/);
-  t.regex(yes.markdown, /\| two-list \(validated\) \| image \| 3\.9 \| 8 \/ 2 \| truly-exclusive \| — \| 0\.457 \|/);
+  t.regex(yes.markdown, /\| plain \(100 reads\) \| two-list \(validated\) \| image \| 3\.9 \| 8 \/ 2 \| truly-exclusive \| — \| 0\.457 \|/);
   t.false(yes.missing.some((m) => m.includes('truly-exclusive')), 'the model stands in for the run');
-  const no = buildReport(runs, { tables: ['zipf'], zipfModel: model(false) });
+  const no = buildReport(runs, { tables: ['zipf'], zipfModels: [model(false)] });
   t.is(no.json['zipf_hit_ratio_truly_exclusive'], null);
   t.regex(no.markdown, /\| truly exclusive \| model not validated \|/);
   t.deepEqual(no.json['zipf_model_max_error'], { 'two-list/image': 0.2 });
-  t.regex(buildReport(runs, { tables: ['zipf'], zipfModel: { error: 'fio is missing' } }).markdown, /No cache model: fio is missing/);
+  t.regex(buildReport(runs, { tables: ['zipf'], zipfModels: [{ setting: '', error: 'fio is missing' }] }).markdown, /No cache model: fio is missing/);
+  t.regex(buildReport(runs, { tables: ['zipf'], zipfModels: [{ setting: '-init-on-free', error: 'no samples' }] }).markdown, /No cache model for init-on-free guests: no samples/);
+  // Two settings: each fit keyed by its setting; the figure is the validated one's, whichever setting.
+  const both = buildReport(runs, { tables: ['zipf'], zipfModels: [model(false), { ...model(true), setting: '-init-on-free' }] });
+  t.deepEqual(both.json['zipf_model_max_error'], { 'two-list/image': 0.2, 'init_on_free/two-list/image': 0.01 });
+  t.is(both.json['zipf_hit_ratio_truly_exclusive'], 0.457);
+  t.is(trulyExclusiveOf([model(false), { setting: '', error: 'x' }]), null);
+});
+
+test('zipfModels: one model per guest setting that has a no-action run, over that setting\'s runs only', (t) => {
+  const { runs } = loadRuns([path.join(root, 'test/fixtures/seed-zipf')]);
+  const none = pick(runs, 'fio-zipf', 'kernel');
+  const drop = pick(runs, 'fio-zipf', 'drop-all');
+  if (none === undefined || drop === undefined) throw new Error('fixtures missing');
+  // The same runs as if the guests had booted with init_on_free=1, but no drop-all run of them.
+  const iof = { ...none, variant: 'kernel-init-on-free', options: { ...none.options, initOnFree: true } };
+  let traces = 0;
+  const trace = (o: Parameters<typeof fioZipfTrace>[0]): Uint32Array => (traces++, fioZipfTrace(o));
+  const models = zipfModels([...runs, iof], hitRatioOf, trace);
+  t.is(traces, 2);
+  const [plain, onFree] = models;
+  if (plain === undefined || 'error' in plain || onFree === undefined || 'error' in onFree) throw new Error(`two models expected, got ${JSON.stringify(models.map((m) => ('error' in m ? m.error : m.setting)))}`);
+  t.is(plain.setting, '');
+  t.is(onFree.setting, '-init-on-free');
+  t.deepEqual(plain.fits[0]?.rows.map((r) => r.variant), ['kernel', 'drop-all', 'truly-exclusive']);
+  t.deepEqual(onFree.fits[0]?.rows.map((r) => r.variant), ['kernel-init-on-free', 'truly-exclusive'], "the plain drop-all run is not this setting's");
+  t.is(onFree.fits[0]?.rows[0]?.modelled, plain.fits[0]?.rows[0]?.modelled, 'the same no-action run models the same');
+  t.deepEqual(zipfModels(runs.filter((r) => r.variant !== 'kernel'), hitRatioOf, trace), [], 'no no-action run, no model');
+  const bad = zipfModels([{ ...none, options: { ...none.options, seconds: undefined } }], hitRatioOf, trace)[0];
+  t.true(bad !== undefined && 'error' in bad && /options fileMiB, zipfTheta and seconds are needed/.test(bad.error));
 });

@@ -22,8 +22,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { TABLES, buildReport, hitRatioOf, loadRuns, pick, requiredRuns, runFileName, runnerArgs, type SeedRun, type TableName } from './seed-report.js';
-import { zipfModel, type ZipfModel } from './zipf-model.js';
+import { TABLES, buildReport, hitRatioOf, loadRuns, pick, requiredRuns, runFileName, runnerArgs, type TableName } from './seed-report.js';
+import { zipfModels } from './zipf-model.js';
 import { renderPlots } from './seed-plots.js';
 import { kernelLookahead, parseKernelMeasures } from './seed-kernel.js';
 
@@ -33,21 +33,6 @@ const KERNEL_LOG = 'test-kernel-measure.log';
 function fail(message: string, code = 2): never {
   process.stderr.write(`bench:seed: ${message}\n`);
   process.exit(code);
-}
-
-/** The Zipf cache model over the runs, when there is a no-action fio-zipf run; why not otherwise. */
-function modelFor(runs: readonly SeedRun[]): ZipfModel | { error: string } | undefined {
-  const none = pick(runs, 'fio-zipf', 'kernel');
-  if (none === undefined) return undefined;
-  const others = (['drop-all', 'scrub'] as const).flatMap((variant) => {
-    const run = pick(runs, 'fio-zipf', variant);
-    return run === undefined ? [] : [{ variant, run }];
-  });
-  try {
-    return zipfModel({ none, others, hitRatio: hitRatioOf });
-  } catch (e) {
-    return { error: (e as Error).message };
-  }
 }
 
 async function main(): Promise<void> {
@@ -96,8 +81,8 @@ async function main(): Promise<void> {
   for (const s of loaded.skipped) process.stderr.write(`skipped ${s}\n`);
   if (loaded.runs.length === 0) fail(`no bench:seed:run files in ${sources.join(', ')}: make some with npm run bench:seed:run -- --workload NAME --out FILE`, 3);
 
-  const zipfModel = modelOn && tables.includes('zipf') ? modelFor(loaded.runs) : undefined;
-  if (zipfModel !== undefined && 'error' in zipfModel) process.stderr.write(`bench:seed: no Zipf cache model: ${zipfModel.error}\n`);
+  const models = modelOn && tables.includes('zipf') ? zipfModels(loaded.runs, hitRatioOf) : undefined;
+  for (const m of models ?? []) if ('error' in m) process.stderr.write(`bench:seed: no Zipf cache model${m.setting}: ${m.error}\n`);
   const kernelFile = values.kernel ?? sources.map((s) => path.join(s, KERNEL_LOG)).find((f) => existsSync(f) && statSync(f).isFile());
   let kernel;
   if (kernelFile !== undefined) {
@@ -109,7 +94,7 @@ async function main(): Promise<void> {
     }
     kernel = { source: kernelFile, rows: kernelLookahead(parseKernelMeasures(text)) };
   }
-  const report = buildReport(loaded.runs, { tables, sources, ...(zipfModel !== undefined ? { zipfModel } : {}), ...(kernel !== undefined ? { kernel } : {}) });
+  const report = buildReport(loaded.runs, { tables, sources, ...(models !== undefined ? { zipfModels: models } : {}), ...(kernel !== undefined ? { kernel } : {}) });
   mkdirSync(out, { recursive: true });
   const md = path.join(out, 'report.md');
   writeFileSync(md, report.markdown);

@@ -14,7 +14,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { MemoryUsage } from '../qemu/cgroup.js';
 import { engineWindow, type EnginePair } from './seed-engine.js';
-import type { ZipfModel } from './zipf-model.js';
+import type { ZipfModel, ZipfModelError } from './zipf-model.js';
 import type { WssRun } from './seed-wss.js';
 import { wssPassText } from './wss-judge.js';
 import { tightLimitMiB } from './seed-workloads.js';
@@ -229,6 +229,7 @@ export const ZIPF_POLICIES = [
   { key: 'truly_exclusive', variant: 'truly-exclusive', label: 'truly exclusive' },
   { key: 'none_init_on_free', variant: `kernel${INIT_ON_FREE}`, label: 'no action, init_on_free=1' },
   { key: 'ksm_exclusive_init_on_free', variant: `scrub${INIT_ON_FREE}`, label: 'KSM-exclusive, init_on_free=1' },
+  { key: 'drop_all_init_on_free', variant: `drop-all${INIT_ON_FREE}`, label: 'drop-all, init_on_free=1' },
   { key: 'none_init_on_free_tight', variant: `kernel${INIT_ON_FREE}${TIGHT}`, label: 'no action, init_on_free=1, tight limit' },
   { key: 'ksm_exclusive_init_on_free_tight', variant: `scrub${INIT_ON_FREE}${TIGHT}`, label: 'KSM-exclusive, init_on_free=1, tight limit' },
   { key: 'none_init_on_free_tight_disk4', variant: `kernel${INIT_ON_FREE}${TIGHT}${DISK}4`, label: 'no action, init_on_free=1, tight limit, disk 4 MiB/s' },
@@ -241,6 +242,13 @@ export type TableName = (typeof TABLES)[number];
 // ---- figures of a run ----
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+/** The truly exclusive figure of the validated fit, over every model, with the smallest largest gap; null when none is. */
+export function trulyExclusiveOf(models: readonly (ZipfModel | ZipfModelError)[]): number | null {
+  const fits = models.flatMap((m) => ('error' in m ? [] : m.fits.filter((f) => f.validated)));
+  const best = fits.sort((x, y) => x.maxError - y.maxError)[0];
+  return best?.rows.find((r) => r.policy === 'truly-exclusive')?.modelled ?? null;
+}
+
 /** A finite number, or null (run files are JSON: anything may be missing). */
 export { num as finiteNumber };
 
@@ -515,8 +523,8 @@ export interface ReportOptions {
   tables?: readonly TableName[];
   generatedAt?: Date;
   sources?: string[];
-  /** The Zipf table's cache model (zipf-model.ts), or why it could not be made. */
-  zipfModel?: ZipfModel | { error: string };
+  /** The Zipf table's cache models (zipf-model.ts), one per guest setting, or why one could not be made. */
+  zipfModels?: readonly (ZipfModel | ZipfModelError)[];
 }
 
 export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}): Report {
@@ -663,7 +671,9 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
 
   if (tables.includes('zipf')) {
     md.push('## Zipf (fio)', '', "fio's Zipf 4 KiB random reads in both guests, under each host policy: the host cache's hit ratio by bytes (QEMU's /proc/PID/io: 1 − read_bytes / rchar while fio ran) and the guests' mean IOPS.", '');
-    const zm = opts.zipfModel !== undefined && !('error' in opts.zipfModel) ? opts.zipfModel : undefined;
+    const models = opts.zipfModels ?? [];
+    const zms = models.filter((m): m is ZipfModel => !('error' in m));
+    const zm = zms.length > 0 ? { trulyExclusive: trulyExclusiveOf(zms) } : undefined;
     md.push('| policy | host cache hit ratio | guest read IOPS (mean) | avg host cache MiB |', '|---|---|---|---|');
     for (const p of ZIPF_POLICIES) {
       // The truly exclusive policy cannot be applied to real guests: with a model, its figure stands
@@ -687,25 +697,31 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
         return [key, r === null ? null : Math.round(r * 1000) / 1000];
       }),
     );
-    if (zm !== undefined) {
-      json['zipf_model_max_error'] = Object.fromEntries(zm.fits.map((f) => [`${f.cache}/${f.hostStart}`, Number.isFinite(f.maxError) ? Math.round(f.maxError * 1000) / 1000 : null]));
-      md.push(
-        `Model (scripts/bench/zipf-model.ts): fio's own ${fmt(zm.traceReads)} reads (the job run again on the host with the guests' file name, so the same seed) through a page cache per guest and an LRU host cache of both images. Each guest's cache is sized so that the model's guests miss as often as the real ones of the no-action run. The host's room is the no-action run's peak and its content when the reads begin what it held after fio's layout, both either counted whole ("image") or less what the host held of the images before fio started ("since-fio": the guests' boot pages; which of them the layout evicted is not measured). A fit counts when every measured policy is within ${zm.tolerance}; the truly exclusive figure is a validated fit's (${zm.trulyExclusive === null ? 'none is, so it is null' : `here ${zm.trulyExclusive.toFixed(3)}`}).`,
-        '',
-        '| guest cache | host start | guest cache MiB | host room / at start MiB | policy | hit ratio, measured | model | gap | guest misses (pages), measured | model | host cache MiB, model |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
+    if (zms.length > 0) {
+      const settingKey = (setting: string): string => (setting === '' ? '' : `${setting.slice(1).replaceAll('-', '_')}/`);
+      json['zipf_model_max_error'] = Object.fromEntries(
+        zms.flatMap((m) => m.fits.map((f) => [`${settingKey(m.setting)}${f.cache}/${f.hostStart}`, Number.isFinite(f.maxError) ? Math.round(f.maxError * 1000) / 1000 : null])),
       );
-      for (const f of zm.fits) {
-        for (const r of f.rows) {
-          md.push(
-            `| ${f.cache}${f.validated ? ' (validated)' : ''} | ${f.hostStart} | ${fmt((f.guestPages * 4) / 1024, 1)} | ${fmt((f.hostPages * 4) / 1024)} / ${fmt((f.hostStartPages * 4) / 1024)} | ${r.policy} | ${r.measured === null ? '—' : r.measured.toFixed(3)} | ${r.modelled.toFixed(3)} | ${r.measured === null ? '—' : (r.modelled - r.measured).toFixed(3)} | ${r.measuredMisses === null ? '—' : fmt(r.measuredMisses)} | ${fmt(r.modelledMisses)} | ${fmt(r.modelledHostMiB, 1)} |`,
-          );
+      const first = zms[0] as ZipfModel;
+      md.push(
+        `Model (scripts/bench/zipf-model.ts), one per guest setting over that setting's runs: fio's own reads (the job run again on the host with the guests' file name, so the same seed) through a page cache per guest and an LRU host cache of both images. Each guest's cache is sized so that the model's guests miss as often as the real ones of the no-action run. The host's room follows the no-action run's host cache sample by sample (it grew as the guests missed and shrank as their RAM grew into the cgroup), and its content when the reads begin is what it held after fio's layout, both either counted whole ("image") or less what the host held of the images before fio started ("since-fio": the guests' boot pages; which of them the layout evicted is not measured). A fit counts when every measured policy of its setting is within ${first.tolerance}; the truly exclusive figure is the validated fit's with the smallest gap (${zm?.trulyExclusive == null ? 'none is, so it is null' : `here ${zm.trulyExclusive.toFixed(3)}`}).`,
+        '',
+        '| guests | guest cache | host start | guest cache MiB | host peak / at start MiB | policy | hit ratio, measured | model | gap | guest misses (pages), measured | model | host cache MiB, model |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
+      );
+      for (const m of zms) {
+        const guests = m.setting === '' ? `plain (${fmt(m.traceReads)} reads)` : `${m.setting.slice(1)} (${fmt(m.traceReads)} reads)`;
+        for (const f of m.fits) {
+          for (const r of f.rows) {
+            md.push(
+              `| ${guests} | ${f.cache}${f.validated ? ' (validated)' : ''} | ${f.hostStart} | ${fmt((f.guestPages * 4) / 1024, 1)} | ${fmt((f.hostPages * 4) / 1024)} / ${fmt((f.hostStartPages * 4) / 1024)} | ${r.policy} | ${r.measured === null ? '—' : r.measured.toFixed(3)} | ${r.modelled.toFixed(3)} | ${r.measured === null ? '—' : (r.modelled - r.measured).toFixed(3)} | ${r.measuredMisses === null ? '—' : fmt(r.measuredMisses)} | ${fmt(r.modelledMisses)} | ${fmt(r.modelledHostMiB, 1)} |`,
+            );
+          }
         }
       }
       md.push('');
-    } else if (opts.zipfModel !== undefined && 'error' in opts.zipfModel) {
-      md.push(`No cache model: ${opts.zipfModel.error}`, '');
     }
+    for (const m of models) if ('error' in m) md.push(`No cache model${m.setting === '' ? '' : ` for ${m.setting.slice(1)} guests`}: ${m.error}`, '');
     md.push(...plotWorkload('fio-zipf'));
     // Every run's hit ratio, so the plot exists as soon as any run sampled QEMU's reads; but wss's,
     // whose loops live in RAM and read next to nothing from disk.

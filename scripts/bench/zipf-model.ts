@@ -14,7 +14,7 @@
 // the validated fit's that is nearest the measurements.
 import { BLOCK, fioZipfTrace, type ZipfTraceOptions } from './zipf-trace.js';
 import { GUEST_CACHES, fitGuestPages, simulateZipf, type GuestCacheKind, type ZipfSimPolicy } from './zipf-sim.js';
-import { during, finiteNumber, qemuReadsMiB, withQemuReads, type SeedRun, type SeedSample } from './seed-report.js';
+import { INIT_ON_FREE, during, finiteNumber, pick, qemuReadsMiB, withQemuReads, type SeedRun, type SeedSample } from './seed-report.js';
 
 /** Largest gap, absolute, between a measured and a modelled hit ratio for the model to count. */
 export const ZIPF_MODEL_TOLERANCE = 0.05;
@@ -51,6 +51,8 @@ export interface ZipfModelFit {
 }
 
 export interface ZipfModel {
+  /** The guests' setting the runs share, as a variant suffix: '' (plain) or '-init-on-free'. */
+  setting: string;
   traceReads: number;
   fileMiB: number;
   theta: number;
@@ -82,6 +84,8 @@ export function guestMissPages(run: SeedRun): number {
 const hostMiB = (s: SeedSample): number => s.imageCacheMiB.reduce((x, y) => x + y, 0);
 
 export interface ZipfModelInput {
+  /** The guests' setting, a variant suffix ('' by default): the rows' variants carry it. */
+  setting?: string;
   /** The no-action run (variant kernel) and any of drop-all and scrub. */
   none: SeedRun;
   others: { variant: 'drop-all' | 'scrub'; run: SeedRun }[];
@@ -93,6 +97,7 @@ export interface ZipfModelInput {
 
 export function zipfModel(input: ZipfModelInput): ZipfModel {
   const { none, others, hitRatio } = input;
+  const setting = input.setting ?? '';
   const fileMiB = num(none.options['fileMiB']);
   const theta = num(none.options['zipfTheta']);
   const seconds = num(none.options['seconds']);
@@ -119,22 +124,29 @@ export function zipfModel(input: ZipfModelInput): ZipfModel {
   // What of the images' cache was fio's is not measured: the host also held the pages the guests
   // read at boot (kernel, libraries) when fio started. Both ends are modelled: all of it fio's
   // (those pages evicted by the layout), or none of the boot pages (they stayed, taking room).
-  const hostStarts: { hostStart: HostStart; hostPages: number; hostStartPages: number }[] = [
-    { hostStart: 'image', hostPages: pages(peakMiB), hostStartPages: pages(afterLayoutMiB) },
-    { hostStart: 'since-fio', hostPages: pages(peakMiB - hostMiB(first)), hostStartPages: pages(afterLayoutMiB - hostMiB(first)) },
+  // The room is not one figure: the host cache grew from the layout's to its peak as the guests
+  // missed, and shrank again as their RAM grew into the cgroup. The no-action run's host held what
+  // its room let it at each sample, so that curve is the model's room under every policy (on the
+  // reads' clock: the reads end where the workload's samples do).
+  const last = ss.at(-1) as SeedSample;
+  const roomOf = (offsetMiB: number): { t: number; pages: number }[] =>
+    ss.map((s) => ({ t: s.t - (last.t - seconds), pages: pages(hostMiB(s) - offsetMiB) })).filter((r) => r.t > 0);
+  const hostStarts: { hostStart: HostStart; hostPages: number; hostStartPages: number; hostRoom: { t: number; pages: number }[] }[] = [
+    { hostStart: 'image', hostPages: pages(peakMiB), hostStartPages: pages(afterLayoutMiB), hostRoom: roomOf(0) },
+    { hostStart: 'since-fio', hostPages: pages(peakMiB - hostMiB(first)), hostStartPages: pages(afterLayoutMiB - hostMiB(first)), hostRoom: roomOf(hostMiB(first)) },
   ];
 
   const fitted = new Map(GUEST_CACHES.map((cache) => [cache, fitGuestPages(trace, fileBlocks, noneReads, cache, noneMisses)]));
-  const fits = hostStarts.flatMap(({ hostStart, hostPages, hostStartPages }) =>
+  const fits = hostStarts.flatMap(({ hostStart, hostPages, hostStartPages, hostRoom }) =>
     GUEST_CACHES.map((cache): ZipfModelFit => {
       const guestPages = fitted.get(cache) as number;
       const model = (policy: ZipfSimPolicy, readsOf: number[]): Pick<ZipfModelRow, 'modelled' | 'modelledHostMiB' | 'modelledMisses'> => {
-        const r = simulateZipf({ trace, fileBlocks, readsPerGuest: readsOf, seconds, guestPages, guestCache: cache, hostPages, hostStartPages, policy, intervalS });
+        const r = simulateZipf({ trace, fileBlocks, readsPerGuest: readsOf, seconds, guestPages, guestCache: cache, hostPages, hostStartPages, hostRoom, policy, intervalS });
         return { modelled: r.hitRatio, modelledHostMiB: (r.avgHostPages * BLOCK) / MIB, modelledMisses: r.guestMisses };
       };
-      const rows: ZipfModelRow[] = [{ policy: 'none', variant: 'kernel', measured: hitRatio(none), measuredMisses: noneMisses, ...model('none', noneReads) }];
+      const rows: ZipfModelRow[] = [{ policy: 'none', variant: `kernel${setting}`, measured: hitRatio(none), measuredMisses: noneMisses, ...model('none', noneReads) }];
       others.forEach((o, i) =>
-        rows.push({ policy: o.variant, variant: o.variant, measured: hitRatio(o.run), measuredMisses: guestMissPages(o.run), ...model(o.variant, reads[i + 1] as number[]) }),
+        rows.push({ policy: o.variant, variant: `${o.variant}${setting}`, measured: hitRatio(o.run), measuredMisses: guestMissPages(o.run), ...model(o.variant, reads[i + 1] as number[]) }),
       );
       const maxError = Math.max(...rows.map((r) => (r.measured === null ? Infinity : Math.abs(r.modelled - r.measured))));
       rows.push({ policy: 'truly-exclusive', variant: 'truly-exclusive', measured: null, measuredMisses: null, ...model('truly-exclusive', noneReads) });
@@ -145,5 +157,35 @@ export function zipfModel(input: ZipfModelInput): ZipfModel {
   // The validated fit with the smallest largest gap.
   const best = fits.filter((f) => f.validated).sort((x, y) => x.maxError - y.maxError)[0];
   const trulyExclusive = best?.rows.find((r) => r.policy === 'truly-exclusive')?.modelled ?? null;
-  return { traceReads, fileMiB, theta, tolerance: ZIPF_MODEL_TOLERANCE, fits, trulyExclusive };
+  return { setting, traceReads, fileMiB, theta, tolerance: ZIPF_MODEL_TOLERANCE, fits, trulyExclusive };
+}
+
+/** The guests' settings a model is made for: plain, and booted with init_on_free=1. */
+export const ZIPF_MODEL_SETTINGS = ['', INIT_ON_FREE] as const;
+
+/** A model that could not be made for a setting, and why. */
+export interface ZipfModelError {
+  setting: string;
+  error: string;
+}
+
+/**
+ * One model per guest setting that has a no-action fio-zipf run, over that setting's runs (its
+ * no-action, drop-all and scrub runs, the newest of each): a setting's runs share their guests'
+ * behaviour, so only they can check a model together.
+ */
+export function zipfModels(runs: readonly SeedRun[], hitRatio: ZipfModelInput['hitRatio'], trace?: ZipfModelInput['trace']): (ZipfModel | ZipfModelError)[] {
+  return ZIPF_MODEL_SETTINGS.flatMap((setting): (ZipfModel | ZipfModelError)[] => {
+    const none = pick(runs, 'fio-zipf', `kernel${setting}`);
+    if (none === undefined) return [];
+    const others = (['drop-all', 'scrub'] as const).flatMap((variant) => {
+      const run = pick(runs, 'fio-zipf', `${variant}${setting}`);
+      return run === undefined ? [] : [{ variant, run }];
+    });
+    try {
+      return [zipfModel({ setting, none, others, hitRatio, ...(trace !== undefined ? { trace } : {}) })];
+    } catch (e) {
+      return [{ setting, error: (e as Error).message }];
+    }
+  });
 }

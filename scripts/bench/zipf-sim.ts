@@ -25,10 +25,10 @@ export class Lru implements GuestCache {
 
   constructor(
     size: number,
-    readonly capacity: number,
+    private room: number,
   ) {
     if (!Number.isInteger(size) || size < 0) throw new Error(`Lru: size must be a whole number, got ${size}`);
-    if (!Number.isInteger(capacity) || capacity < 0) throw new Error(`Lru: capacity must be a whole number, got ${capacity}`);
+    if (!Number.isInteger(room) || room < 0) throw new Error(`Lru: capacity must be a whole number, got ${room}`);
     this.prev = new Int32Array(size + 1);
     this.next = new Int32Array(size + 1);
     this.present = new Uint8Array(size);
@@ -38,6 +38,17 @@ export class Lru implements GuestCache {
 
   get size(): number {
     return this.count;
+  }
+
+  get capacity(): number {
+    return this.room;
+  }
+
+  /** A new capacity: the least recent ids go until the rest fit. */
+  resize(capacity: number): void {
+    if (!Number.isInteger(capacity) || capacity < 0) throw new Error(`Lru: capacity must be a whole number, got ${capacity}`);
+    this.room = capacity;
+    while (this.count > capacity) this.remove(this.prev[this.sentinel] as number);
   }
 
   has(id: number): boolean {
@@ -184,6 +195,12 @@ export interface ZipfSimInput {
   guestCache?: GuestCacheKind;
   /** The host cache's room for both images, pages. */
   hostPages: number;
+  /**
+   * The room over time, when it changes (the guests' RAM grows into the memory cgroup and leaves
+   * the host cache less): from each entry's t (s, on the reads' clock) the room is its pages, until
+   * the next; before the first, hostPages. Sorted by t.
+   */
+  hostRoom?: readonly { t: number; pages: number }[];
   /** Pages of the images the host cache held when the reads began (after the layout). */
   hostStartPages: number;
   policy: ZipfSimPolicy;
@@ -209,7 +226,9 @@ function check(input: ZipfSimInput): void {
     throw new Error(`zipf-sim: readsPerGuest must be whole numbers up to the trace's ${trace.length} reads, got ${readsPerGuest.join(', ')}`);
   }
   if (!(seconds > 0) || !(intervalS > 0)) throw new Error(`zipf-sim: seconds and intervalS must be positive, got ${seconds} and ${intervalS}`);
-  if (![guestPages, hostPages, hostStartPages].every(whole)) throw new Error('zipf-sim: page counts must be whole numbers');
+  if (![guestPages, hostPages, hostStartPages, ...(input.hostRoom ?? []).map((r) => r.pages)].every(whole)) throw new Error('zipf-sim: page counts must be whole numbers');
+  const room = input.hostRoom ?? [];
+  if (room.some((r, i) => !Number.isFinite(r.t) || (i > 0 && r.t < (room[i - 1] as { t: number }).t))) throw new Error('zipf-sim: hostRoom must be sorted by a finite t');
   for (const b of trace) if (b >= fileBlocks) throw new Error(`zipf-sim: block ${b} is past the file's ${fileBlocks} blocks`);
 }
 
@@ -238,6 +257,8 @@ export function simulateZipf(input: ZipfSimInput): ZipfSimResult {
   let hostHits = 0;
   let sizeSum = 0;
   let sizes = 0;
+  const room = input.hostRoom ?? [];
+  let roomAt = 0;
   for (;;) {
     // The guest whose next read comes first (ties: the lower guest).
     let g = -1;
@@ -247,6 +268,7 @@ export function simulateZipf(input: ZipfSimInput): ZipfSimResult {
       const at = (next[i] as number) * (step[i] as number);
       if (at < t) (t = at), (g = i);
     }
+    for (; roomAt < room.length && (room[roomAt] as { t: number }).t <= t; roomAt++) host.resize((room[roomAt] as { pages: number }).pages);
     while (nextTick <= t && nextTick < seconds) {
       if (policy === 'drop-all') host.clear();
       else for (const id of [...host.oldestFirst()]) if (guests[Math.floor(id / fileBlocks)]?.has(id % fileBlocks)) host.remove(id);

@@ -18,6 +18,12 @@ export interface NativeSettings {
    * default), hash indexes find the same matches wherever pages hold still within a pass.
    */
   exactTrees?: boolean;
+  /**
+   * Research, not the kernel: with lookahead on, a page equal to the page after its run's last
+   * partner merges even when the checksum gate would hold it back (its first visit, or changed
+   * since the last), so runs of new copies merge a pass sooner. Changes results; off by default.
+   */
+  lookaheadEarly?: boolean;
 }
 
 /** The engine's counters: the kernel's names for the kernel's figures, then the engine's own. */
@@ -39,6 +45,8 @@ export interface EngineCounters {
   bytes_read: number;
   lookahead_hits: number;
   lookahead_misses: number;
+  /** Merges of pages the checksum gate held back, made by lookaheadEarly. */
+  lookahead_early: number;
   pages_lost: number;
   tracking_bytes: number;
   tracked_pages: number;

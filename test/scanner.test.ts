@@ -187,6 +187,35 @@ test('stableNodeChainsPruneMillisecs: the kernel default, taken, and refused out
   await s.close();
 });
 
+test('lookaheadEarly: off by default, taken, counted in lookahead_early; a run copied after its first page merges a pass sooner', async (t) => {
+  const a = allocMergeable(64 * PAGE);
+  const b = allocMergeable(64 * PAGE);
+  fillPages(a, (i) => 100 + i);
+  fillPages(b, (i) => 500 + i);
+  const shared: Scanner[] = [];
+  for (const lookaheadEarly of [false, true]) {
+    const s = new Scanner();
+    t.is(s.settings().lookaheadEarly, false);
+    s.configure({ lookaheadEarly });
+    t.is(s.settings().lookaheadEarly, lookaheadEarly);
+    s.addBuffer(a);
+    s.addBuffer(b);
+    shared.push(s);
+  }
+  for (const s of shared) await s.scan();
+  // The run's first page equal in both before pass 2, the rest of the copy after it.
+  fillPages(b, (i) => (i === 10 ? 110 : 500 + i));
+  for (const s of shared) await s.scan();
+  fillPages(b, (i) => (i >= 10 && i < 40 ? 100 + i : 500 + i));
+  const [plain, early] = await Promise.all(shared.map(async (s) => (await s.scan()).counters));
+  t.is(plain?.pages_shared, 1);
+  t.is(early?.pages_shared, 30);
+  t.is(early?.lookahead_early, 29);
+  t.is(plain?.lookahead_early, 0);
+  t.throws(() => shared[1]?.configure({ lookaheadEarly: 'yes' as unknown as boolean }), { instanceOf: TypeError, message: /lookaheadEarly must be a boolean/ });
+  for (const s of shared) await s.close();
+});
+
 test('exactTrees: off by default, taken, the same result as the default walk on memory that holds still, refused when not a boolean', async (t) => {
   const buf = allocMergeable(300 * PAGE);
   fillPages(buf, (i) => (i % 3 === 0 ? 1000 + i : 1 + (i % 40)));

@@ -190,8 +190,10 @@ test.serial('the runner: bad options exit 2 naming them; a boot run with the eng
     t.is(line['runs'], 1);
     t.regex(readFileSync(path.join(report, 'report.md'), 'utf8'), /\| boot\.json \| boot \| lookahead \| 2 × 512 MiB \|/);
     // The engine path: both engines scanned the guests the way ksmd runs (1000 pages / 20 ms).
-    const engine = (JSON.parse(readFileSync(out, 'utf8')) as { summary: { engine: { off: Record<string, number>; on: Record<string, number> } } }).summary.engine;
-    t.true(engine.off['pages_scanned']! > 10_000 && engine.on['pages_scanned']! > 10_000, JSON.stringify(engine));
+    const engine = (JSON.parse(readFileSync(out, 'utf8')) as { summary: { engine: { off: Record<string, number>; on: Record<string, number>; early: Record<string, number> } } }).summary.engine;
+    t.true(engine.off['pages_scanned']! > 10_000 && engine.on['pages_scanned']! > 10_000 && engine.early['pages_scanned']! > 10_000, JSON.stringify(engine));
+    t.is(engine.on['lookahead_early'], 0);
+    t.is(typeof engine.early['lookahead_early'], 'number', 'the third engine, lookahead early, counts the merges the gate held back');
     // The same merges with lookahead on and off, near enough: the two engines read the live, booting
     // guests a batch apart, so each sees pages the other did not, and while pages_shared climbs an
     // engine a few batches ahead in its pass averages higher. Seven runs here were 0.0-0.4% apart,

@@ -115,7 +115,7 @@ test('a --engine run: the engine the way ksmd runs, lookahead off and on side by
   const e = engineFigures(la);
   if (e === null) return t.fail('no engine samples');
   // The report's figures over the window are the runner's own summary of the same samples.
-  t.deepEqual(e, la.summary['engine'] === undefined ? null : { off: (la.summary['engine'] as typeof e).off, on: (la.summary['engine'] as typeof e).on });
+  t.deepEqual(e, la.summary['engine'] === undefined ? null : { off: (la.summary['engine'] as typeof e).off, on: (la.summary['engine'] as typeof e).on, early: null });
   t.log(`off ${JSON.stringify(e.off)}\non ${JSON.stringify(e.on)}`);
   // Same budget, same pages: the same merges (the engine's counters do not depend on lookahead)...
   t.is(e.on['avg_pages_shared'], e.off['avg_pages_shared']);
@@ -131,6 +131,30 @@ test('a --engine run: the engine the way ksmd runs, lookahead off and on side by
   t.deepEqual(r.json['lookahead_shared_ratio'], { boot: 1, compile: null, desktop: null });
   const plot = r.plots.find((p) => p.file === 'pages-shared-boot.png');
   t.deepEqual(plot?.kind === 'lines' ? plot.series.map((x) => x.label) : [], ["kernel's ksmd (lookahead run)", 'lookahead: engine, lookahead off', 'lookahead: engine, lookahead on']);
+});
+
+test('a --engine run with the third engine: lookahead early beside off, its own table, JSON and plot line', (t) => {
+  const la = readRun(path.join(root, 'test/fixtures/seed-early/seed-boot-lookahead.json'));
+  const e = engineFigures(la);
+  if (e === null || e.early === null) return t.fail('no early engine samples');
+  t.deepEqual(e, { off: (la.summary['engine'] as typeof e).off, on: (la.summary['engine'] as typeof e).on, early: (la.summary['engine'] as typeof e).early });
+  t.log(`off ${e.off['avg_pages_shared']} on ${e.on['avg_pages_shared']} early ${e.early['avg_pages_shared']}, ${e.early['lookahead_early']} merges the gate held back`);
+  t.is(e.off['lookahead_early'], 0);
+  t.is(e.on['lookahead_early'], 0, 'lookahead alone never merges past the gate');
+  t.true(typeof e.early['lookahead_early'] === 'number');
+  const r = buildReport([la], { tables: ['lookahead'] });
+  const shared = (side: 'off' | 'early'): string => (e[side]?.['avg_pages_shared'] ?? 0).toLocaleString('en-US');
+  t.true(r.markdown.includes(`| boot | ×1.38 | ${shared('off')} → ${shared('early')} |`), r.markdown);
+  t.regex(r.markdown, /\| compile \| ×1\.15 \| not run \| — \|/);
+  const ratio = r.json['lookahead_early_shared_ratio'] as Record<string, number | null>;
+  t.is(ratio['boot'], Math.round(((e.early['avg_pages_shared'] ?? 0) / (e.off['avg_pages_shared'] ?? 1)) * 1000) / 1000);
+  t.is(ratio['desktop'], null);
+  const plot = r.plots.find((p) => p.file === 'pages-shared-boot.png');
+  t.deepEqual(plot?.kind === 'lines' ? plot.series.map((x) => x.label).slice(1) : [], ['lookahead: engine, lookahead off', 'lookahead: engine, lookahead on', 'lookahead: engine, lookahead early']);
+  // An older run without the third engine: its row says so.
+  const old = buildReport([readRun(path.join(root, 'test/fixtures/seed-io/seed-boot-lookahead.json'))], { tables: ['lookahead'] });
+  t.regex(old.markdown, /\| boot \| ×1\.38 \| not in this run \|/);
+  t.deepEqual(old.json['lookahead_early_shared_ratio'], { boot: null, compile: null, desktop: null });
 });
 
 test('the Zipf table: no action and drop-all runs of fio-zipf (real, same options) side by side', (t) => {

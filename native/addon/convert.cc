@@ -79,6 +79,7 @@ sp_settings SettingsFromJs(const Napi::Object& obj, const sp_settings& base) {
   s.stable_node_chains_prune_millisecs = (uint32_t)NonNegativeInteger(
       obj, "stableNodeChainsPruneMillisecs", 0, UINT32_MAX, s.stable_node_chains_prune_millisecs);
   s.exact_trees = Boolean(obj, "exactTrees", s.exact_trees);
+  s.lookahead_early = Boolean(obj, "lookaheadEarly", s.lookahead_early);
   return s;
 }
 
@@ -92,6 +93,7 @@ Napi::Object SettingsToJs(Napi::Env env, const sp_settings& s) {
   o.Set("contentCacheBytes", (double)s.content_cache_bytes);
   o.Set("stableNodeChainsPruneMillisecs", s.stable_node_chains_prune_millisecs);
   o.Set("exactTrees", s.exact_trees);
+  o.Set("lookaheadEarly", s.lookahead_early);
   return o;
 }
 
@@ -117,6 +119,7 @@ Napi::Object CountersToJs(Napi::Env env, const sp_counters& c) {
   SET(o, "bytes_read", c.bytes_read);
   SET(o, "lookahead_hits", c.lookahead_hits);
   SET(o, "lookahead_misses", c.lookahead_misses);
+  SET(o, "lookahead_early", c.lookahead_early);
   SET(o, "pages_lost", c.pages_lost);
   SET(o, "pages_unread", c.pages_unread);
   SET(o, "tracking_bytes", c.tracking_bytes);

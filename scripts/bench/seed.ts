@@ -20,7 +20,8 @@
 //   --file-mib N       bonnie++/fio file size in the guest (default 2 x --mem)
 //   --zipf THETA       fio Zipf exponent (1.2)
 //   --engine on|off    also run the C engine on the guests the way ksmd runs (--ksm's pages and
-//                      sleep, default 1000/20), twice side by side: lookahead off and on (the
+//                      sleep, default 1000/20), three times side by side: lookahead off, on, and
+//                      on with lookaheadEarly (runs of new copies merge a pass sooner) (the
 //                      seed's lookahead table; seed-engine.ts). Default off
 //   --host-cache none|drop-all|scrub  drop-all: while the workload runs, every --drop-interval
 //                      seconds (default 10) each image is written back and dropped from the host
@@ -208,7 +209,7 @@ class Sampler {
   images: string[] = [];
   guests: DebianGuest[] = [];
   private pids: (number | undefined)[] = [undefined];
-  /** The engines with lookahead off and on, started once every QEMU runs (--engine on). */
+  /** The engines with lookahead off, on and early, started once every QEMU runs (--engine on). */
   engine: EnginePairRunner | undefined;
   private engineStarted = false;
 
@@ -368,6 +369,7 @@ function engineSummary(o: Options, window: Sample[], error: Error | undefined): 
     sleep_millisecs: budget.sleepMs,
     off: engineWindow(ss.map((s) => ({ t: s.t, e: s.engine.off }))),
     on: engineWindow(ss.map((s) => ({ t: s.t, e: s.engine.on }))),
+    early: engineWindow(ss.flatMap((s) => (s.engine.early ? [{ t: s.t, e: s.engine.early }] : []))),
     ...(error ? { error: error.message } : {}),
   };
 }
@@ -528,7 +530,7 @@ async function runBench(o: Options): Promise<void> {
     `  login prompt after ${summary.login_s.join(' / ')} s; READY after ${summary.ready_s.join(' / ')} s; workload ${summary.workload_s} s`,
     `  pages_shared avg ${summary.avg_pages_shared} (from boot ${summary.avg_pages_shared_from_boot}), pages_sharing avg ${summary.avg_pages_sharing}; ksmd CPU ${summary.ksmd_cpu_pct} %`,
     `  host cache of the images avg ${summary.avg_host_cache_mib} MiB, peak ${summary.peak_host_cache_mib} MiB; cgroup page cache avg ${summary.avg_cgroup_file_mib ?? '-'} MiB; host cache hit ratio ${summary.host_cache_hit_ratio ?? '-'}`,
-    ...(summary.engine ? [`  engine (lookahead off / on): ${JSON.stringify(summary.engine)}`] : []),
+    ...(summary.engine ? [`  engine (lookahead off / on / early): ${JSON.stringify(summary.engine)}`] : []),
     ...(scrubber ? [`  scrub: ${JSON.stringify(scrubSummary(scrubber.log, workloadEnd - workloadStart))}`] : []),
     ...(wssRun ? wssRun.guests.map((g) => `  wss ${g.name}: idle ${r1(g.idleMiB)} MiB; ${g.passes.map(wssPassText).join(' ')} MiB (estimate/truth; ${WSS_MARKS}); largest error ${g.errorPct === null ? '-' : r1(g.errorPct)}%, settled ${g.settledErrorPct === null ? '-' : r1(g.settledErrorPct)}%`) : []),
     `  results: ${JSON.stringify(result)}`,

@@ -51,6 +51,15 @@ typedef struct sp_settings {
    * change or go within a pass.  The unstable part takes effect at the
    * next pass. */
   bool exact_trees;
+  /* Research, not the kernel: with lookahead on, a page that continues a
+   * run (equal to the page after the last match's partner) merges even
+   * when the volatility gate would hold it back (its first visit, or
+   * changed since the previous one), so runs of new copies merge a pass
+   * sooner.  Only a lookahead hit passes: a miss waits for the gate as
+   * before, and nothing ungated enters the unstable index.  Changes the
+   * result, unlike lookahead itself; off by default, and the kernel series
+   * has no such mode. */
+  bool lookahead_early;
 } sp_settings;
 
 /* Fills *out with the kernel's defaults (pages_to_scan 100,
@@ -238,6 +247,8 @@ typedef struct sp_counters {
   uint64_t bytes_read;      /* bytes read from sources */
   uint64_t lookahead_hits;
   uint64_t lookahead_misses;
+  uint64_t lookahead_early;  /* merges of pages the gate held back
+                                (lookahead_early) */
   uint64_t pages_lost;
   uint64_t pages_unread;    /* visits that needed no read (SP_PROC_SOFT_DIRTY) */
   uint64_t tracking_bytes;  /* engine memory for records and indexes */

@@ -325,7 +325,7 @@ struct sp_lookahead {
 struct sp_merge {
   struct sp_lookahead la;
   uint64_t pages_scanned, pages_skipped, ksm_zero_pages;
-  uint64_t lookahead_hits, lookahead_misses;
+  uint64_t lookahead_hits, lookahead_misses, lookahead_early;
   uint64_t compares;      /* lookahead compares */
   uint64_t pages_lost, pages_unread;
 };

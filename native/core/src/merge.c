@@ -134,6 +134,14 @@ static void remember_partner(struct sp_engine *e, uint32_t range, uint64_t page,
       .valid = true, .range = range, .next_page = page + 1, .partner = partner};
 }
 
+/* A merge done: the page's partner is remembered for the next page, and a
+ * page the gate held back (lookahead_early) is counted. */
+static void merged(struct sp_engine *e, uint32_t range, uint64_t page, uint32_t partner,
+                   bool gated) {
+  if (!gated) e->merge.lookahead_early++;
+  remember_partner(e, range, page, partner);
+}
+
 /* try_to_merge_two_pages() + stable_tree_insert() + two appends: the page
  * found in the unstable index first (it counts as shared), then ours. */
 static void merge_two(struct sp_engine *e, uint32_t ref, uint32_t other,
@@ -190,18 +198,26 @@ static bool merge_unstable(struct sp_engine *e, uint32_t ref, uint32_t other,
   return true;
 }
 
-/* cmp_and_merge_page() for a page that passed the checksum gate. */
+/* Is this page the one after the last match, so lookahead peeks at it? */
+static bool lookahead_due(const struct sp_engine *e, uint32_t range, uint64_t page_index) {
+  return e->settings.lookahead && e->merge.la.valid && e->merge.la.range == range &&
+         e->merge.la.next_page == page_index;
+}
+
+/* cmp_and_merge_page() for a page that passed the checksum gate (gated), or
+ * with lookahead_early for one it held back that lookahead peeks at: that
+ * one merges only on a lookahead hit, and never enters the unstable index,
+ * so no ungated page can become another's partner there. */
 static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
                             uint64_t page_index, const void *page,
-                            uint64_t hash) {
+                            uint64_t hash, bool gated) {
   uint32_t content = SP_NIL;
   bool searched_stable = false;
   /* A split maps a zero-filled page to the zero page, this one or its
    * twin in the unstable index (the hash test is all most pages cost). */
   bool zero_filled = hash == e->zero_hash && sp__page_is_zero(page);
 
-  if (e->settings.lookahead && e->merge.la.valid && e->merge.la.range == range &&
-      e->merge.la.next_page == page_index) {
+  if (lookahead_due(e, range, page_index)) {
     uint32_t partner = sp__track_next_page(e, e->merge.la.partner);
     switch (peek_partner(e, partner, page, hash, &content)) {
     case PEEK_STABLE:
@@ -223,20 +239,27 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
         uint32_t dup = content == SP_NIL ? SP_NIL : sp__stable_pick(e, &content);
         if (dup != SP_NIL) {
           uint32_t head = sp__stable_first_member(e, dup);
-          if (append_stable(e, ref, dup, zero_filled)) remember_partner(e, range, page_index, head);
+          if (append_stable(e, ref, dup, zero_filled)) merged(e, range, page_index, head, gated);
           else e->merge.la.valid = false;
           return;
         }
       }
       if (merge_unstable(e, ref, partner, page, hash, content, zero_filled))
-        remember_partner(e, range, page_index, partner);
+        merged(e, range, page_index, partner, gated);
       else
         e->merge.la.valid = false;
       return;
     case PEEK_MISS:
       e->merge.lookahead_misses++;
+      if (!gated) {
+        e->merge.la.valid = false;
+        return;
+      }
       break;
     }
+  } else if (!gated) {
+    e->merge.la.valid = false;
+    return;
   }
 
   if (!searched_stable) content = sp__stable_search(e, page, hash);
@@ -244,12 +267,16 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
     uint32_t dup = sp__stable_pick(e, &content);
     if (dup != SP_NIL) {
       uint32_t head = sp__stable_first_member(e, dup);
-      if (append_stable(e, ref, dup, zero_filled)) remember_partner(e, range, page_index, head);
+      if (append_stable(e, ref, dup, zero_filled)) merged(e, range, page_index, head, gated);
       else e->merge.la.valid = false;
       return;
     }
     /* Every merged page of this content is full: like the kernel, wait for
      * a twin in the unstable index to start a new one. */
+  }
+  if (!gated) {
+    e->merge.la.valid = false;
+    return;
   }
 
   const void *other_page = NULL;
@@ -258,7 +285,7 @@ static void merge_candidate(struct sp_engine *e, uint32_t ref, uint32_t range,
     e->merge.la.valid = false;
     return;
   }
-  remember_partner(e, range, page_index, other);
+  merged(e, range, page_index, other, true);
 }
 
 /* A page the kernel searches the trees for but can merge with nothing (a
@@ -339,7 +366,13 @@ bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
   if (!(rec->state & REC_F_CSUM) || rec->csum != (uint32_t)hash) {
     rec->csum = (uint32_t)hash;
     rec->state |= REC_F_CSUM;
-    e->merge.la.valid = false;
+    /* lookahead_early: a page that continues a run may still merge.  Not a
+     * zero-filled one under use_zero_pages: that path has its own rules. */
+    bool zero_path = e->settings.use_zero_pages && hash == e->zero_hash;
+    if (e->settings.lookahead_early && !zero_path && lookahead_due(e, range, page_index))
+      merge_candidate(e, ref, range, page_index, page, hash, false);
+    else
+      e->merge.la.valid = false;
     return false;
   }
 
@@ -360,7 +393,7 @@ bool sp__merge_visit(struct sp_engine *e, struct sp_source *src, uint32_t ref,
     return false;
   }
 
-  merge_candidate(e, ref, range, page_index, page, hash);
+  merge_candidate(e, ref, range, page_index, page, hash, true);
   return false;
 }
 

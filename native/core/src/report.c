@@ -39,6 +39,7 @@ void sp_engine_counters(const sp_engine *e, sp_counters *out) {
   out->bytes_read = e->acc.bytes_read;
   out->lookahead_hits = m->lookahead_hits;
   out->lookahead_misses = m->lookahead_misses;
+  out->lookahead_early = m->lookahead_early;
   out->pages_lost = m->pages_lost;
   out->pages_unread = m->pages_unread;
   out->tracked_pages = e->tr.tracked;

@@ -88,6 +88,17 @@ test('simulateZipf, by hand: every read misses a one-page guest; the host serves
   const two = (hostPages: number): number =>
     simulateZipf({ trace: Uint32Array.from([5, 5]), fileBlocks: 8, readsPerGuest: [2, 2], seconds: 2, guestPages: 0, hostPages, hostStartPages: 0, policy: 'none', intervalS: 10 }).hostHits;
   t.is(two(1), 0, 'each guest evicts the other');
+  // scrub-hot drops only what the guest read again since the last tick. A two-page guest reads
+  // 0, 1, 0 (a hit), 2, 1, 3: at 2 s it holds 0 and 1, neither read again, so both host copies stay
+  // (the scrub drops both); at 4 s it holds 0 (hit at 2 s: dropped) and 2 (kept), 1 was evicted at
+  // 3 s, and its host copy serves the read at 4 s, as with no action; the scrub has nothing left.
+  const hot = (policy: ZipfSimInput['policy']): ZipfSimInput => ({ ...small(policy, 2), trace: Uint32Array.from([0, 1, 0, 2, 1, 3]), guestPages: 2, hostPages: 4 });
+  t.is(simulateZipf(hot('scrub')).hostHits, 0);
+  t.is(simulateZipf(hot('none')).hostHits, 1);
+  const scrubHot = simulateZipf(hot('scrub-hot'));
+  t.is(scrubHot.hostHits, 1);
+  t.is(scrubHot.avgHostPages, 7 / 3, 'host 2 at 2 s, 2 after dropping 0 at 4 s, 3 at the end');
+  t.is(simulateZipf(hot('none')).avgHostPages, 4, 'no timer: the end only, every block read');
   // The room over time: down to one page at 2 s, the host keeps 1 (read at 1 s), so the 0 read at
   // 2 s misses, and every read after it; at 3 s instead, the 0 at 2 s still hits.
   t.is(simulateZipf({ ...small('none', 100), hostRoom: [{ t: 2, pages: 1 }] }).hostHits, 0);
@@ -162,7 +173,7 @@ test('the model fitted to the real no-action run: its guests miss as often as th
   const noneReads = readsPerGuest(none);
   const fileBlocks = 768 * 256;
   for (const f of m.fits) {
-    t.deepEqual(f.rows.map((r) => r.policy), ['none', 'drop-all', 'truly-exclusive']);
+    t.deepEqual(f.rows.map((r) => r.policy), ['none', 'drop-all', 'scrub-hot', 'truly-exclusive']);
     t.true(f.guestPages > 0 && f.guestPages < fileBlocks, 'a guest cache smaller than the file');
     // The fit: at guestPages the model's guests miss no more than the real ones, one page less and they would.
     t.true(guestMisses(trace, fileBlocks, noneReads, f.cache, f.guestPages) <= measured && guestMisses(trace, fileBlocks, noneReads, f.cache, f.guestPages - 1) > measured, `${f.cache}: ${measured} misses measured`);
@@ -204,18 +215,27 @@ test('the report takes the truly exclusive figure from a validated model only', 
   t.is(yes.json['zipf_hit_ratio_truly_exclusive'], 0.457);
   t.regex(yes.markdown, /\| truly exclusive \| 0\.457 \(model\) \|/);
   t.regex(yes.markdown, /\| plain \(100 reads\) \| two-list \(validated\) \| image \| 3\.9 \| 8 \/ 2 \| truly-exclusive \| — \| 0\.457 \|/);
-  t.false(yes.missing.some((m) => m.includes('truly-exclusive')), 'the model stands in for the run');
+  t.false(yes.missing.some((m) => m.includes('variant "truly-exclusive"')), 'the model stands in for the run');
+  t.true(yes.missing.some((m) => m.includes('variant "truly-exclusive-init-on-free"')), 'not for another setting');
   const no = buildReport(runs, { tables: ['zipf'], zipfModels: [model(false)] });
   t.is(no.json['zipf_hit_ratio_truly_exclusive'], null);
   t.regex(no.markdown, /\| truly exclusive \| model not validated \|/);
   t.deepEqual(no.json['zipf_model_max_error'], { 'two-list/image': 0.2 });
   t.regex(buildReport(runs, { tables: ['zipf'], zipfModels: [{ setting: '', error: 'fio is missing' }] }).markdown, /No cache model: fio is missing/);
   t.regex(buildReport(runs, { tables: ['zipf'], zipfModels: [{ setting: '-init-on-free', error: 'no samples' }] }).markdown, /No cache model for init-on-free guests: no samples/);
-  // Two settings: each fit keyed by its setting; the figure is the validated one's, whichever setting.
+  // Two settings: each fit keyed by its setting, each setting's figure from its own model only.
   const both = buildReport(runs, { tables: ['zipf'], zipfModels: [model(false), { ...model(true), setting: '-init-on-free' }] });
   t.deepEqual(both.json['zipf_model_max_error'], { 'two-list/image': 0.2, 'init_on_free/two-list/image': 0.01 });
-  t.is(both.json['zipf_hit_ratio_truly_exclusive'], 0.457);
-  t.is(trulyExclusiveOf([model(false), { setting: '', error: 'x' }]), null);
+  t.is(both.json['zipf_hit_ratio_truly_exclusive'], null, "the plain guests' model is not validated");
+  t.is(both.json['zipf_hit_ratio_truly_exclusive_init_on_free'], 0.457);
+  t.regex(both.markdown, /\| truly exclusive, init_on_free=1 \| 0\.457 \(model\) \|/);
+  t.regex(both.markdown, /plain: none validated, null; init-on-free: 0\.457/);
+  t.is(both.json['zipf_hit_ratio_truly_exclusive_init_on_free_tight'], null, 'no model of that setting');
+  t.true(both.missing.some((m) => m.includes('truly-exclusive-init-on-free-tight')), 'listed as not makeable');
+  t.false(both.missing.some((m) => m.includes('variant "truly-exclusive-init-on-free"')), 'a model stands in');
+  const twoFits = { ...model(true), fits: [...model(true).fits, { ...(model(true).fits[0] as ZipfModel['fits'][number]), maxError: 0.005, rows: model(true).fits[0]?.rows.map((r) => ({ ...r, modelled: r.policy === 'truly-exclusive' ? 0.5 : r.modelled })) ?? [] }] };
+  t.is(trulyExclusiveOf(twoFits), 0.5, 'the validated fit with the smallest gap');
+  t.is(trulyExclusiveOf(model(false)), null);
 });
 
 test('zipfModels: one model per guest setting that has a no-action run, over that setting\'s runs only', (t) => {
@@ -233,8 +253,8 @@ test('zipfModels: one model per guest setting that has a no-action run, over tha
   if (plain === undefined || 'error' in plain || onFree === undefined || 'error' in onFree) throw new Error(`two models expected, got ${JSON.stringify(models.map((m) => ('error' in m ? m.error : m.setting)))}`);
   t.is(plain.setting, '');
   t.is(onFree.setting, '-init-on-free');
-  t.deepEqual(plain.fits[0]?.rows.map((r) => r.variant), ['kernel', 'drop-all', 'truly-exclusive']);
-  t.deepEqual(onFree.fits[0]?.rows.map((r) => r.variant), ['kernel-init-on-free', 'truly-exclusive'], "the plain drop-all run is not this setting's");
+  t.deepEqual(plain.fits[0]?.rows.map((r) => r.variant), ['kernel', 'drop-all', 'scrub-hot', 'truly-exclusive']);
+  t.deepEqual(onFree.fits[0]?.rows.map((r) => r.variant), ['kernel-init-on-free', 'scrub-hot', 'truly-exclusive'], "the plain drop-all run is not this setting's");
   t.is(onFree.fits[0]?.rows[0]?.modelled, plain.fits[0]?.rows[0]?.modelled, 'the same no-action run models the same');
   t.deepEqual(zipfModels(runs.filter((r) => r.variant !== 'kernel'), hitRatioOf, trace), [], 'no no-action run, no model');
   const bad = zipfModels([{ ...none, options: { ...none.options, seconds: undefined } }], hitRatioOf, trace)[0];

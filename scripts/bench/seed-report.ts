@@ -230,8 +230,11 @@ export const ZIPF_POLICIES = [
   { key: 'none_init_on_free', variant: `kernel${INIT_ON_FREE}`, label: 'no action, init_on_free=1' },
   { key: 'ksm_exclusive_init_on_free', variant: `scrub${INIT_ON_FREE}`, label: 'KSM-exclusive, init_on_free=1' },
   { key: 'drop_all_init_on_free', variant: `drop-all${INIT_ON_FREE}`, label: 'drop-all, init_on_free=1' },
+  { key: 'truly_exclusive_init_on_free', variant: `truly-exclusive${INIT_ON_FREE}`, label: 'truly exclusive, init_on_free=1' },
   { key: 'none_init_on_free_tight', variant: `kernel${INIT_ON_FREE}${TIGHT}`, label: 'no action, init_on_free=1, tight limit' },
   { key: 'ksm_exclusive_init_on_free_tight', variant: `scrub${INIT_ON_FREE}${TIGHT}`, label: 'KSM-exclusive, init_on_free=1, tight limit' },
+  { key: 'drop_all_init_on_free_tight', variant: `drop-all${INIT_ON_FREE}${TIGHT}`, label: 'drop-all, init_on_free=1, tight limit' },
+  { key: 'truly_exclusive_init_on_free_tight', variant: `truly-exclusive${INIT_ON_FREE}${TIGHT}`, label: 'truly exclusive, init_on_free=1, tight limit' },
   { key: 'none_init_on_free_tight_disk4', variant: `kernel${INIT_ON_FREE}${TIGHT}${DISK}4`, label: 'no action, init_on_free=1, tight limit, disk 4 MiB/s' },
   { key: 'ksm_exclusive_init_on_free_tight_disk4', variant: `scrub${INIT_ON_FREE}${TIGHT}${DISK}4`, label: 'KSM-exclusive, init_on_free=1, tight limit, disk 4 MiB/s' },
 ] as const;
@@ -242,12 +245,14 @@ export type TableName = (typeof TABLES)[number];
 // ---- figures of a run ----
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-/** The truly exclusive figure of the validated fit, over every model, with the smallest largest gap; null when none is. */
-export function trulyExclusiveOf(models: readonly (ZipfModel | ZipfModelError)[]): number | null {
-  const fits = models.flatMap((m) => ('error' in m ? [] : m.fits.filter((f) => f.validated)));
-  const best = fits.sort((x, y) => x.maxError - y.maxError)[0];
+/** A model's truly exclusive figure: its validated fit's with the smallest largest gap; null when none is validated. */
+export function trulyExclusiveOf(model: ZipfModel): number | null {
+  const best = model.fits.filter((f) => f.validated).sort((x, y) => x.maxError - y.maxError)[0];
   return best?.rows.find((r) => r.policy === 'truly-exclusive')?.modelled ?? null;
 }
+
+/** A guest setting (a variant suffix) in words: '' is plain guests. */
+const settingText = (setting: string): string => (setting === '' ? 'plain' : setting.slice(1));
 
 /** A finite number, or null (run files are JSON: anything may be missing). */
 export { num as finiteNumber };
@@ -701,16 +706,20 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
     md.push('## Zipf (fio)', '', "fio's Zipf 4 KiB random reads in both guests, under each host policy: the host cache's hit ratio by bytes (QEMU's /proc/PID/io: 1 − read_bytes / rchar while fio ran) and the guests' mean IOPS.", '');
     const models = opts.zipfModels ?? [];
     const zms = models.filter((m): m is ZipfModel => !('error' in m));
-    const zm = zms.length > 0 ? { trulyExclusive: trulyExclusiveOf(zms) } : undefined;
+    const modelOf = (setting: string): ZipfModel | undefined => zms.find((m) => m.setting === setting);
     md.push('| policy | host cache hit ratio | guest read IOPS (mean) | avg host cache MiB |', '|---|---|---|---|');
     for (const p of ZIPF_POLICIES) {
-      // The truly exclusive policy cannot be applied to real guests: with a model, its figure stands
-      // in, and only when the model matched the three measured policies.
-      const r = p.variant === 'truly-exclusive' && zm !== undefined ? undefined : need('fio-zipf', p.variant);
+      // The truly exclusive policy cannot be applied to real guests: with a model of the same guest
+      // setting, its figure stands in, and only when the model matched that setting's three
+      // measured policies.
+      const { host, suffix } = splitVariant(p.variant);
+      const model = host === 'truly-exclusive' ? modelOf(suffix) : undefined;
+      const r = model !== undefined ? undefined : need('fio-zipf', p.variant);
       const measured = r ? hitRatioOf(r) : null;
-      const hr = measured ?? (p.variant === 'truly-exclusive' ? (zm?.trulyExclusive ?? null) : null);
+      const modelled = model !== undefined ? trulyExclusiveOf(model) : null;
+      const hr = measured ?? modelled;
       json[`zipf_hit_ratio_${p.key}`] = hr === null ? null : Math.round(hr * 1000) / 1000;
-      const text = measured !== null ? measured.toFixed(3) : r ? 'not sampled' : zm && p.variant === 'truly-exclusive' ? (hr === null ? 'model not validated' : `${hr.toFixed(3)} (model)`) : 'not run';
+      const text = measured !== null ? measured.toFixed(3) : r ? 'not sampled' : model !== undefined ? (modelled === null ? 'model not validated' : `${modelled.toFixed(3)} (model)`) : 'not run';
       md.push(`| ${p.label} | ${text} | ${fmt(r ? meanResult(r, 'read_iops') : null)} | ${fmt(r ? num(r.summary['avg_host_cache_mib']) : null, 1)} |`);
     }
     md.push('', ...initOnFreeText(runs));
@@ -732,13 +741,13 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       );
       const first = zms[0] as ZipfModel;
       md.push(
-        `Model (scripts/bench/zipf-model.ts), one per guest setting over that setting's runs: fio's own reads (the job run again on the host with the guests' file name, so the same seed) through a page cache per guest and an LRU host cache of both images. Each guest's cache is sized so that the model's guests miss as often as the real ones of the no-action run. The host's room follows the no-action run's host cache sample by sample (it grew as the guests missed and shrank as their RAM grew into the cgroup), and its content when the reads begin is what it held after fio's layout, both either counted whole ("image") or less what the host held of the images before fio started ("since-fio": the guests' boot pages; which of them the layout evicted is not measured). A fit counts when every measured policy of its setting is within ${first.tolerance}; the truly exclusive figure is the validated fit's with the smallest gap (${zm?.trulyExclusive == null ? 'none is, so it is null' : `here ${zm.trulyExclusive.toFixed(3)}`}).`,
+        `Model (scripts/bench/zipf-model.ts), one per guest setting over that setting's runs: fio's own reads (the job run again on the host with the guests' file name, so the same seed) through a page cache per guest and an LRU host cache of both images. Each guest's cache is sized so that the model's guests miss as often as the real ones of the no-action run. The host's room follows the no-action run's host cache sample by sample (it grew as the guests missed and shrank as their RAM grew into the cgroup), and its content when the reads begin is what it held after fio's layout, both either counted whole ("image") or less what the host held of the images before fio started ("since-fio": the guests' boot pages; which of them the layout evicted is not measured). A fit counts when every measured policy of its setting is within ${first.tolerance}; a setting's truly exclusive figure is its validated fit's with the smallest gap (${zms.map((m) => `${settingText(m.setting)}: ${trulyExclusiveOf(m)?.toFixed(3) ?? 'none validated, null'}`).join('; ')}). A tolerance is absolute: where every measured ratio is small, passing it says the model gives as few hits, not that it tells the policies apart.`,
         '',
         '| guests | guest cache | host start | guest cache MiB | host peak / at start MiB | policy | hit ratio, measured | model | gap | guest misses (pages), measured | model | host cache MiB, model |',
         '|---|---|---|---|---|---|---|---|---|---|---|---|',
       );
       for (const m of zms) {
-        const guests = m.setting === '' ? `plain (${fmt(m.traceReads)} reads)` : `${m.setting.slice(1)} (${fmt(m.traceReads)} reads)`;
+        const guests = `${settingText(m.setting)} (${fmt(m.traceReads)} reads)`;
         for (const f of m.fits) {
           for (const r of f.rows) {
             md.push(
@@ -749,7 +758,7 @@ export function buildReport(runs: readonly SeedRun[], opts: ReportOptions = {}):
       }
       md.push('');
     }
-    for (const m of models) if ('error' in m) md.push(`No cache model${m.setting === '' ? '' : ` for ${m.setting.slice(1)} guests`}: ${m.error}`, '');
+    for (const m of models) if ('error' in m) md.push(`No cache model${m.setting === '' ? '' : ` for ${settingText(m.setting)} guests`}: ${m.error}`, '');
     md.push(...plotWorkload('fio-zipf'));
     // Every run's hit ratio, so the plot exists as soon as any run sampled QEMU's reads; but wss's,
     // whose loops live in RAM and read next to nothing from disk.

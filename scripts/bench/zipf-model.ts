@@ -14,7 +14,7 @@
 // the validated fit's that is nearest the measurements.
 import { BLOCK, fioZipfTrace, type ZipfTraceOptions } from './zipf-trace.js';
 import { GUEST_CACHES, fitGuestPages, simulateZipf, type GuestCacheKind, type ZipfSimPolicy } from './zipf-sim.js';
-import { INIT_ON_FREE, during, finiteNumber, pick, qemuReadsMiB, withQemuReads, type SeedRun, type SeedSample } from './seed-report.js';
+import { INIT_ON_FREE, TIGHT, during, finiteNumber, pick, qemuReadsMiB, withQemuReads, type SeedRun, type SeedSample } from './seed-report.js';
 
 /** Largest gap, absolute, between a measured and a modelled hit ratio for the model to count. */
 export const ZIPF_MODEL_TOLERANCE = 0.05;
@@ -22,7 +22,7 @@ const MIB = 1024 * 1024;
 
 export interface ZipfModelRow {
   policy: ZipfSimPolicy;
-  /** The run's variant in the report (kernel, drop-all, scrub), or truly-exclusive. */
+  /** The run's variant in the report (kernel, drop-all, scrub, with the setting's suffix), or a modelled-only policy (scrub-hot, truly-exclusive). */
   variant: string;
   measured: number | null;
   modelled: number;
@@ -149,6 +149,9 @@ export function zipfModel(input: ZipfModelInput): ZipfModel {
         rows.push({ policy: o.variant, variant: `${o.variant}${setting}`, measured: hitRatio(o.run), measuredMisses: guestMissPages(o.run), ...model(o.variant, reads[i + 1] as number[]) }),
       );
       const maxError = Math.max(...rows.map((r) => (r.measured === null ? Infinity : Math.abs(r.modelled - r.measured))));
+      // Beside the measured policies, with the no-action run's reads: the scrub as it could be with
+      // the guest's own recency (scrub-hot, not runnable here), and the truly exclusive cache.
+      rows.push({ policy: 'scrub-hot', variant: 'scrub-hot', measured: null, measuredMisses: null, ...model('scrub-hot', noneReads) });
       rows.push({ policy: 'truly-exclusive', variant: 'truly-exclusive', measured: null, measuredMisses: null, ...model('truly-exclusive', noneReads) });
       const validated = maxError <= ZIPF_MODEL_TOLERANCE && (['drop-all', 'scrub'] as const).every((v) => others.some((o) => o.variant === v));
       return { cache, hostStart, guestPages, hostPages, hostStartPages, rows, maxError, validated };
@@ -160,8 +163,8 @@ export function zipfModel(input: ZipfModelInput): ZipfModel {
   return { setting, traceReads, fileMiB, theta, tolerance: ZIPF_MODEL_TOLERANCE, fits, trulyExclusive };
 }
 
-/** The guests' settings a model is made for: plain, and booted with init_on_free=1. */
-export const ZIPF_MODEL_SETTINGS = ['', INIT_ON_FREE] as const;
+/** The guests' settings a model is made for: plain, booted with init_on_free=1, and that at the tight limit. */
+export const ZIPF_MODEL_SETTINGS = ['', INIT_ON_FREE, `${INIT_ON_FREE}${TIGHT}`] as const;
 
 /** A model that could not be made for a setting, and why. */
 export interface ZipfModelError {

@@ -7,11 +7,16 @@
 //   drop-all         the host cache emptied;
 //   scrub            the host drops the blocks the guest holds (the agent's scrub, ideal: every
 //                    page, where the real one leaves large folios it cannot drop whole);
+//   scrub-hot        the same, but only the blocks the guest read again (hit) since the last tick:
+//                    the host keeps its copy of a block the guest holds but is not using, the one
+//                    the guest evicts next. Not runnable for real: the host cannot see the
+//                    guest's reads of its own cache (page-flag hints carrying the guest's LRU
+//                    state would tell it);
 //   truly-exclusive  a block is in one cache only: a host hit moves the block into the guest,
 //                    a block the guest evicts goes to the host (no timer).
 // Pure and deterministic: no I/O.
 
-export const ZIPF_SIM_POLICIES = ['none', 'drop-all', 'scrub', 'truly-exclusive'] as const;
+export const ZIPF_SIM_POLICIES = ['none', 'drop-all', 'scrub', 'scrub-hot', 'truly-exclusive'] as const;
 export type ZipfSimPolicy = (typeof ZIPF_SIM_POLICIES)[number];
 
 /** An LRU set of ids in [0, size), in typed arrays: O(1) touch, insert, remove; no allocation after construction. */
@@ -252,7 +257,9 @@ export function simulateZipf(input: ZipfSimInput): ZipfSimResult {
   layout(input, guests, host);
   const next = readsPerGuest.map(() => 0);
   const step = readsPerGuest.map((r) => (r === 0 ? Infinity : seconds / r));
-  let nextTick = policy === 'drop-all' || policy === 'scrub' ? intervalS : Infinity;
+  let nextTick = policy === 'drop-all' || policy === 'scrub' || policy === 'scrub-hot' ? intervalS : Infinity;
+  // scrub-hot: which blocks each guest read from its cache since the last tick.
+  const hot = policy === 'scrub-hot' ? readsPerGuest.map(() => new Uint8Array(fileBlocks)) : [];
   let guestMisses = 0;
   let hostHits = 0;
   let sizeSum = 0;
@@ -271,7 +278,14 @@ export function simulateZipf(input: ZipfSimInput): ZipfSimResult {
     for (; roomAt < room.length && (room[roomAt] as { t: number }).t <= t; roomAt++) host.resize((room[roomAt] as { pages: number }).pages);
     while (nextTick <= t && nextTick < seconds) {
       if (policy === 'drop-all') host.clear();
-      else for (const id of [...host.oldestFirst()]) if (guests[Math.floor(id / fileBlocks)]?.has(id % fileBlocks)) host.remove(id);
+      else {
+        for (const id of [...host.oldestFirst()]) {
+          const g = Math.floor(id / fileBlocks);
+          const b = id % fileBlocks;
+          if (guests[g]?.has(b) && (policy === 'scrub' || hot[g]?.[b] === 1)) host.remove(id);
+        }
+        for (const h of hot) h.fill(0);
+      }
       sizeSum += host.size;
       sizes++;
       nextTick += intervalS;
@@ -280,7 +294,10 @@ export function simulateZipf(input: ZipfSimInput): ZipfSimResult {
     const block = trace[next[g] as number] as number;
     next[g] = (next[g] as number) + 1;
     const guest = guests[g] as GuestCache;
-    if (guest.touch(block)) continue;
+    if (guest.touch(block)) {
+      if (hot.length > 0) (hot[g] as Uint8Array)[block] = 1;
+      continue;
+    }
     guestMisses++;
     const id = g * fileBlocks + block;
     if (policy === 'truly-exclusive') {

@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createMemoryCgroup } from '../scripts/qemu/cgroup.js';
-import { createReadThrottle } from '../scripts/qemu/disk-throttle.js';
+import { createReadThrottle, diskOf } from '../scripts/qemu/disk-throttle.js';
 import { performance } from 'node:perf_hooks';
 import { ensureLab, stopAll } from '../scripts/qemu/harness.js';
 import { ensureSeedImage, makeRunDir, startDebianGuests, dropFromHostCache } from '../scripts/qemu/debian.js';
@@ -90,6 +90,51 @@ test.serial('a read throttle: a process moved in reads the disk at the rate, hos
     t.throws(() => createReadThrottle('test', file, 0), { message: /bytes per second >= 1, got 0/ });
     t.throws(() => createReadThrottle('test', '/proc/self/status', rate), { message: /not a block device|is on device/ });
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.serial('diskOf: a file on a partition is throttled on its whole disk (a loop device with an MBR partition, ext4 on it)', async (t) => {
+  const dir = mkdtempSync('/tmp/sp-disk-of-');
+  const image = path.join(dir, 'disk.img');
+  const mnt = path.join(dir, 'mnt');
+  let loop: string | undefined;
+  let node: string | undefined;
+  let mounted = false;
+  const sh = (cmd: string, args: string[]) => promisify(execFile)(cmd, args);
+  try {
+    // 64 MiB with one Linux partition from sector 2048 to the end, written by hand (no fdisk here).
+    const mbr = Buffer.alloc(512);
+    mbr.writeUInt8(0x83, 446 + 4);
+    mbr.writeUInt32LE(2048, 446 + 8);
+    mbr.writeUInt32LE(64 * 2048 - 2048, 446 + 12);
+    mbr.writeUInt16LE(0xaa55, 510);
+    writeFileSync(image, mbr);
+    await sh('truncate', ['-s', '64M', image]);
+    loop = (await sh('losetup', ['-fP', '--show', image])).stdout.trim();
+    const name = path.basename(loop);
+    // The kernel may or may not have scanned the table on attach: partx adds what it missed.
+    if (!existsSync(`/sys/class/block/${name}p1`)) await sh('partx', ['-a', loop]);
+    const partDev = readFileSync(`/sys/class/block/${name}p1/dev`, 'utf8').trim();
+    const diskDev = readFileSync(`/sys/class/block/${name}/dev`, 'utf8').trim();
+    // No udev here to make the partition's node: make it from the kernel's numbers.
+    if (!existsSync(`${loop}p1`)) {
+      const [major, minor] = partDev.split(':') as [string, string];
+      await sh('mknod', [`${loop}p1`, 'b', major, minor]);
+      node = `${loop}p1`;
+    }
+    await sh('mkfs.ext4', ['-q', `${loop}p1`]);
+    await sh('mkdir', ['-p', mnt]);
+    await sh('mount', [`${loop}p1`, mnt]);
+    mounted = true;
+    writeFileSync(path.join(mnt, 'f'), 'x');
+    t.not(partDev, diskDev);
+    t.is(diskOf(path.join(mnt, 'f')), diskDev, `the partition ${partDev} is on the disk ${diskDev}`);
+    t.is(diskOf(image), diskOf(dir), 'a file on a whole disk or its partition: the disk under /tmp either way');
+  } finally {
+    if (mounted) await sh('umount', [mnt]);
+    if (node) rmSync(node, { force: true });
+    if (loop) await sh('losetup', ['-d', loop]);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -246,7 +246,7 @@ export type TableName = (typeof TABLES)[number];
 
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 /** A model's truly exclusive figure: its validated fit's with the smallest largest gap; null when none is validated. */
-export function trulyExclusiveOf(model: ZipfModel): number | null {
+export function trulyExclusiveOf(model: Pick<ZipfModel, 'fits'>): number | null {
   const best = model.fits.filter((f) => f.validated).sort((x, y) => x.maxError - y.maxError)[0];
   return best?.rows.find((r) => r.policy === 'truly-exclusive')?.modelled ?? null;
 }

@@ -14,7 +14,7 @@
 // the validated fit's that is nearest the measurements.
 import { BLOCK, fioZipfTrace, type ZipfTraceOptions } from './zipf-trace.js';
 import { GUEST_CACHES, fitGuestPages, simulateZipf, type GuestCacheKind, type ZipfSimPolicy } from './zipf-sim.js';
-import { INIT_ON_FREE, TIGHT, during, finiteNumber, pick, qemuReadsMiB, withQemuReads, type SeedRun, type SeedSample } from './seed-report.js';
+import { INIT_ON_FREE, TIGHT, during, finiteNumber, pick, qemuReadsMiB, trulyExclusiveOf, withQemuReads, type SeedRun, type SeedSample } from './seed-report.js';
 
 /** Largest gap, absolute, between a measured and a modelled hit ratio for the model to count. */
 export const ZIPF_MODEL_TOLERANCE = 0.05;
@@ -51,7 +51,7 @@ export interface ZipfModelFit {
 }
 
 export interface ZipfModel {
-  /** The guests' setting the runs share, as a variant suffix: '' (plain) or '-init-on-free'. */
+  /** The guests' setting the runs share, as a variant suffix: one of ZIPF_MODEL_SETTINGS ('' is plain). */
   setting: string;
   traceReads: number;
   fileMiB: number;
@@ -157,10 +157,7 @@ export function zipfModel(input: ZipfModelInput): ZipfModel {
       return { cache, hostStart, guestPages, hostPages, hostStartPages, rows, maxError, validated };
     }),
   );
-  // The validated fit with the smallest largest gap.
-  const best = fits.filter((f) => f.validated).sort((x, y) => x.maxError - y.maxError)[0];
-  const trulyExclusive = best?.rows.find((r) => r.policy === 'truly-exclusive')?.modelled ?? null;
-  return { setting, traceReads, fileMiB, theta, tolerance: ZIPF_MODEL_TOLERANCE, fits, trulyExclusive };
+  return { setting, traceReads, fileMiB, theta, tolerance: ZIPF_MODEL_TOLERANCE, fits, trulyExclusive: trulyExclusiveOf({ fits }) };
 }
 
 /** The guests' settings a model is made for: plain, booted with init_on_free=1, and that at the tight limit. */

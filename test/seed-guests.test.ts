@@ -278,7 +278,7 @@ test.serial('the runner\'s wss workload: the estimator on both Debian guests whi
     t.log(r.stdout);
     const file = JSON.parse(readFileSync(out, 'utf8')) as {
       summary: Record<string, number | null>;
-      wss: { intervalS: number; loopsMiB: number[]; guests: { changes: { truthMiB: number }[]; passes: { excused: boolean; settled: boolean; errorPct: number }[] }[] };
+      wss: { intervalS: number; loopsMiB: number[]; errorPct: number; guests: { changes: { truthMiB: number }[]; passes: { excused: boolean; settled: boolean; errorPct: number }[] }[] };
     };
     t.is(file.wss.intervalS, 2);
     t.deepEqual(file.wss.loopsMiB, [128, 128]);
@@ -292,7 +292,10 @@ test.serial('the runner\'s wss workload: the estimator on both Debian guests whi
     const report = path.join(dir, 'report');
     const rr = await run(process.execPath, [path.join(root, 'dist/scripts/bench/seed-report-cli.js'), '--runs', out, '--out', report, '--table', 'wss', '--measure', 'none', '--plots', 'off']);
     const line = JSON.parse(rr.stdout.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
-    t.is(line['wss_error_pct'], Math.round(file.summary['wss_error_pct']! * 10) / 10);
+    // The report's tenth is of the run's own figure: rounding the summary's two decimals again
+    // can differ (CI at fc3927d: a figure of 7.345 to 7.35 was 7.35 there, whose tenth is 7.4, where the report said 7.3).
+    t.is(line['wss_error_pct'], Math.round(file.wss.errorPct * 10) / 10);
+    t.is(file.summary['wss_error_pct'], Math.round(file.wss.errorPct * 100) / 100);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
